@@ -1,0 +1,114 @@
+"""Presets (how big a run is) and where data and runs live.
+
+Three presets, one per kind of machine a student has:
+
+- ``smoke``: CI and fast mode. Tiny widths at 32x32 and a few dozen steps: proves the code runs, not that it learns.
+- ``cpu``: a laptop CPU. 64x64, sized to learn the synthetic flowers in minutes.
+- ``paper``: a Colab T4. The published widths of Reed et al. (2016).
+
+``is_fast()`` reads ``T2I_FAST`` so the same notebook runs in seconds under CI and for real elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+__all__ = ["Preset", "PRESETS", "is_fast", "get_preset", "data_dir", "runs_dir"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Sizes and optimiser settings of one training run. Frozen: derive variants with ``replace``."""
+
+    name: str
+    image_size: int
+    z_dim: int
+    text_dim: int  # width of the compressed text vector that conditions G and D
+    g_channels: tuple[int, ...]  # generator widths, from the 4x4 block upwards
+    d_channels: tuple[int, ...]  # discriminator widths, from the input downwards
+    batch_size: int
+    steps: int  # optimiser steps of a default run
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta_1: float = 0.5
+    num_images: int = 10_000  # synthetic flowers to prepare for this preset
+
+    def replace(self, **changes) -> Preset:
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke", image_size=32, z_dim=16, text_dim=16, g_channels=(32, 16, 8), d_channels=(8, 16, 32),
+        batch_size=16, steps=30, num_images=1_200,
+    ),
+    "cpu": Preset(
+        name="cpu", image_size=64, z_dim=64, text_dim=128, g_channels=(256, 128, 64, 32),
+        d_channels=(32, 64, 128, 256), batch_size=64, steps=3_000,
+    ),
+    "paper": Preset(
+        name="paper", image_size=64, z_dim=100, text_dim=128, g_channels=(1024, 512, 256, 128),
+        d_channels=(64, 128, 256, 512), batch_size=64, steps=60_000,
+    ),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def is_fast(environ: dict[str, str] | None = None) -> bool:
+    """Whether to run in fast mode, from ``T2I_FAST``.
+
+    ``1``/``true``: fast (CI). ``0``/``false``/unset: full. ``auto``: fast unless a GPU is visible
+    (what ``make course`` uses, so a CPU-only machine still finishes in minutes).
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("T2I_FAST", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if value == "auto":
+        from t2ilib import device
+
+        return not device.detect().has_gpu
+    raise ValueError(f"T2I_FAST={value!r} is not understood: use 1 (fast), 0 (full) or auto")
+
+
+def get_preset(name: str | None = None, *, environ: dict[str, str] | None = None) -> Preset:
+    """The preset called ``name``; by default ``smoke`` in fast mode, else ``paper`` on a GPU and ``cpu`` without."""
+    if name is None:
+        if is_fast(environ):
+            name = "smoke"
+        else:
+            from t2ilib import device
+
+            name = "paper" if device.detect().has_gpu else "cpu"
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def _repo_root() -> Path | None:
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "notebooks").is_dir() and (root / "pyproject.toml").is_file() else None
+
+
+def _default_dir(env_var: str, leaf: str) -> Path:
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var]).expanduser()
+    root = _repo_root()
+    return (root / leaf) if root is not None else Path.home() / "t2i_course" / leaf
+
+
+def data_dir() -> Path:
+    """Where prepared datasets live: ``$T2I_DATA_DIR``, else ``data/`` in a checkout, else ``~/t2i_course/data``."""
+    return _default_dir("T2I_DATA_DIR", "data")
+
+
+def runs_dir() -> Path:
+    """Where checkpoints, samples and logs go: ``$T2I_RUNS_DIR``, else ``runs/`` beside ``data/``."""
+    return _default_dir("T2I_RUNS_DIR", "runs")

@@ -1,0 +1,58 @@
+import pytest
+
+from t2ilib import config
+
+
+@pytest.mark.parametrize("value, fast", [("1", True), ("true", True), ("0", False), ("", False), ("no", False)])
+def test_is_fast_reads_t2i_fast(value, fast):
+    assert config.is_fast({"T2I_FAST": value}) is fast
+
+
+def test_is_fast_unset_means_full_mode():
+    assert config.is_fast({}) is False
+
+
+def test_is_fast_rejects_nonsense_with_the_value_named():
+    with pytest.raises(ValueError, match="'maybe'"):
+        config.is_fast({"T2I_FAST": "maybe"})
+
+
+def test_is_fast_auto_follows_the_gpu(monkeypatch):
+    from t2ilib import device
+
+    fake = device.DeviceInfo("local", "cuda", gpu_names=("Tesla T4",))
+    monkeypatch.setattr(device, "detect", lambda: fake)
+    assert config.is_fast({"T2I_FAST": "auto"}) is False
+    monkeypatch.setattr(device, "detect", lambda: device.DeviceInfo("local", "cpu"))
+    assert config.is_fast({"T2I_FAST": "auto"}) is True
+
+
+def test_default_preset_is_smoke_in_fast_mode():
+    assert config.get_preset(environ={"T2I_FAST": "1"}).name == "smoke"
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="cpu"):
+        config.get_preset("huge")
+
+
+def test_paper_preset_has_the_published_widths():
+    paper = config.PRESETS["paper"]
+    assert paper.g_channels == (1024, 512, 256, 128)
+    assert paper.d_channels == (64, 128, 256, 512)
+    assert (paper.z_dim, paper.text_dim, paper.batch_size) == (100, 128, 64)
+
+
+@pytest.mark.parametrize("name", sorted(config.PRESETS))
+def test_preset_widths_reach_the_image_size(name):
+    preset = config.PRESETS[name]
+    # G starts at 4x4 and doubles once per block; D halves once per block down to 4x4.
+    assert 4 * 2 ** len(preset.g_channels) == preset.image_size
+    assert preset.image_size // 2 ** len(preset.d_channels) == 4
+
+
+def test_data_and_runs_dirs_follow_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("T2I_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("T2I_RUNS_DIR", str(tmp_path / "r"))
+    assert config.data_dir() == tmp_path / "d"
+    assert config.runs_dir() == tmp_path / "r"
