@@ -23,17 +23,24 @@ def is_checked(cell) -> bool:
 
 
 def clean(nb):
-    """Strip outputs and counts from every code cell but the marked ones (whose counts alone go)."""
+    """Strip outputs and counts from every code cell but the marked ones.
+
+    Marked cells keep their outputs and get counts 1, 2, ...: nbval treats a cell without a count as never run
+    and refuses to compare it.
+    """
+    checked = 0
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
         if is_checked(cell):
+            checked += 1
+            cell.execution_count = checked
             for output in cell.outputs:
                 if "execution_count" in output:
-                    output["execution_count"] = None
+                    output["execution_count"] = checked
         else:
+            cell.execution_count = None
             cell.outputs = []
     nb.metadata.pop("widgets", None)
     nb.metadata["kernelspec"] = KERNEL
