@@ -1,0 +1,221 @@
+"""The building blocks of the conditional generators and discriminators.
+
+Each block is one idea from the papers the course rebuilds:
+
+- :class:`TextProjection`: compress a text embedding to a short code (Reed et al.: Dense + LeakyReLU to 128).
+- :class:`SpatialTile`: copy that code to every position of D's 4x4 feature map, to concatenate in depth.
+- :class:`UpBlock` / :class:`DownBlock`: the DCGAN rules (Radford et al. 2016) - strided (transposed)
+  convolutions, batch norm, ReLU in G and LeakyReLU(0.2) in D - with two named improvements as options:
+  nearest-neighbour upsampling + conv against checkerboard artefacts (Odena et al. 2016) and spectral
+  normalisation of D's weights (Miyato et al. 2018).
+- :class:`ConditioningAugmentation`: StackGAN's Gaussian around the text code, sampled with the
+  reparameterisation trick; its KL term is added with ``add_loss``.
+
+All are serialisable Keras layers, so a saved model reloads without this module's source in sight.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from t2ilib import losses
+
+__all__ = [
+    "dcgan_init",
+    "TextProjection",
+    "SpatialTile",
+    "UpBlock",
+    "DownBlock",
+    "ConditioningAugmentation",
+]
+
+_PACKAGE = "t2ilib"
+
+
+def dcgan_init():
+    """The DCGAN weight initialiser: N(0, 0.02)."""
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def _maybe_spectral(layer, spectral_norm: bool):
+    return layers.SpectralNormalization(layer) if spectral_norm else layer
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TextProjection(layers.Layer):
+    """Dense + LeakyReLU(0.2): a sentence embedding (e.g. 384-d) becomes a short code (128-d in Reed et al.).
+
+    Both G and D own one. Compressing first keeps the text from swamping the 100-d noise in G and keeps D's
+    depth concatenation at 4x4 cheap.
+    """
+
+    def __init__(self, units: int = 128, spectral_norm: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.spectral_norm = spectral_norm
+        self.dense = _maybe_spectral(layers.Dense(units, kernel_initializer=dcgan_init()), spectral_norm)
+        self.activation = layers.LeakyReLU(0.2)
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, embedding, training=None):
+        return self.activation(self.dense(embedding, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "spectral_norm": self.spectral_norm}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SpatialTile(layers.Layer):
+    """``[B, D] -> [B, size, size, D]``: the same text code at every spatial position."""
+
+    def __init__(self, size: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, code):
+        return ops.tile(code[:, None, None, :], (1, self.size, self.size, 1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UpBlock(layers.Layer):
+    """Double the resolution: 4x4 transposed conv, stride 2 (DCGAN), then batch norm and ReLU.
+
+    ``upsample="nearest"`` swaps the transposed conv for nearest-neighbour upsampling + a 3x3 conv, which cannot
+    paint the checkerboard pattern a stride-2 transposed conv tends to (Odena et al. 2016).
+    ``batch_norm=False`` with ``activation="tanh"`` makes G's output block (the DCGAN rules: no BN there).
+    """
+
+    def __init__(self, filters: int, upsample: str = "transpose", batch_norm: bool = True,
+                 activation: str = "relu", **kwargs):
+        super().__init__(**kwargs)
+        if upsample not in ("transpose", "nearest"):
+            raise ValueError(f"upsample={upsample!r}: use 'transpose' (DCGAN) or 'nearest' (upsample + conv)")
+        self.filters, self.upsample, self.batch_norm, self.activation_name = filters, upsample, batch_norm, activation
+        # A bias before batch norm is wasted: BN subtracts the mean and adds its own offset.
+        if upsample == "transpose":
+            self.resize = None
+            self.conv = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=not batch_norm,
+                                               kernel_initializer=dcgan_init())
+        else:
+            self.resize = layers.UpSampling2D(2, interpolation="nearest")
+            self.conv = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
+                                      kernel_initializer=dcgan_init())
+        self.norm = layers.BatchNormalization() if batch_norm else None
+        # The output activation runs in float32 so that a mixed-precision G still returns float32 pixels.
+        self.activation = layers.Activation(activation, dtype="float32" if activation == "tanh" else None)
+
+    def build(self, input_shape):
+        shape = input_shape
+        if self.resize is not None:
+            self.resize.build(shape)
+            shape = self.resize.compute_output_shape(shape)
+        self.conv.build(shape)
+        if self.norm is not None:
+            self.norm.build(self.conv.compute_output_shape(shape))
+        self.built = True
+
+    def call(self, x, training=None):
+        if self.resize is not None:
+            x = self.resize(x)
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        return self.activation(x)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        return (batch, None if height is None else 2 * height, None if width is None else 2 * width, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "upsample": self.upsample,
+                "batch_norm": self.batch_norm, "activation": self.activation_name}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DownBlock(layers.Layer):
+    """Halve the resolution: 4x4 conv, stride 2, then batch norm and LeakyReLU(0.2) (the DCGAN discriminator).
+
+    ``batch_norm=False`` for D's first block (the DCGAN rules), and for a spectrally normalised D, where spectral
+    norm alone keeps D smooth and batch statistics would mix the real and fake halves of a batch.
+    """
+
+    def __init__(self, filters: int, batch_norm: bool = True, spectral_norm: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.batch_norm, self.spectral_norm = filters, batch_norm, spectral_norm
+        conv = layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=not batch_norm,
+                             kernel_initializer=dcgan_init())
+        self.conv = _maybe_spectral(conv, spectral_norm)
+        self.norm = layers.BatchNormalization() if batch_norm else None
+        self.activation = layers.LeakyReLU(0.2)
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        if self.norm is not None:
+            self.norm.build(self.compute_output_shape(input_shape))
+        self.built = True
+
+    def call(self, x, training=None):
+        x = self.conv(x, training=training)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        return self.activation(x)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        half = lambda n: None if n is None else (n + 1) // 2
+        return (batch, half(height), half(width), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "batch_norm": self.batch_norm,
+                "spectral_norm": self.spectral_norm}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConditioningAugmentation(layers.Layer):
+    """StackGAN's Conditioning Augmentation: ``c = mu(e) + sigma(e) * eps`` with ``eps ~ N(0, I)``.
+
+    A Dense layer maps the text embedding ``e`` to the mean and log-variance of a ``units``-d Gaussian. Sampling
+    (during training; at inference too unless ``sample=False`` is passed) gives G many nearby codes per caption,
+    which smooths the text manifold. ``kl_weight * KL(N(mu, sigma) || N(0, I))`` is added with ``add_loss`` so
+    the generator's training step includes it.
+    """
+
+    def __init__(self, units: int = 128, kl_weight: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.kl_weight = units, kl_weight
+        self.dense = layers.Dense(2 * units, kernel_initializer=dcgan_init())
+        self.activation = layers.LeakyReLU(0.2)
+        self.seed = keras.random.SeedGenerator()
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, embedding, training=None, sample=True):
+        stats = ops.cast(self.activation(self.dense(embedding)), "float32")
+        mean, log_var = stats[:, : self.units], stats[:, self.units :]
+        if training:
+            self.add_loss(self.kl_weight * losses.kl_loss(mean, log_var))
+        if not (training or sample):
+            return ops.cast(mean, self.compute_dtype)
+        noise = keras.random.normal(ops.shape(mean), seed=self.seed)
+        return ops.cast(mean + ops.exp(0.5 * log_var) * noise, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "kl_weight": self.kl_weight}

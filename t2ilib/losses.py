@@ -1,0 +1,112 @@
+"""GAN losses as pure functions of discriminator logits.
+
+Every function takes raw logits (before any sigmoid) and returns a scalar float32 tensor, so the same code runs
+under mixed precision. Two families:
+
+- the *cross-entropy* GAN of Goodfellow et al. (2014), with the non-saturating generator loss they recommend;
+- the *hinge* GAN (Lim & Ye 2017, Miyato et al. 2018), a margin loss that stops pushing once D is confident.
+
+Each has a plain conditional form (real pairs vs fake pairs) and the GAN-CLS form of Reed et al. (2016), where D
+also learns to reject a real image paired with the *wrong* text:
+``L_D = L(real, right text) + (L(real, wrong text) + L(fake, right text)) / 2``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = [
+    "LN2",
+    "bce_real",
+    "bce_fake",
+    "d_loss",
+    "g_loss_nonsaturating",
+    "g_loss_minimax",
+    "gan_cls_d_loss",
+    "hinge_real",
+    "hinge_fake",
+    "hinge_d_loss",
+    "hinge_g_loss",
+    "hinge_gan_cls_d_loss",
+    "kl_loss",
+    "D_LOSSES",
+    "G_LOSSES",
+]
+
+# At the game's equilibrium D outputs 1/2 everywhere: the cross-entropy D loss (real + fake) is then 2 ln 2 and
+# the non-saturating G loss ln 2. Losses that hover near these values mean neither network is winning.
+LN2 = 0.6931471805599453
+
+
+def _f32(logits):
+    return tf.cast(logits, tf.float32)
+
+
+def bce_real(logits):
+    """Mean of ``-log sigmoid(logits)``: D's loss for calling these pairs real (also G's non-saturating loss)."""
+    logits = _f32(logits)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(logits), logits=logits))
+
+
+def bce_fake(logits):
+    """Mean of ``-log(1 - sigmoid(logits))``: D's loss for calling these pairs fake."""
+    logits = _f32(logits)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(logits), logits=logits))
+
+
+def d_loss(real_logits, fake_logits):
+    """Cross-entropy discriminator loss of a plain (conditional) GAN: real pairs -> 1, fake pairs -> 0."""
+    return bce_real(real_logits) + bce_fake(fake_logits)
+
+
+def g_loss_nonsaturating(fake_logits):
+    """``-log D(G(z))``: strong gradients while D still rejects the fakes (Goodfellow et al. 2014, section 3)."""
+    return bce_real(fake_logits)
+
+
+def g_loss_minimax(fake_logits):
+    """``log(1 - D(G(z)))``, the loss of the original minimax game. Taught, not used: it saturates when D wins."""
+    return -bce_fake(fake_logits)
+
+
+def gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
+    """GAN-CLS (Reed et al. 2016): real image + right text is real; real + wrong text and fake + right are fake."""
+    return bce_real(real_logits) + 0.5 * (bce_fake(wrong_logits) + bce_fake(fake_logits))
+
+
+def hinge_real(logits):
+    """Mean of ``max(0, 1 - logits)``: zero once D scores a real pair above the margin."""
+    return tf.reduce_mean(tf.nn.relu(1.0 - _f32(logits)))
+
+
+def hinge_fake(logits):
+    """Mean of ``max(0, 1 + logits)``: zero once D scores a fake pair below the margin."""
+    return tf.reduce_mean(tf.nn.relu(1.0 + _f32(logits)))
+
+
+def hinge_d_loss(real_logits, fake_logits):
+    return hinge_real(real_logits) + hinge_fake(fake_logits)
+
+
+def hinge_g_loss(fake_logits):
+    """The hinge generator loss is unbounded: ``-mean(D(G(z)))``."""
+    return -tf.reduce_mean(_f32(fake_logits))
+
+
+def hinge_gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
+    """GAN-CLS with the hinge: the same three pairs and weights as :func:`gan_cls_d_loss`."""
+    return hinge_real(real_logits) + 0.5 * (hinge_fake(wrong_logits) + hinge_fake(fake_logits))
+
+
+def kl_loss(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)), summed over features and averaged over the batch.
+
+    The regulariser of Conditioning Augmentation (StackGAN): it keeps the sampled text codes near a unit Gaussian.
+    """
+    mean, log_var = _f32(mean), _f32(log_var)
+    return tf.reduce_mean(0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1.0 - log_var, axis=-1))
+
+
+# The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss.
+D_LOSSES = {"bce": (d_loss, gan_cls_d_loss), "hinge": (hinge_d_loss, hinge_gan_cls_d_loss)}
+G_LOSSES = {"bce": g_loss_nonsaturating, "hinge": hinge_g_loss}

@@ -1,0 +1,88 @@
+"""The conditioning and up/down blocks: shapes, the DCGAN details, and that each survives a save/load."""
+
+import keras
+import numpy as np
+import pytest
+
+from t2ilib import layers
+
+
+def roundtrip(layer, x, tmp_path):
+    """Wrap the layer in a model, save it, load it back and check the loaded model computes the same."""
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(model(x, training=False), loaded(x, training=False), rtol=1e-5, atol=1e-5)
+    return loaded
+
+
+def test_text_projection_compresses_to_units_with_leaky_relu(tmp_path):
+    layer = layers.TextProjection(8)
+    x = np.random.default_rng(0).standard_normal((4, 24)).astype("float32")
+    y = np.asarray(layer(x))
+    assert y.shape == (4, 8)
+    assert (y < 0).any() and y.min() >= 0.2 * np.asarray(layer.dense(x)).min() - 1e-6  # LeakyReLU(0.2)
+    roundtrip(layers.TextProjection(8), x, tmp_path)
+
+
+def test_spatial_tile_copies_the_code_everywhere(tmp_path):
+    code = np.arange(6, dtype="float32").reshape(2, 3)
+    tiled = np.asarray(layers.SpatialTile(4)(code))
+    assert tiled.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(tiled[:, 2, 1], code)
+    np.testing.assert_array_equal(tiled[:, 0, 3], code)
+    roundtrip(layers.SpatialTile(4), code, tmp_path)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "nearest"])
+def test_up_block_doubles_the_resolution(upsample, tmp_path):
+    x = np.random.default_rng(0).standard_normal((2, 4, 4, 8)).astype("float32")
+    block = layers.UpBlock(5, upsample=upsample)
+    assert block(x).shape == (2, 8, 8, 5)
+    assert block.norm is not None and not block.conv.use_bias  # BN makes a conv bias redundant
+    roundtrip(layers.UpBlock(5, upsample=upsample), x, tmp_path)
+
+
+def test_output_up_block_has_no_batch_norm_and_stays_in_tanh_range():
+    x = 10 * np.random.default_rng(0).standard_normal((2, 4, 4, 8)).astype("float32")
+    block = layers.UpBlock(3, batch_norm=False, activation="tanh")
+    y = np.asarray(block(x))
+    assert block.norm is None and y.shape == (2, 8, 8, 3)
+    assert np.abs(y).max() <= 1.0
+
+
+def test_up_block_rejects_an_unknown_upsampling():
+    with pytest.raises(ValueError, match="'bilinear'"):
+        layers.UpBlock(4, upsample="bilinear")
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_down_block_halves_the_resolution(spectral_norm, tmp_path):
+    x = np.random.default_rng(0).standard_normal((2, 16, 16, 3)).astype("float32")
+    block = layers.DownBlock(6, batch_norm=not spectral_norm, spectral_norm=spectral_norm)
+    assert block(x).shape == (2, 8, 8, 6)
+    assert isinstance(block.conv, keras.layers.SpectralNormalization) is spectral_norm
+    roundtrip(layers.DownBlock(6, batch_norm=not spectral_norm, spectral_norm=spectral_norm), x, tmp_path)
+
+
+def test_dcgan_init_draws_weights_with_std_002():
+    weights = np.asarray(layers.dcgan_init()((200, 200)))
+    assert abs(weights.std() - 0.02) < 0.001 and abs(weights.mean()) < 0.001
+
+
+def test_conditioning_augmentation_samples_in_training_and_adds_its_kl():
+    embedding = np.random.default_rng(0).standard_normal((8, 12)).astype("float32")
+    ca = layers.ConditioningAugmentation(4, kl_weight=2.0)
+    first, second = np.asarray(ca(embedding, training=True)), np.asarray(ca(embedding, training=True))
+    assert first.shape == (8, 4) and not np.allclose(first, second)  # a new sample each call
+    assert len(ca.losses) >= 1 and float(ca.losses[-1]) > 0.0
+    mean_only = np.asarray(ca(embedding, training=False, sample=False))
+    np.testing.assert_allclose(mean_only, np.asarray(ca(embedding, training=False, sample=False)))
+
+
+def test_conditioning_augmentation_config_roundtrip():
+    ca = layers.ConditioningAugmentation(16, kl_weight=1.0)
+    clone = layers.ConditioningAugmentation.from_config(ca.get_config())
+    assert (clone.units, clone.kl_weight) == (16, 1.0)

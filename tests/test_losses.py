@@ -1,0 +1,83 @@
+"""Each loss against a hand computation on a few logits."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from t2ilib import losses
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_equilibrium_values_are_2ln2_and_ln2():
+    # D outputs 1/2 (logit 0) everywhere at the equilibrium of the game.
+    zeros = tf.zeros([5, 1])
+    assert float(losses.d_loss(zeros, zeros)) == pytest.approx(2 * math.log(2))
+    assert float(losses.g_loss_nonsaturating(zeros)) == pytest.approx(math.log(2))
+    assert math.isclose(losses.LN2, math.log(2))
+
+
+def test_bce_real_and_fake_match_the_log_formulas():
+    logits = [0.0, math.log(3.0), -2.0]
+    real = np.mean([-math.log(sigmoid(x)) for x in logits])
+    fake = np.mean([-math.log(1 - sigmoid(x)) for x in logits])
+    assert float(losses.bce_real(tf.constant(logits))) == pytest.approx(real, rel=1e-6)
+    assert float(losses.bce_fake(tf.constant(logits))) == pytest.approx(fake, rel=1e-6)
+    # logit ln 3 means D(x) = 3/4, so -log D(x) = log(4/3)
+    assert float(losses.bce_real(tf.constant([math.log(3.0)]))) == pytest.approx(math.log(4 / 3), rel=1e-6)
+
+
+def test_gan_cls_weights_wrong_and_fake_by_half():
+    real, wrong, fake = 1.5, 0.3, -0.7
+    expected = -math.log(sigmoid(real)) + 0.5 * (-math.log(1 - sigmoid(wrong)) - math.log(1 - sigmoid(fake)))
+    got = losses.gan_cls_d_loss(tf.constant([[real]]), tf.constant([[wrong]]), tf.constant([[fake]]))
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+
+
+def test_minimax_generator_loss_is_log_one_minus_d():
+    x = 2.0
+    assert float(losses.g_loss_minimax(tf.constant([x]))) == pytest.approx(math.log(1 - sigmoid(x)), rel=1e-6)
+
+
+def test_minimax_loss_saturates_where_the_nonsaturating_one_does_not():
+    # When D confidently rejects a fake (logit -6), log(1 - D) has almost no slope; -log D still has slope ~1.
+    logit = tf.Variable([-6.0])
+    with tf.GradientTape(persistent=True) as tape:
+        minimax = losses.g_loss_minimax(logit)
+        nonsaturating = losses.g_loss_nonsaturating(logit)
+    assert abs(float(tape.gradient(minimax, logit)[0])) < 0.01
+    assert abs(float(tape.gradient(nonsaturating, logit)[0])) > 0.99
+
+
+def test_hinge_losses_by_hand():
+    real, fake = tf.constant([0.5, 2.0]), tf.constant([-2.0, 0.5])
+    assert float(losses.hinge_real(real)) == pytest.approx((0.5 + 0.0) / 2)
+    assert float(losses.hinge_fake(fake)) == pytest.approx((0.0 + 1.5) / 2)
+    assert float(losses.hinge_d_loss(real, fake)) == pytest.approx(0.25 + 0.75)
+    assert float(losses.hinge_g_loss(fake)) == pytest.approx(0.75)
+    wrong = tf.constant([0.0, 0.0])
+    assert float(losses.hinge_gan_cls_d_loss(real, wrong, fake)) == pytest.approx(0.25 + 0.5 * (1.0 + 0.75))
+
+
+def test_kl_of_a_unit_gaussian_is_zero_and_grows_with_the_mean():
+    assert float(losses.kl_loss(tf.zeros([3, 4]), tf.zeros([3, 4]))) == pytest.approx(0.0)
+    # KL(N(mu, 1) || N(0, 1)) = mu^2 / 2 per dimension, summed over dimensions.
+    assert float(losses.kl_loss(tf.constant([[1.0, 2.0]]), tf.zeros([1, 2]))) == pytest.approx(2.5)
+    # variance e: 0.5 * (e - 1 - 1) per dimension
+    assert float(losses.kl_loss(tf.zeros([1, 1]), tf.ones([1, 1]))) == pytest.approx(0.5 * (math.e - 2))
+
+
+def test_losses_come_back_in_float32_from_bfloat16_logits():
+    logits = tf.constant([0.5, -0.5], dtype=tf.bfloat16)
+    for loss in (losses.bce_real(logits), losses.hinge_g_loss(logits), losses.d_loss(logits, logits)):
+        assert loss.dtype == tf.float32
+
+
+def test_loss_tables_pair_plain_and_cls_losses():
+    assert set(losses.D_LOSSES) == set(losses.G_LOSSES) == {"bce", "hinge"}
+    plain, cls = losses.D_LOSSES["bce"]
+    assert plain is losses.d_loss and cls is losses.gan_cls_d_loss
