@@ -1,0 +1,247 @@
+"""Prepared dataset -> ``tf.data.Dataset`` of (image, caption, mismatched caption) batches.
+
+A prepared dataset is a directory that ``data_prep`` wrote (the format is in docs/data_format.md):
+``images_<size>.npy``, ``captions.csv``, ``meta.json``, optionally ``attributes.csv`` and ``embeddings/``.
+``load_prepared`` checks it and ``make_dataset`` turns one split of it into training batches::
+
+    prepared = load_prepared(path)
+    ds = make_dataset(prepared, "train", image_size=64, text="sentence")
+    batch = next(iter(ds))  # {"image": [B, 64, 64, 3] in [-1, 1], "text": [B, D], "wrong_text": [B, D]}
+
+GAN-CLS (Reed et al., 2016) needs the ``wrong_text``: a caption of *another* image, whose class or attributes
+differ, so the discriminator learns to reject a real image paired with a caption that does not describe it.
+
+TensorFlow is imported only by the functions that build tensors, so ``data_prep`` and a quick look at a
+dataset (``load_prepared``) stay fast to import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FORMAT_VERSION", "PreparedDataset", "load_prepared", "make_dataset", "to_unit_range"]
+
+FORMAT_VERSION = 1
+CAPTION_COLUMNS = ["caption_id", "image_idx", "split", "text"]
+
+
+@dataclasses.dataclass
+class PreparedDataset:
+    """A checked prepared dataset: its metadata and captions in memory, its images memory-mapped on demand."""
+
+    path: Path
+    meta: dict
+    captions: pd.DataFrame  # caption_id, image_idx, split, text; row i <-> row i of every embeddings file
+    attributes: pd.DataFrame | None  # indexed by image_idx, one string column per attribute
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted(self.meta["sizes"])
+
+    @property
+    def num_images(self) -> int:
+        return int(self.meta["num_images"])
+
+    def split_images(self, split: str) -> np.ndarray:
+        """Sorted indices of the images whose captions are in ``split``."""
+        in_split = self.captions.split == split
+        if not in_split.any():
+            splits = sorted(self.captions.split.unique())
+            raise ValueError(f"{self.path}: no captions in split {split!r}; the splits are {splits}")
+        return np.unique(self.captions.image_idx[in_split].to_numpy())
+
+    def images(self, size: int) -> np.ndarray:
+        """uint8 ``[N, size, size, 3]``: memory-mapped if ``size`` was prepared, else resized from a larger size."""
+        if size in self.sizes:
+            return np.load(self.path / f"images_{size}.npy", mmap_mode="r", allow_pickle=False)
+        larger = [s for s in self.sizes if s > size]
+        if not larger:
+            raise ValueError(
+                f"{self.path} has images at {self.sizes} px, none at or above {size}: prepare it again with "
+                f"`python -m data_prep {self.name} --out {self.path} --sizes {' '.join(map(str, self.sizes))} {size}`"
+            )
+        return _resize(self.images(larger[0]), size)
+
+    def embeddings(self, encoder: str) -> np.ndarray:
+        """float32 ``[num_captions, dim]`` from ``embeddings/<encoder>.npy``, checked against the captions."""
+        from t2ilib.text import load_cached_embeddings
+
+        return load_cached_embeddings(self.path, encoder, self.captions.text.tolist())
+
+
+def _resize(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
+    """Downsample uint8 images with an antialiased filter, a chunk at a time (the source may be memory-mapped)."""
+    import tensorflow as tf
+
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for start in range(0, len(images), chunk):
+        part = tf.image.resize(np.asarray(images[start:start + chunk]), (size, size), antialias=True)
+        out[start:start + chunk] = tf.cast(tf.clip_by_value(tf.round(part), 0, 255), tf.uint8).numpy()
+    return out
+
+
+def _fail(path: Path, problem: str) -> None:
+    raise ValueError(
+        f"{path}: {problem}. The prepared dataset is incomplete or damaged: make it again with "
+        f"`python -m data_prep <dataset> --out {path.parent}` (into an empty directory)."
+    )
+
+
+def load_prepared(path) -> PreparedDataset:
+    """Open and check a prepared dataset: format version, files present, counts that agree."""
+    path = Path(path).expanduser()
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"{meta_path} not found: {path} is not a finished prepared dataset (meta.json is written last, so an "
+            f"interrupted preparation has none). Make it with `python -m data_prep <dataset> --out {path}`, "
+            f"or for the synthetic flowers call data_prep.synthetic.ensure(data_dir, num_images)."
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        _fail(meta_path, f"not valid JSON ({err})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path} has format_version {meta.get('format_version')!r} but this t2ilib reads version "
+            f"{FORMAT_VERSION}: update the kit (pip install -U t2i-course) or prepare the dataset again."
+        )
+    missing = [key for key in ("name", "num_images", "num_captions", "sizes") if key not in meta]
+    if missing:
+        _fail(meta_path, f"missing keys {missing}")
+
+    captions_path = path / "captions.csv"
+    if not captions_path.is_file():
+        _fail(captions_path, "file missing")
+    captions = pd.read_csv(captions_path, dtype={"split": str, "text": str}, keep_default_na=False)
+    if list(captions.columns) != CAPTION_COLUMNS:
+        _fail(captions_path, f"columns are {list(captions.columns)}, expected {CAPTION_COLUMNS}")
+    if len(captions) != meta["num_captions"]:
+        _fail(captions_path, f"{len(captions)} captions but meta.json says {meta['num_captions']}")
+    num_images = int(meta["num_images"])
+    if len(captions) and not captions.image_idx.between(0, num_images - 1).all():
+        _fail(captions_path, f"image_idx outside 0..{num_images - 1}")
+
+    for size in meta["sizes"]:
+        images_path = path / f"images_{size}.npy"
+        if not images_path.is_file():
+            _fail(images_path, f"file missing although meta.json lists size {size}")
+        images = np.load(images_path, mmap_mode="r", allow_pickle=False)
+        if images.shape != (num_images, size, size, 3) or images.dtype != np.uint8:
+            _fail(images_path, f"holds {images.dtype} {images.shape}, expected uint8 {(num_images, size, size, 3)}")
+
+    attributes = None
+    attributes_path = path / "attributes.csv"
+    if attributes_path.is_file():
+        attributes = pd.read_csv(attributes_path, dtype=str, keep_default_na=False)
+        attributes = attributes.set_index(attributes.image_idx.astype(int)).drop(columns="image_idx")
+        if len(attributes) != num_images:
+            _fail(attributes_path, f"{len(attributes)} rows but meta.json says {num_images} images")
+    return PreparedDataset(path=path, meta=meta, captions=captions, attributes=attributes)
+
+
+def to_unit_range(images):
+    """uint8 [0, 255] -> float32 [-1, 1], the range of the generator's tanh output."""
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def _mismatch_groups(prepared: PreparedDataset, image_ids: np.ndarray) -> np.ndarray:
+    """A group id per image: a mismatched caption is drawn from an image of another group.
+
+    Groups are the attribute columns ``meta["mismatch_by"]`` names (the colour pair of the synthetic flowers,
+    the class of a real dataset); without them, or if a split holds only one group, every image is its own.
+    """
+    columns = prepared.meta.get("mismatch_by")
+    if prepared.attributes is None or not columns:
+        return np.arange(len(image_ids))
+    keys = prepared.attributes.loc[image_ids, columns].astype(str).agg("|".join, axis=1)
+    groups = pd.factorize(keys)[0]
+    return groups if groups.max() > 0 else np.arange(len(image_ids))
+
+
+def _text_table(prepared, rows: np.ndarray, text: str, vectorizer) -> np.ndarray:
+    """What the model receives for each caption row: token ids or a cached embedding."""
+    if text == "tokens":
+        if vectorizer is None:
+            raise ValueError("text='tokens' needs vectorizer=t2ilib.text.make_vectorizer(<training captions>)")
+        return np.asarray(vectorizer(prepared.captions.text.to_numpy()[rows]), np.int32)
+    return np.asarray(prepared.embeddings(text)[rows], np.float32)
+
+
+def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str = "sentence", vectorizer=None,
+                 batch_size: int = 64, shuffle: bool = True, seed: int = 0, flip: bool = False,
+                 repeat: bool = False, drop_remainder: bool = True):
+    """Batches of ``{"image", "text", "wrong_text"}`` from one split of a prepared dataset.
+
+    - ``image``: float32 ``[B, image_size, image_size, 3]`` in [-1, 1], horizontally flipped at random if ``flip``.
+    - ``text``: a random caption of the image, drawn again every epoch: the cached embedding ``text`` names
+      (float32 ``[B, D]``) or, with ``text="tokens"``, int32 token ids ``[B, L]`` from ``vectorizer``.
+    - ``wrong_text``: the same kind of text for a caption of an image of another group (see ``_mismatch_groups``).
+
+    The split's images are read once into memory (the cache); batches are gathered from it, so one batch costs
+    a few milliseconds. Everything random is seeded by ``seed``.
+    """
+    import tensorflow as tf
+
+    if not isinstance(prepared, PreparedDataset):
+        prepared = load_prepared(prepared)
+    image_ids = prepared.split_images(split)
+    if len(image_ids) < 2:
+        raise ValueError(f"{prepared.path}: split {split!r} has {len(image_ids)} image; a mismatched caption needs 2")
+
+    # Caption rows of the split grouped by image: image i owns rows starts[i] .. starts[i] + counts[i] - 1.
+    split_captions = prepared.captions[prepared.captions.split == split].sort_values("image_idx", kind="stable")
+    local = np.searchsorted(image_ids, split_captions.image_idx.to_numpy())
+    counts = np.bincount(local, minlength=len(image_ids))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    table = _text_table(prepared, split_captions.index.to_numpy(), text, vectorizer)
+
+    # Images sorted by group: the other groups of image i are everything outside [group_start, +group_count).
+    groups = _mismatch_groups(prepared, image_ids)
+    order = np.argsort(groups, kind="stable")
+    group_sizes = np.bincount(groups)
+    group_start = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])[groups]
+    group_count = group_sizes[groups]
+
+    images = tf.constant(np.ascontiguousarray(prepared.images(image_size)[image_ids]))
+    table, order = tf.constant(table), tf.constant(order)
+    starts, counts = tf.constant(starts), tf.constant(counts)
+    group_start, group_count = tf.constant(group_start), tf.constant(group_count)
+    num = len(image_ids)
+
+    def pick(u, low, count):  # a uniform integer in [low, low + count) from u in [0, 1)
+        return low + tf.minimum(tf.cast(u * tf.cast(count, tf.float32), tf.int64), count - 1)
+
+    def assemble(index, batch_seed):
+        u = tf.random.stateless_uniform([tf.shape(index)[0], 4], seed=tf.stack([batch_seed, 0]))
+        caption = pick(u[:, 0], tf.gather(starts, index), tf.gather(counts, index))
+        start, count = tf.gather(group_start, index), tf.gather(group_count, index)
+        k = pick(u[:, 1], tf.zeros_like(start), num - count)
+        other = tf.gather(order, k + tf.where(k >= start, count, tf.zeros_like(count)))
+        wrong = pick(u[:, 2], tf.gather(starts, other), tf.gather(counts, other))
+        image = to_unit_range(tf.gather(images, index))
+        if flip:
+            image = tf.where(u[:, 3, None, None, None] < 0.5, tf.reverse(image, axis=[2]), image)
+        return {"image": image, "text": tf.gather(table, caption), "wrong_text": tf.gather(table, wrong)}
+
+    ds = tf.data.Dataset.range(num)
+    if shuffle:
+        ds = ds.shuffle(num, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    # One seed per batch, different every epoch but the same sequence for the same `seed`.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip((ds, seeds)).map(assemble, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,183 @@
+"""t2ilib.data: checking a prepared dataset, and the tf.data pipeline of (image, text, wrong text)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from t2ilib.data import load_prepared, make_dataset
+
+
+class FakeVectorizer:
+    """Token id = the caption text's number in a fixed list: lets a test map ids back to caption texts exactly.
+
+    Short captions ("a red flower with a yellow center") recur across images, so a text maps to a set of images.
+    """
+
+    def __init__(self, texts):
+        self.index = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+
+    def __call__(self, texts):
+        return np.array([[self.index[t], 0] for t in texts], np.int32)
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_flowers):
+    return load_prepared(tiny_flowers)
+
+
+@pytest.fixture()
+def tokens(prepared):
+    vectorizer = FakeVectorizer(prepared.captions.text)
+    by_id = {i: t for t, i in vectorizer.index.items()}
+    return vectorizer, by_id
+
+
+def test_batches_have_the_contract_shapes_and_ranges(prepared, tokens):
+    vectorizer, _ = tokens
+    batch = next(iter(make_dataset(prepared, image_size=64, text="tokens", vectorizer=vectorizer, batch_size=8)))
+    assert batch["image"].shape == (8, 64, 64, 3) and batch["image"].dtype.name == "float32"
+    assert float(np.min(batch["image"])) >= -1.0 and float(np.max(batch["image"])) <= 1.0
+    assert float(np.max(batch["image"])) > 0.5 and float(np.min(batch["image"])) < -0.5
+    assert batch["text"].shape == (8, 2) and batch["text"].dtype.name == "int32"
+    assert batch["wrong_text"].shape == (8, 2)
+
+
+def _owners(prepared):
+    return prepared.captions.groupby("text").image_idx.apply(set).to_dict()
+
+
+def _matching_image(image, candidates, images):
+    """The one candidate image equal to `image` (scaled to [-1, 1]), or None."""
+    found = [i for i in candidates if np.allclose(image, images[i] / 127.5 - 1.0, atol=1e-6)]
+    return found[0] if len(found) == 1 else None
+
+
+def test_text_belongs_to_the_image_and_wrong_text_to_another_colour_pair(prepared, tokens):
+    vectorizer, by_id = tokens
+    owners = _owners(prepared)
+    pair = prepared.attributes.petal_colour + "/" + prepared.attributes.centre_colour
+    images = prepared.images(32)
+    ds = make_dataset(prepared, image_size=32, text="tokens", vectorizer=vectorizer, batch_size=16, flip=False)
+    for batch in ds.take(5):
+        for image, text, wrong in zip(batch["image"].numpy(), batch["text"].numpy(), batch["wrong_text"].numpy()):
+            owner = _matching_image(image, owners[by_id[text[0]]], images)
+            assert owner is not None, "the caption must describe the image it comes with"
+            # Images sharing a text share its colour pair (the text names both colours).
+            wrong_pairs = {pair[i] for i in owners[by_id[wrong[0]]]}
+            assert len(wrong_pairs) == 1 and pair[owner] not in wrong_pairs
+
+
+def test_split_is_respected_and_one_epoch_sees_each_image_once(prepared, tokens):
+    vectorizer, by_id = tokens
+    owners = _owners(prepared)
+    images = prepared.images(32)
+    test_images = set(prepared.split_images("test"))
+    ds = make_dataset(prepared, "test", image_size=32, text="tokens", vectorizer=vectorizer, batch_size=4,
+                      drop_remainder=False)
+    seen = [_matching_image(image, owners[by_id[text[0]]] & test_images, images)
+            for b in ds for image, text in zip(b["image"].numpy(), b["text"].numpy())]
+    assert sorted(seen) == sorted(test_images)
+    for b in ds.take(1):
+        for wrong in b["wrong_text"].numpy():  # mismatched captions come from the same split
+            assert owners[by_id[wrong[0]]] & test_images
+
+
+def test_seeded_and_a_new_caption_each_epoch(prepared, tokens):
+    vectorizer, _ = tokens
+
+    def epochs(seed):
+        ds = make_dataset(prepared, image_size=32, text="tokens", vectorizer=vectorizer, batch_size=32, seed=seed)
+        return [np.concatenate([b["text"].numpy()[:, 0] for b in ds]) for _ in range(2)]
+
+    first, second = epochs(0)
+    again_first, again_second = epochs(0)
+    np.testing.assert_array_equal(first, again_first)
+    np.testing.assert_array_equal(second, again_second)
+    assert not np.array_equal(first, second), "the order and captions must change between epochs"
+    assert not np.array_equal(first, epochs(1)[0])
+
+
+def test_flip_mirrors_some_images(prepared, tokens):
+    vectorizer, by_id = tokens
+    owners = _owners(prepared)
+    images = prepared.images(32)
+    batch = next(iter(make_dataset(prepared, image_size=32, text="tokens", vectorizer=vectorizer,
+                                   batch_size=64, flip=True)))
+    flipped = 0
+    for image, text in zip(batch["image"].numpy(), batch["text"].numpy()):
+        candidates = owners[by_id[text[0]]]
+        if _matching_image(image, candidates, images) is None:
+            assert _matching_image(image[:, ::-1], candidates, images) is not None
+            flipped += 1
+    assert 10 < flipped < 54
+
+
+def test_unprepared_size_is_resized_from_a_larger_one(prepared):
+    small = prepared.images(16)
+    assert small.shape == (300, 16, 16, 3) and small.dtype == np.uint8
+    reference = prepared.images(32).reshape(300, 16, 2, 16, 2, 3).mean((2, 4))
+    assert np.abs(small - reference).mean() < 12
+    with pytest.raises(ValueError, match="--sizes"):
+        prepared.images(128)
+
+
+def test_tokens_need_a_vectorizer_and_unknown_split_is_named(prepared):
+    with pytest.raises(ValueError, match="make_vectorizer"):
+        make_dataset(prepared, text="tokens")
+    with pytest.raises(ValueError, match="'val'.*compositional"):
+        make_dataset(prepared, "val", text="tokens", vectorizer=FakeVectorizer(["x"]))
+
+
+def test_embeddings_are_gathered_by_caption_row(prepared, tmp_path, monkeypatch):
+    """With text=<encoder>, each caption's embedding row is delivered (here: a row whose value is its index)."""
+    import t2ilib.data
+
+    table = np.repeat(np.arange(len(prepared.captions), dtype=np.float32)[:, None], 3, axis=1)
+    monkeypatch.setattr(t2ilib.data.PreparedDataset, "embeddings", lambda self, encoder: table)
+    batch = next(iter(make_dataset(prepared, image_size=32, text="sentence", batch_size=8)))
+    rows = batch["text"].numpy()[:, 0].astype(int)
+    assert batch["text"].shape == (8, 3)
+    assert set(prepared.captions.split[rows]) == {"train"}
+
+
+def _copy(tiny_flowers, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(tiny_flowers, target)
+    return target
+
+
+def test_missing_meta_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m data_prep"):
+        load_prepared(tmp_path)
+
+
+def test_wrong_format_version_is_named(tiny_flowers, tmp_path):
+    path = _copy(tiny_flowers, tmp_path)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ValueError, match="format_version 99"):
+        load_prepared(path)
+
+
+def test_missing_image_file_is_named(tiny_flowers, tmp_path):
+    path = _copy(tiny_flowers, tmp_path)
+    (path / "images_64.npy").unlink()
+    with pytest.raises(ValueError, match="images_64.npy"):
+        load_prepared(path)
+
+
+def test_truncated_captions_are_detected(tiny_flowers, tmp_path):
+    path = _copy(tiny_flowers, tmp_path)
+    lines = (path / "captions.csv").read_text().splitlines()
+    (path / "captions.csv").write_text("\n".join(lines[:-10]) + "\n")
+    with pytest.raises(ValueError, match="captions.csv.*meta.json says 1500"):
+        load_prepared(path)
+
+
+def test_images_of_wrong_shape_are_detected(tiny_flowers, tmp_path):
+    path = _copy(tiny_flowers, tmp_path)
+    np.save(path / "images_32.npy", np.zeros((10, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"images_32.npy.*\(300, 32, 32, 3\)"):
+        load_prepared(path)
