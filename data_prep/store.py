@@ -67,12 +67,25 @@ class ImageArrays:
         for size in self.sizes:
             self.arrays[size][index] = images[size]
 
-    def commit(self) -> None:
+    def commit(self, num_images: int | None = None) -> None:
+        """Rename the files into place, keeping only the first ``num_images`` rows if some were skipped."""
         for size in self.sizes:
-            self.arrays[size].flush()
-            del self.arrays[size]  # close the memmap before the rename (needed on Windows)
+            array = self.arrays.pop(size)
+            array.flush()
+            if num_images is not None and num_images < len(array):
+                array = self._shrink(size, array, num_images)
+            del array  # close the memmap before the rename
             os.replace(self.partial[size], self.out / f"images_{size}.npy")
-        self.arrays = {}
+
+    def _shrink(self, size: int, array: np.ndarray, num_images: int) -> np.ndarray:
+        """Copy the first rows into a smaller file (a .npy header fixes the row count), chunk by chunk."""
+        path = self.partial[size].with_name(f"images_{size}.npy.shrink{PARTIAL}")
+        smaller = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(num_images, size, size, 3))
+        for start in range(0, num_images, 1024):
+            smaller[start:start + 1024] = array[start:min(start + 1024, num_images)]
+        smaller.flush()
+        os.replace(path, self.partial[size])
+        return smaller
 
 
 @dataclasses.dataclass
@@ -101,5 +114,41 @@ class Summary:
         print(text, file=stream or sys.stdout)
         return text
 
-    def as_meta(self) -> dict:
-        return {"counts": dict(self.counts), "skipped": [{"item": i, "reason": r} for i, r in self.skipped]}
+    def as_meta(self, limit: int = 1000) -> dict:
+        """Counts and the first ``limit`` skipped items, for meta.json."""
+        return {"counts": dict(self.counts), "num_skipped": len(self.skipped),
+                "skipped": [{"item": i, "reason": r} for i, r in self.skipped[:limit]]}
+
+
+def already_prepared(out: Path, name: str, sizes) -> bool:
+    """True if ``out`` holds the finished dataset ``name`` with every size asked for (a re-run does nothing).
+
+    A different dataset there, or the same at other sizes, is never overwritten: the error says what to do.
+    """
+    meta = read_meta(out)
+    if meta is None:
+        return False
+    if meta.get("name") != name or not set(sizes) <= set(meta.get("sizes", [])):
+        raise FileExistsError(
+            f"{out} already holds {meta.get('name')} at sizes {meta.get('sizes')}; it is left untouched. "
+            f"Choose another --out, or delete that directory to prepare {name} at sizes {sorted(sizes)}."
+        )
+    print(f"{out} already holds {name} at sizes {meta['sizes']}: nothing to do")
+    return True
+
+
+def add_output_arguments(parser, name: str, sizes) -> None:
+    """--out and --sizes, the same for every dataset."""
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"directory to write the prepared dataset to (default: <data dir>/{name})")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(sizes),
+                        help=f"square image sizes in pixels to write (default: {' '.join(map(str, sizes))})")
+
+
+def add_source_arguments(parser, files: str) -> None:
+    """--source and --no-download, for the datasets that are downloaded."""
+    parser.add_argument("--source", type=Path, default=None,
+                        help=f"folder with the raw files ({files}), as archives or already extracted; missing ones "
+                             f"are downloaded into it (default: <data dir>/raw/<dataset>)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download: stop with a message naming the missing files instead")

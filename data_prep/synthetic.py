@@ -122,7 +122,7 @@ def _render(out: Path, attributes: pd.DataFrame, sizes, seed: int, workers: int,
     arrays = store.ImageArrays(out, len(attributes), sizes)
     rows = list(attributes[list(ATTRIBUTES)].itertuples(index=False, name=None))
     paths = {size: str(path) for size, path in arrays.partial.items()}
-    chunk = 250
+    chunk = max(1, min(250, -(-len(rows) // (4 * workers))))  # several chunks per worker, to share the load
     tasks = [(paths, start, min(start + chunk, len(rows)), rows[start:start + chunk], seed)
              for start in range(0, len(rows), chunk)]
     bar = tqdm(total=len(rows), desc=f"drawing {NAME}", unit="img", disable=not progress)

@@ -138,7 +138,7 @@ def test_cli_makes_a_dataset_and_a_rerun_is_a_no_op(tmp_path, capsys):
 
 
 def test_parallel_drawing_gives_the_same_images(tmp_path):
-    serial = synthetic.build(tmp_path / "a", 300, sizes=(32,), workers=1, progress=False)
-    parallel = synthetic.build(tmp_path / "b", 300, sizes=(32,), workers=2, progress=False)
-    assert serial.counts["images"] == parallel.counts["images"] == 300
+    serial = synthetic.build(tmp_path / "a", 60, sizes=(32,), workers=1, progress=False)
+    parallel = synthetic.build(tmp_path / "b", 60, sizes=(32,), workers=2, progress=False)
+    assert serial.counts["images"] == parallel.counts["images"] == 60
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "images_32.npy"), np.load(tmp_path / "b" / "images_32.npy"))
