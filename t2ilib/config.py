@@ -34,6 +34,10 @@ class Preset:
     lr_d: float = 2e-4
     beta_1: float = 0.5
     num_images: int = 10_000  # synthetic flowers to prepare for this preset
+    # Named improvements over the DCGAN / Reed et al. defaults (all off in `paper`; see t2ilib.models):
+    projection: bool = False  # D adds a projection term <W text, image features> (Miyato & Koyama 2018)
+    upsample: str = "transpose"  # "nearest": upsample + conv in G instead of transposed convs (Odena et al.)
+    loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017)
 
     def replace(self, **changes) -> Preset:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,128 @@
+"""Generator and discriminator builders: the conditional DCGAN of Reed et al. (2016), sized by a preset.
+
+``build_generator`` and ``build_discriminator`` return functional ``keras.Model``s with two inputs, ``z`` and
+``text`` (G) or ``image`` and ``text`` (D). The text is either a cached sentence embedding (``embedding_dim``)
+or token ids that a trainable ``text_encoder`` (e.g. ``t2ilib.text.LSTMTextEncoder``) reads inside the model,
+as in the LSTM-GAN.
+
+The defaults are the architecture the notebooks teach (the DCGAN rules). The keyword options are named
+improvements from later papers that the ``cpu`` preset turns on to learn fast on a laptop:
+``upsample="nearest"`` (Odena et al. 2016), ``spectral_norm`` and ``projection`` (Miyato et al. 2018) and
+``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from t2ilib.layers import ConditioningAugmentation, DownBlock, SpatialTile, TextProjection, UpBlock, dcgan_init
+
+__all__ = ["build_generator", "build_discriminator", "text_input", "generate"]
+
+
+def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None):
+    """The ``text`` input of G or D, and the text vector it becomes inside the model.
+
+    Either ``embedding_dim`` (a cached embedding arrives) or ``text_encoder`` + ``sequence_length`` (token ids
+    arrive and the encoder, trained with the GAN, turns them into a vector).
+    """
+    if (embedding_dim is None) == (text_encoder is None):
+        raise ValueError("give either embedding_dim (cached embeddings) or text_encoder + sequence_length "
+                         "(token ids), not both or neither")
+    if text_encoder is None:
+        inputs = keras.Input((embedding_dim,), name="text")
+        return inputs, inputs
+    if not sequence_length:
+        raise ValueError("a text_encoder reads token ids: also give sequence_length (the vectorizer's length)")
+    inputs = keras.Input((sequence_length,), dtype="int32", name="text")
+    return inputs, text_encoder(inputs)
+
+
+def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
+                    sequence_length: int | None = None, upsample: str | None = None,
+                    conditioning: str = "dense", name: str = "generator") -> keras.Model:
+    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square.
+
+    text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
+    -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
+    with tanh and no batch norm. ``upsample`` defaults to the preset's (``"transpose"``: DCGAN).
+    """
+    upsample = upsample or preset.upsample
+    if conditioning not in ("dense", "ca"):
+        raise ValueError(f"conditioning={conditioning!r}: use 'dense' (Reed et al.) or 'ca' (StackGAN)")
+    z = keras.Input((preset.z_dim,), name="z")
+    text, vector = text_input(embedding_dim, text_encoder, sequence_length)
+    if conditioning == "ca":
+        code = ConditioningAugmentation(preset.text_dim, name="text_ca")(vector)
+    else:
+        code = TextProjection(preset.text_dim, name="text_projection")(vector)
+    x = layers.Concatenate(name="z_and_text")([z, code])
+    x = layers.Dense(4 * 4 * preset.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
+                     name="project")(x)
+    x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    for i, filters in enumerate(preset.g_channels[1:], start=1):
+        x = UpBlock(filters, upsample=upsample, name=f"up{i}")(x)
+    image = UpBlock(3, upsample=upsample, batch_norm=False, activation="tanh", name="to_rgb")(x)
+    return keras.Model({"z": z, "text": text}, image, name=name)
+
+
+def build_discriminator(preset, *, embedding_dim: int | None = None, text_encoder=None,
+                        sequence_length: int | None = None, spectral_norm: bool = False,
+                        batch_norm: bool = True, projection: bool | None = None,
+                        name: str = "discriminator") -> keras.Model:
+    """``(image, text) -> one logit per pair``: is this a real image that matches this text?
+
+    image -> one ``DownBlock`` per width of ``preset.d_channels`` (no batch norm on the first) down to 4x4;
+    text -> ``TextProjection`` -> tiled at 4x4 and concatenated in depth -> 1x1 conv + BN + LeakyReLU -> a 4x4
+    conv to one logit (Reed et al. 2016).
+
+    ``projection=True`` adds Miyato & Koyama's (2018) projection term ``<W code, pool(features)>`` to the logit:
+    an inner product that lets text and image agree directly, on top of the concatenation path.
+    ``projection=None`` takes the preset's choice. ``spectral_norm=True`` normalises every conv/dense weight;
+    pair it with ``batch_norm=False``.
+    """
+    projection = preset.projection if projection is None else projection
+    if preset.image_size // 2 ** len(preset.d_channels) != 4:
+        raise ValueError(f"preset {preset.name!r}: {len(preset.d_channels)} down-blocks take "
+                         f"{preset.image_size}px to {preset.image_size // 2 ** len(preset.d_channels)}px, not 4px")
+    image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
+    text, vector = text_input(embedding_dim, text_encoder, sequence_length)
+    wrap = (lambda layer: layers.SpectralNormalization(layer)) if spectral_norm else (lambda layer: layer)
+
+    x = image
+    for i, filters in enumerate(preset.d_channels):
+        x = DownBlock(filters, batch_norm=batch_norm and i > 0, spectral_norm=spectral_norm, name=f"down{i + 1}")(x)
+    features = x  # [B, 4, 4, d_channels[-1]]
+
+    code = TextProjection(preset.text_dim, spectral_norm=spectral_norm, name="text_projection")(vector)
+    joint = layers.Concatenate(name="image_and_text")([features, SpatialTile(4, name="tile_text")(code)])
+    joint = wrap(layers.Conv2D(preset.d_channels[-1], 1, use_bias=not batch_norm,
+                               kernel_initializer=dcgan_init()))(joint)
+    if batch_norm:
+        joint = layers.BatchNormalization()(joint)
+    joint = layers.LeakyReLU(0.2)(joint)
+    logit = wrap(layers.Conv2D(1, 4, padding="valid", kernel_initializer=dcgan_init()))(joint)
+    logit = layers.Flatten()(logit)  # [B, 1]
+
+    if projection:
+        pooled = layers.GlobalAveragePooling2D(name="pool_image")(features)
+        text_weights = wrap(layers.Dense(preset.d_channels[-1], use_bias=False, kernel_initializer=dcgan_init(),
+                                         name="projection"))(code)
+        agreement = layers.Dot(axes=1, name="text_image_agreement")([pooled, text_weights])
+        logit = layers.Add()([logit, agreement])
+    # Logits leave in float32 whatever the precision policy: the losses need the range.
+    logit = layers.Activation("linear", dtype="float32", name="logit")(logit)
+    return keras.Model({"image": image, "text": text}, logit, name=name)
+
+
+def generate(generator: keras.Model, text, z=None, seed: int = 0, batch_size: int = 256):
+    """Images (float32 in [-1, 1]) for a batch of text inputs; ``z`` is drawn from N(0, I) with ``seed`` if absent."""
+    count = len(text)
+    if z is None:
+        z = np.random.default_rng(seed).standard_normal((count, generator.input["z"].shape[-1])).astype("float32")
+    images = [generator({"z": z[i : i + batch_size], "text": text[i : i + batch_size]}, training=False)
+              for i in range(0, count, batch_size)]
+    return ops.convert_to_numpy(ops.concatenate(images, axis=0)).astype("float32")

@@ -1,0 +1,147 @@
+"""Text-conditional GAN training as a ``keras.Model``: ``gan.compile(...)`` then ``gan.fit(dataset)``.
+
+The keras-io pattern (``dcgan_overriding_train_step.py``): the model holds a generator and a discriminator,
+``compile`` takes one optimizer for each, and ``train_step`` does one update of both, so Keras supplies the
+progress bar, the callbacks and ``tf.distribute``.
+
+One class covers the GANs of notebooks 03 and 04, by three switches:
+
+- ``mismatch``: GAN-CLS (Reed et al. 2016). D also sees real images with the *wrong* caption and must call them
+  fake, so it has to read the text. Without it, D can ignore the text and so can G.
+- ``interpolate``: GAN-INT. G also learns from captions halfway between two captions of the batch
+  (beta = 0.5); D never sees those (it has no real image for them).
+- ``loss``: ``"bce"`` (cross-entropy, non-saturating G loss; the default) or ``"hinge"``.
+
+The dataset yields dicts ``{"image", "text", "wrong_text"}`` (``t2ilib.data.make_dataset``); the text is a
+cached embedding or token ids, whatever the two networks take.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from t2ilib import losses, models
+
+__all__ = ["ConditionalGAN", "dcgan_adam", "make_gan"]
+
+
+def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimizers.Adam:
+    """Adam as DCGAN trains it: lr 2e-4 and beta_1 0.5 (0.9 makes GAN training oscillate)."""
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
+
+
+class ConditionalGAN(keras.Model):
+    """A generator and a discriminator trained against each other on (image, text) pairs."""
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
+                 interpolate: bool = False, interpolation_beta: float = 0.5, loss: str = "bce", **kwargs):
+        super().__init__(**kwargs)
+        if loss not in losses.G_LOSSES:
+            raise ValueError(f"loss={loss!r}: choose one of {sorted(losses.G_LOSSES)}")
+        text_dtype = generator.input["text"].dtype
+        if interpolate and "int" in str(text_dtype):
+            raise ValueError("interpolate=True (GAN-INT) mixes two captions' embeddings; this generator reads "
+                             "token ids, which cannot be averaged. Use cached embeddings or interpolate=False")
+        self.generator, self.discriminator = generator, discriminator
+        self.mismatch, self.interpolate = mismatch, interpolate
+        self.interpolation_beta, self.loss_name = interpolation_beta, loss
+        self.z_dim = generator.input["z"].shape[-1]
+        self.seed_generator = keras.random.SeedGenerator(0)
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("d_loss", "g_loss", "d_real", "d_wrong", "d_fake")}
+        if not mismatch:
+            del self.trackers["d_wrong"]
+        self.built = True  # both networks are built functional models; saving weights needs this flag
+
+    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
+        """One optimizer per network (default: DCGAN's Adam for both). Under ``mixed_float16`` each is wrapped in
+        a ``LossScaleOptimizer`` so small float16 gradients don't underflow."""
+        super().compile(**kwargs)
+        self.g_optimizer = self._loss_scaled(g_optimizer or dcgan_adam())
+        self.d_optimizer = self._loss_scaled(d_optimizer or dcgan_adam())
+
+    @staticmethod
+    def _loss_scaled(optimizer):
+        if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer):
+            return keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    @property
+    def metrics(self):
+        # Listed here so that Keras resets them at the start of each epoch.
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        """``gan({"z": z, "text": text})`` is the generator's image."""
+        return self.generator(inputs, training=training)
+
+    def sample_z(self, batch_size):
+        return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
+
+    def train_step(self, data):
+        images, text = data["image"], data["text"]
+        batch_size = ops.shape(images)[0]
+        d_loss_fn, d_cls_loss_fn = losses.D_LOSSES[self.loss_name]
+        g_loss_fn = losses.G_LOSSES[self.loss_name]
+
+        # Both networks update from the same forward pass ("simultaneous" updates, as in the TensorFlow DCGAN
+        # tutorial): one generator pass per step instead of two.
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fakes = self.generator({"z": self.sample_z(batch_size), "text": text}, training=True)
+            real_logits = self.discriminator({"image": images, "text": text}, training=True)
+            fake_logits = self.discriminator({"image": fakes, "text": text}, training=True)
+            if self.mismatch:
+                wrong_logits = self.discriminator({"image": images, "text": data["wrong_text"]}, training=True)
+                d_loss = d_cls_loss_fn(real_logits, wrong_logits, fake_logits)
+            else:
+                d_loss = d_loss_fn(real_logits, fake_logits)
+
+            g_loss = g_loss_fn(fake_logits)
+            if self.interpolate:
+                # Each caption meets its neighbour in the batch: beta * t1 + (1 - beta) * t2.
+                beta = self.interpolation_beta
+                mixed = beta * text + (1.0 - beta) * ops.roll(text, shift=1, axis=0)
+                mixed_fakes = self.generator({"z": self.sample_z(batch_size), "text": mixed}, training=True)
+                g_loss += g_loss_fn(self.discriminator({"image": mixed_fakes, "text": mixed}, training=True))
+            if self.generator.losses:  # e.g. the KL term of Conditioning Augmentation
+                g_loss += ops.cast(ops.sum(self.generator.losses), "float32")
+
+        self._apply(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
+        self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
+
+        values = {"d_loss": d_loss, "g_loss": g_loss, "d_real": ops.mean(ops.sigmoid(real_logits)),
+                  "d_fake": ops.mean(ops.sigmoid(fake_logits))}
+        if self.mismatch:
+            values["d_wrong"] = ops.mean(ops.sigmoid(wrong_logits))
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @staticmethod
+    def _apply(optimizer, tape, loss, variables):
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            loss = optimizer.scale_loss(loss)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+
+def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, sequence_length: int | None = None,
+             mismatch: bool = True, interpolate: bool = False, **options) -> ConditionalGAN:
+    """Build G and D for ``preset`` and compile them into a ``ConditionalGAN`` with the preset's Adam settings.
+
+    The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable encoders
+    (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
+    weights that both optimizers would pull in opposite directions. ``options`` go to ``ConditionalGAN``
+    (``loss`` defaults to the preset's).
+    """
+    g_encoder, d_encoder = text_encoders or (None, None)
+    generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
+                                       sequence_length=sequence_length)
+    discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
+                                               sequence_length=sequence_length)
+    options.setdefault("loss", preset.loss)
+    gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
+    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1))
+    return gan

@@ -1,0 +1,100 @@
+"""Shapes of every builder at every preset, and the architecture details the notebooks teach."""
+
+import keras
+import numpy as np
+import pytest
+
+from t2ilib import config, models
+from t2ilib.text import LSTMTextEncoder
+
+EMBEDDING_DIM = 24
+
+
+def batch(preset, size=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((size, preset.z_dim)).astype("float32"),
+            rng.standard_normal((size, EMBEDDING_DIM)).astype("float32"),
+            rng.uniform(-1, 1, (size, preset.image_size, preset.image_size, 3)).astype("float32"))
+
+
+@pytest.mark.parametrize("name", sorted(config.PRESETS))
+def test_builders_make_the_preset_shapes(name):
+    preset = config.PRESETS[name]
+    generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
+    discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
+    assert generator.output.shape == (None, preset.image_size, preset.image_size, 3)
+    assert discriminator.output.shape == (None, 1)
+    # G's first block is 4x4 x g_channels[0]; D's last down-block reaches 4x4 x d_channels[-1].
+    assert generator.get_layer("to_4x4").output.shape[1:] == (4, 4, preset.g_channels[0])
+    last_down = discriminator.get_layer(f"down{len(preset.d_channels)}")
+    assert last_down.output.shape[1:] == (4, 4, preset.d_channels[-1])
+    if name == "smoke":  # run the small one; the paper widths are checked by shape alone (fast tests)
+        z, text, images = batch(preset)
+        fakes = np.asarray(generator({"z": z, "text": text}))
+        assert fakes.shape == images.shape and np.abs(fakes).max() <= 1.0
+        assert discriminator({"image": fakes, "text": text}).shape == (2, 1)
+
+
+@pytest.mark.parametrize("name", sorted(config.PRESETS))
+def test_improved_variants_build_at_every_preset(name):
+    preset = config.PRESETS[name]
+    generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM, upsample="nearest", conditioning="ca")
+    discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM, projection=True,
+                                               spectral_norm=True, batch_norm=False)
+    assert generator.output.shape == (None, preset.image_size, preset.image_size, 3)
+    assert discriminator.output.shape == (None, 1)
+    assert any(isinstance(layer, keras.layers.SpectralNormalization) for layer in discriminator.layers)
+
+
+def test_dcgan_rules_no_batch_norm_on_d_input_or_g_output():
+    preset = config.PRESETS["smoke"]
+    discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
+    generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
+    assert discriminator.get_layer("down1").norm is None
+    assert discriminator.get_layer("down2").norm is not None
+    assert generator.get_layer("to_rgb").norm is None
+
+
+def test_discriminator_reads_the_text():
+    preset = config.PRESETS["smoke"]
+    discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM, projection=True)
+    z, text, images = batch(preset, size=4)
+    other_text = np.roll(text, 1, axis=0)
+    same_images = discriminator({"image": images, "text": text}, training=False)
+    assert not np.allclose(same_images, discriminator({"image": images, "text": other_text}, training=False))
+
+
+def test_token_id_models_hold_their_own_lstm_encoder():
+    preset = config.PRESETS["smoke"]
+    generator = models.build_generator(preset, text_encoder=LSTMTextEncoder(50, 8, 16), sequence_length=7)
+    discriminator = models.build_discriminator(preset, text_encoder=LSTMTextEncoder(50, 8, 16), sequence_length=7)
+    ids = np.random.default_rng(0).integers(1, 50, (3, 7)).astype("int32")
+    fakes = np.asarray(generator({"z": np.zeros((3, preset.z_dim), "float32"), "text": ids}))
+    assert fakes.shape == (3, 32, 32, 3)
+    assert discriminator({"image": fakes, "text": ids}).shape == (3, 1)
+    encoders = [layer for layer in generator.layers + discriminator.layers if isinstance(layer, LSTMTextEncoder)]
+    assert len(encoders) == 2 and encoders[0] is not encoders[1]
+
+
+def test_text_input_needs_exactly_one_kind_of_text():
+    preset = config.PRESETS["smoke"]
+    with pytest.raises(ValueError, match="either embedding_dim"):
+        models.build_generator(preset)
+    with pytest.raises(ValueError, match="sequence_length"):
+        models.build_generator(preset, text_encoder=LSTMTextEncoder(50, 8, 16))
+
+
+def test_discriminator_refuses_widths_that_miss_4x4():
+    preset = config.PRESETS["smoke"].replace(d_channels=(8, 16))
+    with pytest.raises(ValueError, match="not 4px"):
+        models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
+
+
+def test_generate_is_reproducible_from_its_seed():
+    preset = config.PRESETS["smoke"]
+    generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
+    _, text, _ = batch(preset, size=3)
+    first, again = models.generate(generator, text, seed=5), models.generate(generator, text, seed=5)
+    assert first.shape == (3, 32, 32, 3) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, models.generate(generator, text, seed=6))
