@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import time
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def make_captions(attributes: pd.DataFrame, splits: np.ndarray, seed: int) -> pd
                 count=COUNT_WORDS[int(row.petal_count)], shape=rng.choice(SHAPE_WORDS[row.petal_shape]),
                 size=rng.choice(SIZE_WORDS[row.flower_size]),
             )
+            text = re.sub(r"\ba (?=[aeiou])", "an ", text)  # "an orange centre"
             rows.append((row.image_idx, split, text + ("." if rng.random() < 0.5 else "")))
     captions = pd.DataFrame(rows, columns=["image_idx", "split", "text"])
     captions.insert(0, "caption_id", np.arange(len(captions)))

@@ -1,5 +1,7 @@
 """The synthetic flowers: attributes, captions, splits, images, and the idempotent, atomic ensure()."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +28,7 @@ def test_every_caption_names_petal_and_centre_colour(tiny_flowers):
         words = row.text.rstrip(".").replace(",", "").split()
         assert row.petal_colour in words and row.centre_colour in words, row.text
         assert {"center", "centre", "middle"} & set(words), row.text
+        assert not re.search(r"\ba [aeiou]", row.text), row.text
 
 
 def test_captions_vary_in_wording():
