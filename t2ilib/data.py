@@ -28,6 +28,7 @@ __all__ = ["FORMAT_VERSION", "PreparedDataset", "load_prepared", "make_dataset",
 
 FORMAT_VERSION = 1
 CAPTION_COLUMNS = ["caption_id", "image_idx", "split", "text"]
+CROP_FRACTION = 8 / 9  # of each side, for make_dataset(crop=True)
 
 
 @dataclasses.dataclass
@@ -181,10 +182,11 @@ def _text_table(prepared, rows: np.ndarray, text: str, vectorizer) -> np.ndarray
 
 def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str = "sentence", vectorizer=None,
                  batch_size: int = 64, shuffle: bool = True, seed: int = 0, flip: bool = False,
-                 repeat: bool = False, drop_remainder: bool = True):
+                 repeat: bool = False, drop_remainder: bool = True, crop: bool = False):
     """Batches of ``{"image", "text", "wrong_text"}`` from one split of a prepared dataset.
 
-    - ``image``: float32 ``[B, image_size, image_size, 3]`` in [-1, 1], horizontally flipped at random if ``flip``.
+    - ``image``: float32 ``[B, image_size, image_size, 3]`` in [-1, 1], horizontally flipped at random if ``flip``,
+      and if ``crop`` a random window of 8/9 of each side resized back (StackGAN's 64 px crops of 76 px images).
     - ``text``: a random caption of the image, drawn again every epoch: the cached embedding ``text`` names
       (float32 ``[B, D]``) or, with ``text="tokens"``, int32 token ids ``[B, L]`` from ``vectorizer``.
     - ``wrong_text``: the same kind of text for a caption of an image of another group (see ``_mismatch_groups``).
@@ -224,7 +226,8 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
         return low + tf.minimum(tf.cast(u * tf.cast(count, tf.float32), tf.int64), count - 1)
 
     def assemble(index, batch_seed):
-        u = tf.random.stateless_uniform([tf.shape(index)[0], 4], seed=tf.stack([batch_seed, 0]))
+        batch = tf.shape(index)[0]
+        u = tf.random.stateless_uniform([batch, 6], seed=tf.stack([batch_seed, 0]))
         caption = pick(u[:, 0], tf.gather(starts, index), tf.gather(counts, index))
         start, count = tf.gather(group_start, index), tf.gather(group_count, index)
         k = pick(u[:, 1], tf.zeros_like(start), num - count)
@@ -233,6 +236,10 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
         image = to_unit_range(tf.gather(images, index))
         if flip:
             image = tf.where(u[:, 3, None, None, None] < 0.5, tf.reverse(image, axis=[2]), image)
+        if crop:
+            corner = u[:, 4:6] * (1 - CROP_FRACTION)  # y, x of the window's top-left corner, in [0, 1]
+            boxes = tf.concat([corner, corner + CROP_FRACTION], axis=1)
+            image = tf.image.crop_and_resize(image, boxes, tf.range(batch), [image_size, image_size])
         return {"image": image, "text": tf.gather(table, caption), "wrong_text": tf.gather(table, wrong)}
 
     ds = tf.data.Dataset.range(num)

@@ -114,6 +114,25 @@ def test_flip_mirrors_some_images(prepared, tokens):
     assert 10 < flipped < 54
 
 
+def test_crop_zooms_into_a_random_window_of_8_9_of_each_side(tiny_flowers, tmp_path, tokens):
+    """On ramp images (red = x, green = y), a crop spans 8/9 of each ramp, starting at a random offset."""
+    path = _copy(tiny_flowers, tmp_path)
+    ramp = np.round(np.linspace(0, 255, 32)).astype(np.uint8)
+    images = np.zeros((300, 32, 32, 3), np.uint8)
+    images[..., 0], images[..., 1] = ramp[None, None, :], ramp[None, :, None]
+    np.save(path / "images_32.npy", images)
+    vectorizer, _ = tokens
+    plain, cropped = (next(iter(make_dataset(path, image_size=32, text="tokens", vectorizer=vectorizer,
+                                             batch_size=16, crop=crop)))["image"].numpy() for crop in (False, True))
+    np.testing.assert_allclose(plain[..., 0].max((1, 2)) - plain[..., 0].min((1, 2)), 2.0, atol=1e-5)
+    for channel in (0, 1):
+        span = cropped[..., channel].max((1, 2)) - cropped[..., channel].min((1, 2))
+        np.testing.assert_allclose(span, 2.0 * 8 / 9, atol=0.02)
+        start = cropped[..., channel].min((1, 2)) + 1.0  # where the window begins, in [0, 2/9]
+        assert (start > -0.01).all() and (start < 2 / 9 + 0.01).all()
+        assert np.ptp(start) > 0.05, "each image gets its own window"
+
+
 def test_unprepared_size_is_resized_from_a_larger_one(prepared):
     small = prepared.images(16)
     assert small.shape == (300, 16, 16, 3) and small.dtype == np.uint8
