@@ -49,7 +49,7 @@ def _class_lists(classes, prefix=""):
 
 # Oxford-102 -----------------------------------------------------------------------------------------------------
 LABELS = loadmat(FIXTURES / "imagelabels.mat")["labels"].ravel() if (FIXTURES / "imagelabels.mat").is_file() else None
-GOOD, CORRUPT, BAD_ENCODING, EMPTY = [1, 2, 3, 100, 2000, 5000, 8189], 10, 11, 12
+GOOD, CORRUPT, BAD_ENCODING, EMPTY, UNCAPTIONED = [1, 2, 3, 100, 2000, 5000, 8189], 10, 11, 12, 13
 
 
 @pytest.fixture()
@@ -61,7 +61,8 @@ def oxford_source(tmp_path, monkeypatch):
     source.mkdir()
     for name in ("imagelabels.mat", "setid.mat"):
         shutil.copy(FIXTURES / name, source / name)
-    images = {f"jpg/image_{i:05d}.jpg": _jpeg(rng, 50 + i % 40, 60) for i in GOOD + [BAD_ENCODING, EMPTY]}
+    images = {f"jpg/image_{i:05d}.jpg": _jpeg(rng, 50 + i % 40, 60)
+              for i in GOOD + [BAD_ENCODING, EMPTY, UNCAPTIONED]}
     images[f"jpg/image_{CORRUPT:05d}.jpg"] = _jpeg(rng, 80, 60)[:300]  # truncated
     _tar(source / "102flowers.tgz", images)
 
@@ -112,9 +113,10 @@ def test_oxford_reports_every_file_it_could_not_use(oxford_source, tmp_path, cap
     assert "not UTF-8" in reasons[f"jpg/image_{BAD_ENCODING:05d}.jpg"]
     assert f"image_{BAD_ENCODING:05d}.txt" in reasons[f"jpg/image_{BAD_ENCODING:05d}.jpg"]
     assert "has no captions" in reasons[f"jpg/image_{EMPTY:05d}.jpg"]
+    assert reasons[f"jpg/image_{UNCAPTIONED:05d}.jpg"] == f"no caption file image_{UNCAPTIONED:05d}.txt"
     assert reasons["text_c10/class_00001/image_09999.txt"] == "caption file without an image"
     missing = [item for item, why in summary.skipped if why == "image file missing from the archive"]
-    assert len(missing) == len(LABELS) - len(GOOD) - 3  # the real .mat lists 8,189 images; the archive holds 10
+    assert len(missing) == len(LABELS) - len(GOOD) - 4  # the real .mat lists 8,189 images; the archive holds 11
     text = summary.report(tmp_path / "out")
     assert f"image_{CORRUPT:05d}.jpg" in text and "skipped" in text
     meta = load_prepared(tmp_path / "out").meta
@@ -146,6 +148,19 @@ def test_oxford_rerun_is_a_no_op_and_a_killed_run_leaves_no_complete_looking_out
     assert (tmp_path / "out" / "meta.json").stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError, match="left untouched"):
         flowers102.prepare(tmp_path / "out", oxford_source, sizes=(32, 64), download_missing=False, progress=False)
+
+
+@needs_mat
+def test_oxford_cli_prints_a_summary(oxford_source, tmp_path, capsys):
+    from data_prep.__main__ import main
+
+    out = tmp_path / "out"
+    assert main(["flowers102", "--out", str(out), "--source", str(oxford_source), "--no-download",
+                 "--sizes", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert f"images: {len(GOOD)}" in printed and f"captions: {10 * len(GOOD)}" in printed
+    assert f"image_{CORRUPT:05d}.jpg: corrupt or truncated image" in printed
+    assert load_prepared(out).sizes == [32]
 
 
 @needs_mat
