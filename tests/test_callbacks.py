@@ -1,0 +1,160 @@
+"""Callbacks: sample grids, loss history, NaN stop, and a checkpoint that survives SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from t2ilib import callbacks, config, training
+
+PRESET = config.PRESETS["smoke"]
+ROOT = Path(__file__).resolve().parent.parent
+
+# A child process that trains a smoke GAN on random data with a checkpoint; each step sleeps a little so the
+# parent can kill it mid-run. Run twice with the same arguments, it must continue where it was killed.
+CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np, keras, tensorflow as tf
+    from t2ilib import callbacks, config, training
+    directory, epochs = sys.argv[1], int(sys.argv[2])
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    data = {"image": rng.uniform(-1, 1, (32, 32, 32, 3)).astype("float32"),
+            "text": rng.standard_normal((32, 8)).astype("float32")}
+    data["wrong_text"] = np.roll(data["text"], 1, axis=0)
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(8).repeat()
+    gan = training.make_gan(config.PRESETS["smoke"], embedding_dim=8)
+    gan.compile(g_optimizer=training.dcgan_adam(), d_optimizer=training.dcgan_adam(), run_eagerly=True)
+    slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(0.1))
+    history = callbacks.LossHistory(directory + "/history.csv")
+    gan.fit(dataset, epochs=epochs, steps_per_epoch=4, verbose=0,
+            callbacks=[history, slow, callbacks.Checkpoint(directory)])
+    print("STEPS", callbacks.gan_steps(gan), int(gan.d_optimizer.iterations))
+""")
+
+
+def run_child(directory, epochs, kill_after_epoch=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", CHILD, str(directory), str(epochs)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if kill_after_epoch is not None:
+        state = Path(directory) / callbacks.Checkpoint.STATE
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            if state.exists() and json.loads(state.read_text())["epoch"] >= kill_after_epoch:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_ends_with_the_same_step_count(tmp_path):
+    epochs = 4
+    code, out, err = run_child(tmp_path / "straight", epochs)
+    assert code == 0, err[-2000:]
+    straight = [line for line in out.splitlines() if line.startswith("STEPS")][-1]
+
+    code, out, _ = run_child(tmp_path / "killed", epochs, kill_after_epoch=2)
+    assert code == -signal.SIGKILL, "the child should have been killed mid-run"
+    saved = json.loads((tmp_path / "killed" / callbacks.Checkpoint.STATE).read_text())
+    assert 2 <= saved["epoch"] < epochs and saved["step"] == 4 * saved["epoch"]
+
+    code, out, err = run_child(tmp_path / "killed", epochs)
+    assert code == 0, err[-2000:]
+    assert f"Resumed from {tmp_path / 'killed'} at epoch {saved['epoch']}" in out
+    resumed = [line for line in out.splitlines() if line.startswith("STEPS")][-1]
+    assert resumed == straight == f"STEPS {4 * epochs} {4 * epochs}"
+    history = pd.read_csv(tmp_path / "killed" / "history.csv")
+    assert history.epoch.tolist() == list(range(1, epochs + 1))  # one row per epoch, none lost or doubled
+    assert history.step.tolist() == [4 * e for e in range(1, epochs + 1)]
+
+
+def tiny_gan(mismatch=True):
+    gan = training.make_gan(PRESET, embedding_dim=8, mismatch=mismatch)
+    gan.compile(g_optimizer=training.dcgan_adam(), d_optimizer=training.dcgan_adam(), run_eagerly=True)
+    return gan
+
+
+def tiny_dataset(count=16, batch=8):
+    rng = np.random.default_rng(1)
+    data = {"image": rng.uniform(-1, 1, (count, 32, 32, 3)).astype("float32"),
+            "text": rng.standard_normal((count, 8)).astype("float32")}
+    data["wrong_text"] = np.roll(data["text"], 1, axis=0)
+    return tf.data.Dataset.from_tensor_slices(data).batch(batch)
+
+
+def test_checkpoint_restores_weights_and_both_optimizers(tmp_path):
+    gan = tiny_gan()
+    gan.fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    fresh = tiny_gan()
+    checkpoint = callbacks.Checkpoint(tmp_path)
+    checkpoint.set_model(fresh)
+    assert checkpoint.restore() == 1
+    for a, b in zip(gan.generator.weights, fresh.generator.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(fresh.g_optimizer.iterations) == int(fresh.d_optimizer.iterations) == 2
+    adam_moments = [v for v in fresh.d_optimizer.variables if "momentum" in v.path]
+    assert adam_moments and any(np.abs(np.asarray(v)).sum() > 0 for v in adam_moments)
+
+
+def test_checkpoint_from_another_model_fails_with_the_directory_named(tmp_path):
+    tiny_gan().fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    other = training.make_gan(PRESET.replace(g_channels=(16, 8, 8)), embedding_dim=8)
+    checkpoint = callbacks.Checkpoint(tmp_path)
+    checkpoint.set_model(other)
+    with pytest.raises(RuntimeError, match=str(tmp_path)):
+        checkpoint.restore()
+
+
+def test_a_finished_run_trains_nothing_more(tmp_path):
+    gan = tiny_gan()
+    gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    again = tiny_gan()
+    again.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    assert callbacks.gan_steps(again) == callbacks.gan_steps(gan) == 4
+
+
+def test_sample_grid_saves_the_same_noise_every_epoch(tmp_path):
+    gan = tiny_gan()
+    text = np.random.default_rng(2).standard_normal((3, 8)).astype("float32")
+    grid = callbacks.SampleGrid(text, tmp_path, per_caption=4, show=False)
+    gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[grid])
+    files = sorted(tmp_path.glob("epoch_*.png"))
+    assert [f.name for f in files] == ["epoch_0001.png", "epoch_0002.png"]
+    first_z = grid.z.copy()
+    picture = grid.grid()
+    np.testing.assert_array_equal(grid.z, first_z)
+    assert picture.shape == (3 * 34 + 2, 4 * 34 + 2, 3)  # 3 captions x 4 noises of 32 px with 2 px borders
+
+
+def test_loss_history_writes_one_row_per_epoch_and_a_plot(tmp_path):
+    history = callbacks.LossHistory(tmp_path / "history.csv", plot_path=tmp_path / "history.png")
+    tiny_gan().fit(tiny_dataset(), epochs=3, verbose=0, callbacks=[history])
+    frame = pd.read_csv(tmp_path / "history.csv")
+    assert frame.epoch.tolist() == [1, 2, 3] and frame.step.tolist() == [2, 4, 6]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "d_wrong", "seconds"} <= set(frame.columns)
+    assert frame.seconds.is_monotonic_increasing
+    assert (tmp_path / "history.png").stat().st_size > 1000
+
+
+def test_stop_on_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    gan = tiny_gan()
+    gan.fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    saved = (tmp_path / callbacks.Checkpoint.WEIGHTS).read_bytes()
+    broken = tiny_dataset().map(lambda batch: {**batch, "image": batch["image"] * np.nan})
+    stop = callbacks.StopOnNaN()
+    gan.fit(broken, epochs=3, verbose=0, callbacks=[stop, callbacks.Checkpoint(tmp_path)])
+    assert stop.stopped_at == 3  # 2 good steps from the first fit, then the first NaN step
+    assert "became NaN" in capsys.readouterr().out
+    assert (tmp_path / callbacks.Checkpoint.WEIGHTS).read_bytes() == saved

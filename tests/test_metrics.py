@@ -1,0 +1,87 @@
+"""Attribute alignment and the Frechet distance, on images whose attributes are known by construction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from t2ilib import metrics
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 220)}
+
+
+def coloured_squares(count, seed=0, size=32):
+    """Noisy images whose 'colour' attribute is the colour of a square on a grey background."""
+    rng = np.random.default_rng(seed)
+    names = rng.choice(list(COLOURS), size=count)
+    images = np.full((count, size, size, 3), 90, np.float32) + rng.normal(0, 8, (count, size, size, 3))
+    for image, name in zip(images, names):
+        top, left = rng.integers(0, size // 2, size=2)
+        image[top : top + size // 2, left : left + size // 2] = COLOURS[name]
+    return np.clip(images, 0, 255).astype(np.uint8), pd.DataFrame({"colour": names})
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    images, attributes = coloured_squares(384)
+    test_images, test_attributes = coloured_squares(96, seed=1)
+    return metrics.train_attribute_classifier(images, attributes, test_images, test_attributes, epochs=3)
+
+
+def test_classifier_learns_a_visible_attribute(classifier):
+    assert classifier.vocab == {"colour": ["blue", "green", "red"]}
+    assert classifier.test_accuracy["colour"] > 0.9
+
+
+def test_alignment_table_puts_generated_beside_chance_and_ceiling(classifier):
+    images, attributes = coloured_squares(60, seed=2)
+    table = metrics.alignment_table(classifier, images, attributes)
+    assert list(table.columns) == ["generated", "chance", "real_ceiling"]
+    assert table.loc["colour", "generated"] > 0.9  # real images with their own attributes
+    shuffled = attributes.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    # Against shuffled targets the match rate falls to around chance (1/3 here).
+    assert metrics.alignment_table(classifier, images, shuffled).loc["colour", "generated"] < 0.6
+
+
+def test_classifier_accepts_generator_range_images(classifier):
+    images, _ = coloured_squares(10, seed=3)
+    as_uint8 = classifier.predict(images)
+    as_float = classifier.predict(images.astype("float32") / 127.5 - 1.0)
+    pd.testing.assert_frame_equal(as_uint8, as_float)
+    assert classifier.features(images).shape == (10, 128)
+
+
+def test_match_rates_by_hand():
+    predicted = pd.DataFrame({"a": ["x", "y", "y", "x"], "b": ["1", "2", "3", "4"]})
+    target = pd.DataFrame({"a": ["x", "y", "x", "x"], "b": [1, 2, 3, 5]})
+    rates = metrics.match_rates(predicted, target)
+    assert rates["a"] == pytest.approx(0.75) and rates["b"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="no attribute in common"):
+        metrics.match_rates(predicted, pd.DataFrame({"c": [1, 2, 3, 4]}))
+
+
+def test_chance_level_is_the_sum_of_squared_frequencies():
+    attributes = pd.DataFrame({"colour": ["r"] * 2 + ["g"] * 2, "shape": ["round"] * 3 + ["pointed"]})
+    chance = metrics.chance_levels(attributes)
+    assert chance["colour"] == pytest.approx(0.5)
+    assert chance["shape"] == pytest.approx(0.75**2 + 0.25**2)
+
+
+def test_unknown_attribute_value_is_named():
+    images, attributes = coloured_squares(8)
+    with pytest.raises(ValueError, match="'purple'"):
+        metrics.train_attribute_classifier(images, attributes.assign(colour="purple"),
+                                           vocab={"colour": list(COLOURS)}, epochs=1)
+
+
+def test_frechet_distance_of_shifted_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20_000, 2))
+    b = rng.standard_normal((20_000, 2)) + np.array([1.0, 0.0])
+    # Same covariance, means 1 apart: the distance is |mu_a - mu_b|^2 = 1.
+    assert metrics.frechet_distance(a, b) == pytest.approx(1.0, abs=0.05)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Variances 1 and 4 in one dimension: (1 + 4 - 2 * 2) = 1.
+    c = np.stack([2 * rng.standard_normal(20_000), rng.standard_normal(20_000)], axis=1)
+    assert metrics.frechet_distance(a, c) == pytest.approx(1.0, abs=0.1)
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.frechet_distance(a[:1], b)
