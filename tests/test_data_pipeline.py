@@ -99,6 +99,16 @@ def test_seeded_and_a_new_caption_each_epoch(prepared, tokens):
     assert not np.array_equal(first, epochs(1)[0])
 
 
+def test_each_epoch_draws_new_captions_for_the_same_images(prepared, tokens):
+    vectorizer, _ = tokens
+    ds = make_dataset(prepared, image_size=32, text="tokens", vectorizer=vectorizer, batch_size=32, shuffle=False)
+    epochs = [[(b["image"].numpy(), b["text"].numpy()[:, 0]) for b in ds] for _ in range(2)]
+    (images_1, first), (images_2, second) = ([np.concatenate(part) for part in zip(*epoch)] for epoch in epochs)
+    np.testing.assert_array_equal(images_1, images_2)  # same images in the same order
+    # Five captions per image: about one in five draws repeats (a bit more, as short captions recur).
+    assert 0.1 < np.mean(first == second) < 0.5
+
+
 def test_flip_mirrors_some_images(prepared, tokens):
     vectorizer, by_id = tokens
     owners = _owners(prepared)
