@@ -10,6 +10,8 @@ Each block is one idea from the papers the course rebuilds:
   normalisation of D's weights (Miyato et al. 2018).
 - :class:`ConditioningAugmentation`: StackGAN's Gaussian around the text code, sampled with the
   reparameterisation trick; its KL term is added with ``add_loss``.
+- :class:`DiffAugment`: differentiable augmentation at D's input (Zhao et al. 2020), the same random
+  translation, colour jitter and cutout for real and fake images, so D cannot memorise a small dataset.
 
 All are serialisable Keras layers, so a saved model reloads without this module's source in sight.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "UpBlock",
     "DownBlock",
     "ConditioningAugmentation",
+    "DiffAugment",
 ]
 
 _PACKAGE = "t2ilib"
@@ -219,3 +222,86 @@ class ConditioningAugmentation(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "kl_weight": self.kl_weight}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DiffAugment(layers.Layer):
+    """Differentiable augmentation (Zhao et al. 2020) as the first layer of a discriminator.
+
+    In training, every image that reaches D - real or fake - is colour-jittered, shifted by up to
+    ``translation`` of its size (zeros fill in) and has a square of ``cutout`` of its size blanked. Because the
+    same random ops are applied to both kinds and they are differentiable, G's gradient still flows through
+    them, and D cannot win by memorising the real images. At inference the layer does nothing.
+    ``policy`` picks the ops: any of ``"color"``, ``"translation"``, ``"cutout"``, comma-separated.
+    """
+
+    OPS = ("color", "translation", "cutout")
+
+    def __init__(self, policy: str = "color,translation,cutout", translation: float = 0.125, cutout: float = 0.5,
+                 **kwargs):
+        super().__init__(**kwargs)
+        chosen = [op.strip() for op in policy.split(",") if op.strip()]
+        unknown = sorted(set(chosen) - set(self.OPS))
+        if unknown:
+            raise ValueError(f"DiffAugment policy {policy!r}: unknown ops {unknown}; use some of {self.OPS}")
+        self.policy, self.ops_used = policy, chosen
+        self.translation, self.cutout = translation, cutout
+        self.seed = keras.random.SeedGenerator()
+
+    def _uniform(self, shape):
+        return keras.random.uniform(shape, seed=self.seed)
+
+    def _color(self, x):
+        batch = ops.shape(x)[0]
+        x = x + (self._uniform((batch, 1, 1, 1)) - 0.5)  # brightness
+        mean = ops.mean(x, axis=-1, keepdims=True)
+        x = (x - mean) * (2.0 * self._uniform((batch, 1, 1, 1))) + mean  # saturation
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        return (x - mean) * (self._uniform((batch, 1, 1, 1)) + 0.5) + mean  # contrast
+
+    def _shift(self, x, axis, max_shift):
+        # Gather rows (or columns) i + shift from a copy padded with one zero line each side; indices that
+        # fall outside land on the padding, so the image moves and zeros fill in, per sample.
+        batch, length = ops.shape(x)[0], ops.shape(x)[axis]
+        shift = ops.cast(ops.floor(self._uniform((batch, 1)) * (2 * max_shift + 1)), "int32") - max_shift
+        index = ops.clip(ops.arange(length)[None, :] + shift + 1, 0, length + 1)
+        pad = [[0, 0], [0, 0], [0, 0], [0, 0]]
+        pad[axis] = [1, 1]
+        padded = ops.pad(x, pad)
+        index = ops.expand_dims(ops.expand_dims(index, -1), -1)  # [B, L, 1, 1]
+        if axis == 2:
+            index = ops.transpose(index, (0, 2, 1, 3))  # [B, 1, L, 1]
+        target = list(ops.shape(padded))
+        target[axis] = length
+        return ops.take_along_axis(padded, ops.broadcast_to(index, target), axis=axis)
+
+    def _translation(self, x):
+        height, width = x.shape[1], x.shape[2]
+        x = self._shift(x, 1, int(height * self.translation + 0.5))
+        return self._shift(x, 2, int(width * self.translation + 0.5))
+
+    def _cutout(self, x):
+        batch, height, width = ops.shape(x)[0], x.shape[1], x.shape[2]
+        half_h, half_w = int(height * self.cutout + 0.5) / 2, int(width * self.cutout + 0.5) / 2
+        centre = self._uniform((batch, 2)) * ops.convert_to_tensor([height, width], "float32")
+        rows = ops.arange(height, dtype="float32")[None, :] + 0.5
+        cols = ops.arange(width, dtype="float32")[None, :] + 0.5
+        inside_rows = ops.abs(rows - centre[:, :1]) < half_h  # [B, H]
+        inside_cols = ops.abs(cols - centre[:, 1:]) < half_w  # [B, W]
+        hole = ops.logical_and(inside_rows[:, :, None], inside_cols[:, None, :])
+        return x * ops.cast(ops.logical_not(hole), x.dtype)[..., None]
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        x = images
+        for op in self.ops_used:
+            x = getattr(self, f"_{op}")(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "policy": self.policy, "translation": self.translation,
+                "cutout": self.cutout}

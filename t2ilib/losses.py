@@ -29,6 +29,11 @@ __all__ = [
     "hinge_g_loss",
     "hinge_gan_cls_d_loss",
     "kl_loss",
+    "wasserstein_d_loss",
+    "wasserstein_cls_d_loss",
+    "wasserstein_g_loss",
+    "gradient_penalty",
+    "reconstruction_loss",
     "D_LOSSES",
     "G_LOSSES",
 ]
@@ -105,6 +110,54 @@ def kl_loss(mean, log_var):
     """
     mean, log_var = _f32(mean), _f32(log_var)
     return tf.reduce_mean(0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1.0 - log_var, axis=-1))
+
+
+def wasserstein_d_loss(real_scores, fake_scores):
+    """The WGAN critic loss ``E[D(fake)] - E[D(real)]``: its negative estimates the Wasserstein-1 distance
+    (Arjovsky et al. 2017), provided the critic is kept 1-Lipschitz (see :func:`gradient_penalty`)."""
+    return tf.reduce_mean(_f32(fake_scores)) - tf.reduce_mean(_f32(real_scores))
+
+
+def wasserstein_cls_d_loss(real_scores, wrong_scores, fake_scores):
+    """The critic loss with the conditional (matching-aware) term: real image + wrong text counts as fake,
+    with the GAN-CLS weights ``real + (wrong + fake) / 2``."""
+    return (0.5 * (tf.reduce_mean(_f32(wrong_scores)) + tf.reduce_mean(_f32(fake_scores)))
+            - tf.reduce_mean(_f32(real_scores)))
+
+
+def wasserstein_g_loss(fake_scores):
+    """The WGAN generator loss ``-E[D(fake)]``."""
+    return -tf.reduce_mean(_f32(fake_scores))
+
+
+def gradient_penalty(critic, real, fake, alpha=None, seed=None):
+    """WGAN-GP (Gulrajani et al. 2017): ``E[(||grad_x critic(x_hat)||_2 - 1)^2]`` on random points
+    ``x_hat = alpha * real + (1 - alpha) * fake`` between real and fake images, one ``alpha ~ U(0, 1)`` per
+    sample (or the ``alpha`` given, shape ``[B]``). ``critic`` maps a batch of images to scores; close over the
+    text to penalise a conditional critic. Multiply by the weight (10 in the paper) yourself.
+    """
+    real, fake = _f32(real), _f32(fake)
+    if alpha is None:
+        alpha = tf.random.uniform(tf.shape(real)[:1], seed=seed)
+    alpha = tf.reshape(_f32(alpha), [-1] + [1] * (len(real.shape) - 1))
+    between = alpha * real + (1.0 - alpha) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(between)
+        scores = _f32(critic(between))
+    gradients = tape.gradient(scores, between)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients))) + 1e-12)
+    return tf.reduce_mean(tf.square(norms - 1.0))
+
+
+def reconstruction_loss(high_res, low_res):
+    """Mean absolute difference between ``high_res`` shrunk to ``low_res``'s size (average pooling) and
+    ``low_res``: it keeps a refining stage (StackGAN's Stage II) faithful to the image it refines."""
+    high_res, low_res = _f32(high_res), _f32(low_res)
+    factor = high_res.shape[1] // low_res.shape[1]
+    if factor < 1 or high_res.shape[1] != factor * low_res.shape[1]:
+        raise ValueError(f"reconstruction_loss: {high_res.shape[1]} px is not a multiple of {low_res.shape[1]} px")
+    shrunk = tf.nn.avg_pool2d(high_res, factor, factor, "VALID") if factor > 1 else high_res
+    return tf.reduce_mean(tf.abs(shrunk - low_res))
 
 
 # The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss.
