@@ -1,0 +1,318 @@
+"""Models built around Conditioning Augmentation (Zhang et al. 2017): source E's single-stage CUB model and
+StackGAN's two stages.
+
+- :data:`SOURCE_E` and :func:`build_source_e_generator` / :func:`build_source_e_discriminator`: exactly the
+  64x64 CUB model of source project E (sentence embedding 384 -> CA 128, z 100, a DCGAN decoder from 4x4x1024;
+  a D with augmentation on its input and the CA vector tiled at 4x4). It trains with
+  ``t2ilib.training.ConditionalGAN``.
+- Stage I is the course's conditional generator with CA (``t2ilib.models.build_generator(conditioning="ca")``).
+  :func:`build_stage2_generator` refines a Stage-I image: encode it to 16x16, join the tiled CA vector, residual
+  blocks, upsample to 128x128 (or 256). :func:`build_stage2_discriminator` is the DCGAN discriminator with more
+  down-blocks and the text head at 4x4.
+- :class:`StageGAN` trains one stage with ``fit()``: Stage I from noise, or Stage II on the images of a *frozen*
+  Stage I; with the GAN-CLS cross-entropy or WGAN-GP (gradient penalty, ``n_critic`` critic steps), plus the
+  optional reconstruction loss between stages of source C.
+- Measurements the notebooks report: :func:`sample_diversity`, :func:`interpolation_jumpiness`,
+  :func:`high_frequency_energy`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from t2ilib import losses, models
+from t2ilib.config import Preset
+from t2ilib.layers import ConditioningAugmentation, DiffAugment, DownBlock, SpatialTile, UpBlock, dcgan_init
+
+__all__ = [
+    "SOURCE_E",
+    "build_source_e_generator",
+    "build_source_e_discriminator",
+    "ResidualBlock",
+    "build_stage2_generator",
+    "build_stage2_discriminator",
+    "StageGAN",
+    "sample_diversity",
+    "interpolation_jumpiness",
+    "high_frequency_energy",
+]
+
+# Source E, as published: z 100, CA 128, G from 4x4x1024 down to 64 channels at 64x64, D 64..512. D's learning
+# rate was set lower than G's; the project does not give the values, so this takes half of DCGAN's 2e-4.
+SOURCE_E = Preset(
+    name="source_e", image_size=64, z_dim=100, text_dim=128, g_channels=(1024, 512, 256, 128, 64),
+    d_channels=(64, 128, 256, 512), batch_size=64, steps=20_000, lr_g=2e-4, lr_d=1e-4,
+)
+
+
+def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, kl_weight: float = 2.0,
+                             name: str = "source_e_generator") -> keras.Model:
+    """``(z, text) -> 64x64 image``: CA -> concat z -> Dense (no bias) to 4x4x1024 -> four (transposed conv 4x4
+    stride 2, no bias, BN, ReLU) blocks -> 3x3 conv (no bias) to RGB, tanh.
+
+    The Dense has no bias because batch norm follows it (BN's own offset replaces the bias).
+    """
+    z = keras.Input((preset.z_dim,), name="z")
+    text = keras.Input((embedding_dim,), name="text")
+    code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(text)
+    x = layers.Concatenate(name="text_and_z")([code, z])
+    x = layers.Dense(4 * 4 * preset.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
+                     name="project")(x)
+    x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
+    x = layers.ReLU()(layers.BatchNormalization(name="project_bn")(x))
+    for i, filters in enumerate(preset.g_channels[1:], start=1):
+        x = UpBlock(filters, name=f"up{i}")(x)
+    x = layers.Conv2D(3, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init(), name="to_rgb")(x)
+    image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model({"z": z, "text": text}, image, name=name)
+
+
+def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, augment: str | None = None,
+                                 dropout: float = 0.3, name: str = "source_e_discriminator") -> keras.Model:
+    """``(image, text) -> one logit``: augmentation -> four stride-2 conv blocks 64..512 to 4x4 -> concat the
+    CA vector tiled to 4x4x128 -> 1x1 conv 512 + BN + LeakyReLU -> flatten -> dropout -> Dense to one logit.
+
+    ``augment`` is the :class:`~t2ilib.layers.DiffAugment` policy (``None``: no augmentation, ``""`` keeps
+    the layer but does nothing). D has its own CA layer: G and D must not share weights; its KL term is not
+    part of D's loss.
+    """
+    image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
+    text = keras.Input((embedding_dim,), name="text")
+    x = DiffAugment(augment, name="augment")(image) if augment is not None else image
+    for i, filters in enumerate(preset.d_channels):
+        x = DownBlock(filters, batch_norm=i > 0, name=f"down{i + 1}")(x)
+    code = ConditioningAugmentation(preset.text_dim, kl_weight=0.0, name="text_ca")(text)
+    x = layers.Concatenate(name="image_and_text")([x, SpatialTile(x.shape[1], name="tile_text")(code)])
+    x = layers.Conv2D(preset.d_channels[-1], 1, use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
+    x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name="joint_bn")(x))
+    x = layers.Dropout(dropout)(layers.Flatten()(x))
+    logit = layers.Dense(1, kernel_initializer=dcgan_init(), dtype="float32", name="logit")(x)
+    return keras.Model({"image": image, "text": text}, logit, name=name)
+
+
+@keras.saving.register_keras_serializable(package="t2ilib")
+class ResidualBlock(layers.Layer):
+    """``x + F(x)`` with ``F`` = 3x3 conv, BN, ReLU, 3x3 conv, BN (StackGAN Stage II, after He et al. 2016).
+
+    A residual block can only *add* to what it is given: Stage II starts as an identity on the joint features
+    and learns the corrections.
+    """
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        conv = lambda: layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init())
+        self.conv1, self.norm1, self.conv2, self.norm2 = conv(), layers.BatchNormalization(), conv(), \
+            layers.BatchNormalization()
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.filters:
+            raise ValueError(f"ResidualBlock({self.filters}) got {input_shape[-1]} channels: x + F(x) needs "
+                             f"the same width in and out")
+        for layer in (self.conv1, self.norm1, self.conv2, self.norm2):
+            layer.build(input_shape)
+        self.built = True
+
+    def call(self, x, training=None):
+        y = ops.relu(self.norm1(self.conv1(x), training=training))
+        return ops.relu(x + self.norm2(self.conv2(y), training=training))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def build_stage2_generator(preset: Preset, *, embedding_dim: int, image_size: int = 128, channels: int = 128,
+                           residual_blocks: int = 2, kl_weight: float = 2.0,
+                           name: str = "stage2_generator") -> keras.Model:
+    """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run).
+
+    The Stage-I image (``preset.image_size``) is encoded down to 16x16 x ``channels``; the text's own CA vector
+    is tiled there and joined in depth; residual blocks mix the two; nearest upsample + conv blocks (halving
+    the width each time) climb to ``image_size``; a 3x3 conv and tanh give RGB.
+    """
+    low = preset.image_size
+    if low % 16 or image_size % 16 or image_size <= low:
+        raise ValueError(f"Stage II refines {low}px to {image_size}px: both must be multiples of 16 and the "
+                         f"output larger than the input")
+    stage1_image = keras.Input((low, low, 3), name="image")
+    text = keras.Input((embedding_dim,), name="text")
+    x = layers.Conv2D(channels // 2, 3, padding="same", kernel_initializer=dcgan_init(), name="read")(stage1_image)
+    x = layers.ReLU()(x)
+    size = low
+    while size > 16:
+        x = DownBlock(channels, name=f"encode{size // 2}")(x)  # LeakyReLU: the encoder reads like a D
+        size //= 2
+    code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(text)
+    x = layers.Concatenate(name="image_and_text")([x, SpatialTile(16, name="tile_text")(code)])
+    x = layers.Conv2D(channels, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
+    x = layers.ReLU()(layers.BatchNormalization(name="joint_bn")(x))
+    for i in range(residual_blocks):
+        x = ResidualBlock(channels, name=f"residual{i + 1}")(x)
+    width = channels
+    while size < image_size:
+        width = max(width // 2, 16)
+        size *= 2
+        x = UpBlock(width, upsample="nearest", name=f"up{size}")(x)
+    x = layers.Conv2D(3, 3, padding="same", kernel_initializer=dcgan_init(), name="to_rgb")(x)
+    image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model({"image": stage1_image, "text": text}, image, name=name)
+
+
+def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, image_size: int = 128,
+                               batch_norm: bool = True, name: str = "stage2_discriminator") -> keras.Model:
+    """The DCGAN discriminator of ``t2ilib.models`` at ``image_size``: one more down-block per doubling (widths
+    doubling from ``preset.d_channels[0]``), the text head at 4x4. ``batch_norm=False`` for WGAN-GP, whose
+    penalty is per sample and must not see batch statistics."""
+    blocks = int(np.log2(image_size // 4))
+    widths = tuple(min(preset.d_channels[0] * 2 ** i, 512) for i in range(blocks))
+    return models.build_discriminator(preset.replace(image_size=image_size, d_channels=widths),
+                                      embedding_dim=embedding_dim, batch_norm=batch_norm, name=name)
+
+
+class StageGAN(keras.Model):
+    """Trains one StackGAN stage with ``fit()`` on ``{"image", "text", "wrong_text"}`` batches.
+
+    - Stage I: ``generator`` maps ``{"z", "text"}`` to an image.
+    - Stage II: pass the trained Stage-I generator as ``stage1``; it is frozen (not trainable, run in inference
+      mode) and ``generator`` maps ``{"image": Stage-I image, "text"}`` to the larger image. The dataset's images
+      must be the larger size.
+
+    ``loss="bce"``: GAN-CLS cross-entropy (Reed et al.), as StackGAN. ``loss="wgan-gp"``: the conditional
+    Wasserstein loss with a gradient penalty (``gp_weight``, 10 in Gulrajani et al.) and ``n_critic`` critic
+    steps per generator step (source C). ``reconstruction_weight`` > 0 adds source C's loss between stages:
+    the Stage-II image, shrunk, should stay close to the Stage-I image. The CA layers' KL terms join G's loss.
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, stage1: keras.Model | None = None,
+                 loss: str = "bce", n_critic: int | None = None, gp_weight: float = 10.0,
+                 reconstruction_weight: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if loss not in ("bce", "wgan-gp"):
+            raise ValueError(f"loss={loss!r}: use 'bce' (GAN-CLS, StackGAN) or 'wgan-gp' (source C)")
+        if reconstruction_weight and stage1 is None:
+            raise ValueError("reconstruction_weight compares Stage II with Stage I: also pass stage1")
+        self.generator, self.discriminator, self.stage1 = generator, discriminator, stage1
+        if stage1 is not None:
+            stage1.trainable = False
+        self.loss_name, self.gp_weight, self.reconstruction_weight = loss, gp_weight, reconstruction_weight
+        self.n_critic = n_critic or (5 if loss == "wgan-gp" else 1)
+        noise_source = stage1 if stage1 is not None else generator
+        self.z_dim = noise_source.input["z"].shape[-1]
+        self.seed_generator = keras.random.SeedGenerator(0)
+        names = ["d_loss", "g_loss"] + (["d_real", "d_wrong", "d_fake"] if loss == "bce" else ["wasserstein", "gp"])
+        if reconstruction_weight:
+            names.append("reconstruction")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.built = True
+
+    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
+        """One Adam per network; WGAN-GP's paper values (lr 1e-4, beta_1 0.0, beta_2 0.9) are a good start."""
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        """``{"z", "text"}`` -> this stage's image (through the frozen Stage I for Stage II)."""
+        return self.generate(inputs["z"], inputs["text"], training=training)[0]
+
+    def generate(self, z, text, training=False):
+        """This stage's images and, for Stage II, the Stage-I images they refine (else ``None``)."""
+        if self.stage1 is None:
+            return self.generator({"z": z, "text": text}, training=training), None
+        low = self.stage1({"z": z, "text": text}, training=False)
+        return self.generator({"image": low, "text": text}, training=training), low
+
+    def train_step(self, data):
+        images, text, wrong = data["image"], data["text"], data["wrong_text"]
+        batch_size = ops.shape(images)[0]
+        critic = lambda x, t: self.discriminator({"image": x, "text": t}, training=True)
+
+        for _ in range(self.n_critic):
+            z = keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
+            fakes = ops.stop_gradient(self.generate(z, text, training=True)[0])
+            with tf.GradientTape() as tape:
+                real, wrong_scores, fake = critic(images, text), critic(images, wrong), critic(fakes, text)
+                if self.loss_name == "bce":
+                    d_loss = losses.gan_cls_d_loss(real, wrong_scores, fake)
+                else:
+                    gp = losses.gradient_penalty(lambda x: critic(x, text), images, fakes)
+                    d_loss = losses.wasserstein_cls_d_loss(real, wrong_scores, fake) + self.gp_weight * gp
+            variables = self.discriminator.trainable_variables
+            self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+
+        z = keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            fakes, low = self.generate(z, text, training=True)
+            fake_for_g = critic(fakes, text)
+            g_loss = (losses.g_loss_nonsaturating if self.loss_name == "bce" else losses.wasserstein_g_loss)(fake_for_g)
+            if self.generator.losses:  # the KL term of Conditioning Augmentation
+                g_loss += ops.cast(ops.sum(self.generator.losses), "float32")
+            if self.reconstruction_weight:
+                reconstruction = losses.reconstruction_loss(fakes, low)
+                g_loss += self.reconstruction_weight * reconstruction
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+
+        values = {"d_loss": d_loss, "g_loss": g_loss}
+        if self.loss_name == "bce":
+            values.update(d_real=ops.mean(ops.sigmoid(real)), d_wrong=ops.mean(ops.sigmoid(wrong_scores)),
+                          d_fake=ops.mean(ops.sigmoid(fake)))
+        else:
+            values.update(wasserstein=ops.mean(real) - ops.mean(fake), gp=gp)
+        if self.reconstruction_weight:
+            values["reconstruction"] = reconstruction
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+# --- Measurements ---------------------------------------------------------------------------------------------
+
+def sample_diversity(features) -> float:
+    """Mean pairwise Euclidean distance between the feature vectors of samples for *one* caption.
+
+    0 means every noise vector gives the same picture (mode collapse for that caption); compare models on the
+    same features (e.g. the attribute classifier's).
+    """
+    features = np.asarray(features, "float64")
+    if len(features) < 2:
+        raise ValueError("sample_diversity needs at least 2 samples")
+    distances = np.sqrt(((features[:, None, :] - features[None, :, :]) ** 2).sum(-1))
+    return float(distances[np.triu_indices(len(features), k=1)].mean())
+
+
+def interpolation_jumpiness(features) -> float:
+    """How unevenly a walk between two captions changes the picture: the largest step between consecutive
+    frames divided by the whole path length (features of frames in order).
+
+    With ``n`` steps a perfectly smooth walk scores ``1/n``; a walk that jumps once and otherwise stands still
+    scores 1.
+    """
+    features = np.asarray(features, "float64")
+    steps = np.sqrt((np.diff(features, axis=0) ** 2).sum(-1))
+    return float(steps.max() / max(steps.sum(), 1e-12))
+
+
+def high_frequency_energy(images, cutoff: float = 0.25) -> float:
+    """Share of the images' spectral energy above ``cutoff`` of the sampling frequency (grey level, mean over
+    images). A bicubic upsample cannot add any: a refining stage that raises it adds detail (or noise, which
+    the attribute match and a look at the pictures tell apart)."""
+    images = np.asarray(images, "float32")
+    if images.dtype == np.uint8 or images.max() > 1.5:
+        images = images / 127.5 - 1.0
+    grey = images.mean(axis=-1)
+    spectrum = np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
+    fy = np.fft.fftfreq(grey.shape[1])[:, None]
+    fx = np.fft.fftfreq(grey.shape[2])[None, :]
+    high = np.sqrt(fx ** 2 + fy ** 2) > cutoff
+    return float(np.mean(spectrum[:, high].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))

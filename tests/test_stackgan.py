@@ -1,0 +1,104 @@
+"""StackGAN: the WGAN-GP pieces by hand, Stage II's shapes, a frozen Stage I, and the notebooks' measurements."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from t2ilib import config, losses, models, stackgan
+
+SMOKE = config.PRESETS["smoke"].replace(image_size=16, g_channels=(16, 8), d_channels=(8, 16), z_dim=4, text_dim=4)
+TEXT_DIM = 6
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_weight_norm_minus_one_squared():
+    w = np.random.default_rng(0).standard_normal((4, 4, 3)).astype("float32")
+    real = np.random.default_rng(1).standard_normal((5, 4, 4, 3)).astype("float32")
+    critic = lambda x: tf.reduce_sum(x * w, axis=[1, 2, 3])
+    # grad_x <w, x> = w at every point, whatever alpha picks.
+    assert float(losses.gradient_penalty(critic, real, -real)) == pytest.approx((np.linalg.norm(w) - 1) ** 2, rel=1e-5)
+
+
+def test_gradient_penalty_of_a_quadratic_critic_matches_a_hand_computation():
+    rng = np.random.default_rng(2)
+    real, fake = rng.standard_normal((3, 2, 2, 1)), rng.standard_normal((3, 2, 2, 1))
+    alpha = np.array([0.0, 0.5, 1.0])
+    # critic(x) = |x|^2 / 2 has gradient x, so the penalty is mean((|x_hat| - 1)^2) with x_hat the mix.
+    x_hat = alpha[:, None, None, None] * real + (1 - alpha[:, None, None, None]) * fake
+    expected = np.mean((np.sqrt((x_hat**2).sum(axis=(1, 2, 3))) - 1) ** 2)
+    critic = lambda x: 0.5 * tf.reduce_sum(x**2, axis=[1, 2, 3])
+    got = losses.gradient_penalty(critic, real.astype("float32"), fake.astype("float32"), alpha=alpha)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_wasserstein_losses_and_reconstruction_by_hand():
+    real, wrong, fake = np.array([1.0, 3.0]), np.array([0.0, 2.0]), np.array([-1.0, -3.0])
+    assert float(losses.wasserstein_d_loss(real, fake)) == pytest.approx(-2.0 - 2.0)
+    assert float(losses.wasserstein_cls_d_loss(real, wrong, fake)) == pytest.approx(0.5 * (1.0 - 2.0) - 2.0)
+    assert float(losses.wasserstein_g_loss(fake)) == pytest.approx(2.0)
+    low = np.random.default_rng(3).uniform(-1, 1, (2, 4, 4, 3)).astype("float32")
+    high = np.repeat(np.repeat(low, 2, axis=1), 2, axis=2)
+    assert float(losses.reconstruction_loss(high, low)) == pytest.approx(0.0, abs=1e-7)
+    assert float(losses.reconstruction_loss(high + 0.25, low)) == pytest.approx(0.25, rel=1e-5)
+    with pytest.raises(ValueError, match="multiple"):
+        losses.reconstruction_loss(np.zeros((1, 6, 6, 3)), low)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_stage2_generator_refines_to_the_requested_size(size):
+    g2 = stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=size, channels=16)
+    out = g2({"image": np.zeros((2, 16, 16, 3), "float32"), "text": np.zeros((2, TEXT_DIM), "float32")})
+    assert out.shape == (2, size, size, 3)
+    d2 = stackgan.build_stage2_discriminator(SMOKE, embedding_dim=TEXT_DIM, image_size=size, batch_norm=False)
+    assert d2.input["image"].shape == (None, size, size, 3) and d2.output.shape == (None, 1)
+    with pytest.raises(ValueError, match="larger"):
+        stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=16)
+
+
+def batches(size, count=16, batch=8):
+    rng = np.random.default_rng(0)
+    data = {"image": rng.uniform(-1, 1, (count, size, size, 3)).astype("float32"),
+            "text": rng.standard_normal((count, TEXT_DIM)).astype("float32"),
+            "wrong_text": rng.standard_normal((count, TEXT_DIM)).astype("float32")}
+    return tf.data.Dataset.from_tensor_slices(data).batch(batch)
+
+
+@pytest.mark.parametrize("loss", ["bce", "wgan-gp"])
+def test_stage2_trains_while_stage1_stays_frozen(loss):
+    stage1 = models.build_generator(SMOKE, embedding_dim=TEXT_DIM, conditioning="ca", upsample="nearest")
+    frozen = [w.copy() for w in stage1.get_weights()]  # includes the BN moving statistics
+    g2 = stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=32, channels=16)
+    d2 = stackgan.build_stage2_discriminator(SMOKE, embedding_dim=TEXT_DIM, image_size=32,
+                                             batch_norm=loss == "bce")
+    start = [w.copy() for w in g2.get_weights()]
+    gan = stackgan.StageGAN(g2, d2, stage1=stage1, loss=loss, n_critic=2, reconstruction_weight=1.0)
+    gan.compile()
+    history = gan.fit(batches(32), epochs=1, verbose=0).history
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, stage1.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(start, g2.get_weights()))
+    assert np.isfinite(history["g_loss"][-1]) and history["reconstruction"][-1] > 0
+    if loss == "wgan-gp":
+        assert history["gp"][-1] >= 0 and "wasserstein" in history
+    images = gan({"z": np.zeros((2, SMOKE.z_dim), "float32"), "text": np.zeros((2, TEXT_DIM), "float32")})
+    assert images.shape == (2, 32, 32, 3)
+
+
+def test_stage_gan_says_what_is_missing():
+    g = models.build_generator(SMOKE, embedding_dim=TEXT_DIM, conditioning="ca")
+    d = models.build_discriminator(SMOKE, embedding_dim=TEXT_DIM)
+    with pytest.raises(ValueError, match="wgan-gp"):
+        stackgan.StageGAN(g, d, loss="wgan")
+    with pytest.raises(ValueError, match="stage1"):
+        stackgan.StageGAN(g, d, reconstruction_weight=1.0)
+
+
+def test_measurements_by_hand():
+    assert stackgan.sample_diversity([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]) == pytest.approx((5 + 0 + 5) / 3)
+    even = np.linspace(0, 1, 11)[:, None] * np.ones((1, 3))
+    assert stackgan.interpolation_jumpiness(even) == pytest.approx(0.1)
+    jump = np.r_[np.zeros((5, 3)), np.ones((6, 3))]
+    assert stackgan.interpolation_jumpiness(jump) == pytest.approx(1.0)
+    flat = np.zeros((2, 16, 16, 3))
+    stripes = np.zeros((2, 16, 16, 3))
+    stripes[:, :, ::2] = 1.0  # the highest horizontal frequency
+    assert stackgan.high_frequency_energy(stripes) == pytest.approx(1.0)
+    assert stackgan.high_frequency_energy(flat) == pytest.approx(0.0)
