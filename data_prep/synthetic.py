@@ -210,6 +210,8 @@ def ensure(data_dir, num_images: int, sizes=DEFAULT_SIZES, seed: int = 0) -> Pat
     """
     out = Path(data_dir) / default_dirname(num_images, seed)
     meta = store.read_meta(out)
+    if meta is not None:
+        _check_same_dataset(out, meta, num_images, seed)  # e.g. 1,200 flowers written where 10,000 belong
     if meta is None or not set(sizes) <= set(meta["sizes"]):
         build(out, num_images, sizes, seed, progress=num_images >= 2_000)
     return out

@@ -113,6 +113,12 @@ def test_refuses_to_overwrite_a_different_dataset(tmp_path):
         synthetic.build(tmp_path / "d", 25, sizes=(32,), progress=False)
 
 
+def test_ensure_never_returns_a_dataset_of_another_size(tmp_path):
+    synthetic.build(tmp_path / synthetic.default_dirname(10_000), 20, sizes=(32,), progress=False)
+    with pytest.raises(FileExistsError, match="20 images"):
+        synthetic.ensure(tmp_path, 10_000, sizes=(32,))
+
+
 def test_a_killed_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     def die(*args, **kwargs):
         raise KeyboardInterrupt

@@ -25,9 +25,10 @@ from t2ilib import config
 
 
 def prepare_default_dataset() -> None:
-    target = config.data_dir() / "synthetic_flowers"
     fast = config.is_fast()
-    cmd = [sys.executable, "-m", "data_prep", "synthetic_flowers", "--out", str(target)]
+    # No --out: data_prep picks <data dir>/synthetic_flowers for 10,000 images, synthetic_flowers_<N> otherwise,
+    # the directories the notebooks' data_prep.synthetic.ensure() looks in (sizes never overwrite each other).
+    cmd = [sys.executable, "-m", "data_prep", "synthetic_flowers"]
     if fast:
         cmd += ["--num-images", str(config.PRESETS["smoke"].num_images), "--sizes", "32", "64", "128"]
     print("preparing the default dataset:", " ".join(cmd[2:]), flush=True)
