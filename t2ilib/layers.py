@@ -194,11 +194,15 @@ class ConditioningAugmentation(layers.Layer):
     (during training; at inference too unless ``sample=False`` is passed) gives G many nearby codes per caption,
     which smooths the text manifold. ``kl_weight * KL(N(mu, sigma) || N(0, I))`` is added with ``add_loss`` so
     the generator's training step includes it.
+
+    ``sample_at_inference=False`` (settable on a built model, e.g. ``g.get_layer("text_ca")``) makes inference
+    return the mean, for walks between captions that should change only with the caption.
     """
 
-    def __init__(self, units: int = 128, kl_weight: float = 2.0, **kwargs):
+    def __init__(self, units: int = 128, kl_weight: float = 2.0, sample_at_inference: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.units, self.kl_weight = units, kl_weight
+        self.sample_at_inference = sample_at_inference
         self.dense = layers.Dense(2 * units, kernel_initializer=dcgan_init())
         self.activation = layers.LeakyReLU(0.2)
         self.seed = keras.random.SeedGenerator()
@@ -207,7 +211,8 @@ class ConditioningAugmentation(layers.Layer):
         self.dense.build(input_shape)
         self.built = True
 
-    def call(self, embedding, training=None, sample=True):
+    def call(self, embedding, training=None, sample=None):
+        sample = self.sample_at_inference if sample is None else sample
         stats = ops.cast(self.activation(self.dense(embedding)), "float32")
         mean, log_var = stats[:, : self.units], stats[:, self.units :]
         if training:
@@ -221,7 +226,8 @@ class ConditioningAugmentation(layers.Layer):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "kl_weight": self.kl_weight}
+        return {**super().get_config(), "units": self.units, "kl_weight": self.kl_weight,
+                "sample_at_inference": self.sample_at_inference}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

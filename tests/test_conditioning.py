@@ -102,3 +102,13 @@ def test_source_e_discriminator_has_the_published_parameter_count():
     assert d.count_params() == by_hand
     assert isinstance(d.get_layer("augment"), layers.DiffAugment)
     assert d.get_layer("tile_text").output.shape == (None, 4, 4, 128)
+
+
+def test_conditioning_augmentation_can_be_switched_to_its_mean_on_a_built_model():
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, layers.ConditioningAugmentation(4, name="text_ca")(inputs))
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype("float32")
+    assert not np.allclose(model(x), model(x))  # samples by default, also at inference
+    model.get_layer("text_ca").sample_at_inference = False
+    np.testing.assert_array_equal(model(x), model(x))
+    assert layers.ConditioningAugmentation(4, sample_at_inference=False).get_config()["sample_at_inference"] is False
