@@ -1,7 +1,7 @@
 """Oxford-102, CUB-200 and CIFAR-10 preparation on tiny archives in the real layouts (no network).
 
-The Oxford-102 archive is built around the dataset's real imagelabels.mat and setid.mat (../shared/fixtures), so
-the classes and Oxford splits checked here are the real ones; the Reed class lists are made up in the real format.
+The Oxford-102 archive is built around the dataset's real imagelabels.mat and setid.mat (tests/fixtures), so the
+classes and Oxford splits checked here are the real ones; the Reed class lists are made up in the real format.
 """
 
 import io
@@ -17,11 +17,7 @@ from scipy.io import loadmat
 from data_prep import captioned, cifar10, cub200, flowers102
 from t2ilib.data import load_prepared
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "oxford102"
-if not FIXTURES.is_dir():  # a clone without the workspace's shared folder
-    FIXTURES = Path(__file__).resolve().parent / "fixtures" / "oxford102"
-needs_mat = pytest.mark.skipif(not (FIXTURES / "imagelabels.mat").is_file(),
-                               reason=f"the real Oxford-102 .mat files are not in {FIXTURES}")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "oxford102"
 
 
 def _jpeg(rng, width, height) -> bytes:
@@ -48,7 +44,7 @@ def _class_lists(classes, prefix=""):
 
 
 # Oxford-102 -----------------------------------------------------------------------------------------------------
-LABELS = loadmat(FIXTURES / "imagelabels.mat")["labels"].ravel() if (FIXTURES / "imagelabels.mat").is_file() else None
+LABELS = loadmat(FIXTURES / "imagelabels.mat")["labels"].ravel()
 GOOD, CORRUPT, BAD_ENCODING, EMPTY, UNCAPTIONED = [1, 2, 3, 100, 2000, 5000, 8189], 10, 11, 12, 13
 
 
@@ -78,7 +74,6 @@ def oxford_source(tmp_path, monkeypatch):
     return source
 
 
-@needs_mat
 def test_oxford_yields_the_right_classes_splits_and_caption_counts(oxford_source, tmp_path):
     summary = flowers102.prepare(tmp_path / "out", oxford_source, sizes=(32, 64), download_missing=False,
                                  progress=False)
@@ -104,7 +99,6 @@ def test_oxford_yields_the_right_classes_splits_and_caption_counts(oxford_source
     assert summary.counts["images"] == len(GOOD) and summary.counts["captions"] == 10 * len(GOOD)
 
 
-@needs_mat
 def test_oxford_reports_every_file_it_could_not_use(oxford_source, tmp_path, capsys):
     summary = flowers102.prepare(tmp_path / "out", oxford_source, sizes=(32,), download_missing=False,
                                  progress=False)
@@ -123,7 +117,6 @@ def test_oxford_reports_every_file_it_could_not_use(oxford_source, tmp_path, cap
     assert meta["num_skipped"] == len(summary.skipped)
 
 
-@needs_mat
 def test_oxford_rerun_is_a_no_op_and_a_killed_run_leaves_no_complete_looking_output(oxford_source, tmp_path,
                                                                                     monkeypatch):
     calls = []
@@ -150,7 +143,6 @@ def test_oxford_rerun_is_a_no_op_and_a_killed_run_leaves_no_complete_looking_out
         flowers102.prepare(tmp_path / "out", oxford_source, sizes=(32, 64), download_missing=False, progress=False)
 
 
-@needs_mat
 def test_oxford_cli_prints_a_summary(oxford_source, tmp_path, capsys):
     from data_prep.__main__ import main
 
@@ -163,14 +155,12 @@ def test_oxford_cli_prints_a_summary(oxford_source, tmp_path, capsys):
     assert load_prepared(out).sizes == [32]
 
 
-@needs_mat
 def test_oxford_missing_files_without_download_are_named(oxford_source, tmp_path):
     (oxford_source / "cvpr2016_flowers.tar.gz").unlink()
     with pytest.raises(FileNotFoundError, match=r"cvpr2016_flowers\.tar\.gz is missing and --no-download"):
         flowers102.prepare(tmp_path / "out", oxford_source, sizes=(32,), download_missing=False, progress=False)
 
 
-@needs_mat
 def test_oxford_wrong_checksum_of_a_supplied_file_is_named(oxford_source, tmp_path):
     (oxford_source / "setid.mat").write_bytes(b"not the real file")
     with pytest.raises(Exception, match=r"setid\.mat.*a5357ecc9cb78c4bef273ce3793fc85c"):
