@@ -354,12 +354,21 @@ def write_clip_standin(folder, seed: int = 0, width: int = 32, layers: int = 2, 
 
     ``encode_clip(model=folder)`` loads it with the same ``from_pretrained`` calls as the real CLIP. The tokenizer
     is byte-level BPE without merges (one token per character), and the weights are random: only the code
-    path is real.
+    path is real. A stand-in of the same shape already in ``folder`` is kept (so a rerun skips importing torch).
     """
+    folder = Path(folder)
+    try:
+        existing = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        shape = (existing["hidden_size"], existing["num_hidden_layers"], existing["max_position_embeddings"])
+        if shape == (width, layers, context) and (folder / "vocab.json").is_file() \
+                and (folder / "model.safetensors").is_file():
+            return folder
+    except (OSError, ValueError, KeyError):
+        pass  # nothing usable there yet: write it
+
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     symbols = _byte_symbols()
     vocab = {s: i for i, s in enumerate([*symbols, *(s + "</w>" for s in symbols),

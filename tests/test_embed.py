@@ -117,6 +117,15 @@ def test_clip_standin_pools_one_vector_per_caption_whatever_the_batching(clip_st
     assert not np.allclose(whole.vectors[0], whole.vectors[2])
 
 
+def test_clip_standin_is_kept_when_it_has_the_shape_asked_for(clip_standin, tmp_path):
+    weights = clip_standin / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert embed.write_clip_standin(clip_standin, width=16) == clip_standin
+    assert weights.stat().st_mtime_ns == before
+    other = embed.write_clip_standin(tmp_path / "clip", width=8)
+    assert json.loads((other / "config.json").read_text())["hidden_size"] == 8
+
+
 def test_encode_unique_encodes_each_text_once_and_scatters():
     seen = []
 
