@@ -61,6 +61,10 @@ class ConditionalGAN(keras.Model):
         super().compile(**kwargs)
         self.g_optimizer = self._loss_scaled(g_optimizer or dcgan_adam())
         self.d_optimizer = self._loss_scaled(d_optimizer or dcgan_adam())
+        # Create the optimizer slots here, in the strategy scope that compile runs in: made lazily inside the first
+        # distributed train step instead, they break MirroredStrategy and TPUStrategy.
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
 
     @staticmethod
     def _loss_scaled(optimizer):
@@ -82,6 +86,8 @@ class ConditionalGAN(keras.Model):
         return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
 
     def train_step(self, data):
+        """One update of D and G. ``data`` may also carry the noise ``z`` (else it is drawn here), e.g. to replay a
+        run exactly, as the test that compares one device with two does."""
         images, text = data["image"], data["text"]
         batch_size = ops.shape(images)[0]
         d_loss_fn, d_cls_loss_fn = losses.D_LOSSES[self.loss_name]
@@ -90,7 +96,8 @@ class ConditionalGAN(keras.Model):
         # Both networks update from the same forward pass ("simultaneous" updates, as in the TensorFlow DCGAN
         # tutorial): one generator pass per step instead of two.
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fakes = self.generator({"z": self.sample_z(batch_size), "text": text}, training=True)
+            z = data["z"] if "z" in data else self.sample_z(batch_size)
+            fakes = self.generator({"z": z, "text": text}, training=True)
             real_logits = self.discriminator({"image": images, "text": text}, training=True)
             fake_logits = self.discriminator({"image": fakes, "text": text}, training=True)
             if self.mismatch:
@@ -122,19 +129,29 @@ class ConditionalGAN(keras.Model):
 
     @staticmethod
     def _apply(optimizer, tape, loss, variables):
+        # Backpropagation starts from d loss / d loss = 1; starting from s instead scales every gradient by s,
+        # exactly as computing the gradient of s * loss would (the tape has closed, so the loss can't be rescaled).
+        # Under tf.distribute each replica's loss is the mean over its slice of the batch and the optimizer sums the
+        # replicas' gradients: s = 1 / replicas makes N devices take the step one device takes. Under
+        # mixed_float16, s also holds the loss scale, which keeps small float16 gradients from underflowing to zero;
+        # the LossScaleOptimizer divides it out again before the update.
+        start = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            loss = optimizer.scale_loss(loss)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            start = optimizer.scale_loss(start)
+        gradients = tape.gradient(loss, variables, output_gradients=ops.cast(start, loss.dtype))
+        optimizer.apply_gradients(zip(gradients, variables))
 
 
 def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, sequence_length: int | None = None,
-             mismatch: bool = True, interpolate: bool = False, **options) -> ConditionalGAN:
+             mismatch: bool = True, interpolate: bool = False, jit_compile: bool | str = "auto",
+             **options) -> ConditionalGAN:
     """Build G and D for ``preset`` and compile them into a ``ConditionalGAN`` with the preset's Adam settings.
 
     The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable encoders
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``options`` go to ``ConditionalGAN``
-    (``loss`` defaults to the preset's).
+    (``loss`` defaults to the preset's). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"``
+    does so on a GPU only (on CPUs XLA measures slower, see the README's performance section).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
@@ -143,5 +160,6 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
                                                sequence_length=sequence_length)
     options.setdefault("loss", preset.loss)
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
-    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1))
+    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
+                jit_compile=jit_compile)
     return gan
