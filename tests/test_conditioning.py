@@ -26,8 +26,8 @@ def test_conditioning_augmentation_samples_with_its_mean_and_variance():
     # 20,000 draws: the sample mean is within ~4 standard errors, the std within a few per cent.
     np.testing.assert_allclose(codes.mean(axis=0), mean, atol=4 * std.max() / np.sqrt(20_000))
     np.testing.assert_allclose(codes.std(axis=0), std, rtol=0.03)
-    assert len(ca.losses) == 1
-    assert float(ca.losses[0]) == pytest.approx(2.0 * float(losses.kl_loss(stats[:, :4], stats[:, 4:])), rel=1e-5)
+    assert len(ca.losses) == 1  # the KL term (averaged over 20,000 rows in float32: hence rel=1e-3)
+    assert float(ca.losses[0]) == pytest.approx(2.0 * float(losses.kl_loss(stats[:, :4], stats[:, 4:])), rel=1e-3)
     # Inference with sample=False gives the mean itself, and adds no loss.
     np.testing.assert_allclose(np.asarray(ca(embedding[:3], training=False, sample=False)), np.tile(mean, (3, 1)),
                                rtol=1e-5, atol=1e-6)
