@@ -25,6 +25,7 @@ from t2ilib import losses
 
 __all__ = [
     "dcgan_init",
+    "batch_normalization",
     "TextProjection",
     "SpatialTile",
     "UpBlock",
@@ -39,6 +40,18 @@ _PACKAGE = "t2ilib"
 def dcgan_init():
     """The DCGAN weight initialiser: N(0, 0.02)."""
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def batch_normalization(**kwargs) -> layers.BatchNormalization:
+    """``BatchNormalization`` that averages over the *global* batch when training on several replicas.
+
+    Under ``tf.distribute`` each device sees only its slice of the batch; normalising each slice by its own
+    statistics would make N devices train a different model than one does. Keras' ``synchronized=True``
+    all-reduces the statistics across replicas; on one device this is the plain layer.
+    """
+    import tensorflow as tf  # Keras 3 distributes the TensorFlow backend through tf.distribute
+
+    return layers.BatchNormalization(synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1, **kwargs)
 
 
 def _maybe_spectral(layer, spectral_norm: bool):
@@ -116,7 +129,7 @@ class UpBlock(layers.Layer):
             self.resize = layers.UpSampling2D(2, interpolation="nearest")
             self.conv = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
                                       kernel_initializer=dcgan_init())
-        self.norm = layers.BatchNormalization() if batch_norm else None
+        self.norm = batch_normalization() if batch_norm else None
         # The output activation runs in float32 so that a mixed-precision G still returns float32 pixels.
         self.activation = layers.Activation(activation, dtype="float32" if activation == "tanh" else None)
 
@@ -161,7 +174,7 @@ class DownBlock(layers.Layer):
         conv = layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=not batch_norm,
                              kernel_initializer=dcgan_init())
         self.conv = _maybe_spectral(conv, spectral_norm)
-        self.norm = layers.BatchNormalization() if batch_norm else None
+        self.norm = batch_normalization() if batch_norm else None
         self.activation = layers.LeakyReLU(0.2)
 
     def build(self, input_shape):

@@ -17,7 +17,15 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from t2ilib.layers import ConditioningAugmentation, DownBlock, SpatialTile, TextProjection, UpBlock, dcgan_init
+from t2ilib.layers import (
+    ConditioningAugmentation,
+    DownBlock,
+    SpatialTile,
+    TextProjection,
+    UpBlock,
+    batch_normalization,
+    dcgan_init,
+)
 
 __all__ = ["build_generator", "build_discriminator", "text_input", "generate"]
 
@@ -62,7 +70,7 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     x = layers.Dense(4 * 4 * preset.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
                      name="project")(x)
     x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
-    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.ReLU()(batch_normalization()(x))
     for i, filters in enumerate(preset.g_channels[1:], start=1):
         x = UpBlock(filters, upsample=upsample, name=f"up{i}")(x)
     image = UpBlock(3, upsample=upsample, batch_norm=False, activation="tanh", name="to_rgb")(x)
@@ -102,7 +110,7 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     joint = wrap(layers.Conv2D(preset.d_channels[-1], 1, use_bias=not batch_norm,
                                kernel_initializer=dcgan_init()))(joint)
     if batch_norm:
-        joint = layers.BatchNormalization()(joint)
+        joint = batch_normalization()(joint)
     joint = layers.LeakyReLU(0.2)(joint)
     logit = wrap(layers.Conv2D(1, 4, padding="valid", kernel_initializer=dcgan_init()))(joint)
     logit = layers.Flatten()(logit)  # [B, 1]
