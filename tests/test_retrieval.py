@@ -1,0 +1,62 @@
+"""R-precision and the contrastive dual encoder of t2ilib.retrieval."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from t2ilib import data, retrieval
+
+
+class Identity:
+    """A 'matcher' whose image and text spaces are the inputs themselves (already unit vectors)."""
+
+    def encode_images(self, x):
+        return np.asarray(x, "float32")
+
+    def encode_texts(self, x):
+        return np.asarray(x, "float32")
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_r_precision_is_one_for_perfect_matches_and_near_chance_for_noise():
+    rng = np.random.default_rng(0)
+    texts = _unit(rng.normal(size=(300, 16)))
+    perfect = retrieval.r_precision(Identity(), texts[:100], texts[:100], texts[100:], candidates=100)
+    assert perfect.mean == 1.0 and perfect.n == 100 and perfect.runs == 3
+    noise = retrieval.r_precision(Identity(), _unit(rng.normal(size=(200, 16))), texts[:200], texts,
+                                  candidates=10, runs=5)
+    assert abs(noise.mean - 0.1) < 0.06 and noise.std > 0  # chance is 1 / candidates
+
+
+def test_r_precision_never_draws_a_caption_of_the_same_group():
+    rng = np.random.default_rng(1)
+    images = _unit(rng.normal(size=(20, 8)))
+    pool = np.concatenate([images, _unit(rng.normal(size=(40, 8)))])
+    # Each image's exact duplicate sits in the pool; excluded by its group, the image always wins.
+    groups = np.arange(20)
+    pool_groups = np.concatenate([groups, np.full(40, -1)])
+    score = retrieval.r_precision(Identity(), images, images, pool, pool_groups, groups, candidates=30)
+    assert score.mean == 1.0
+    with pytest.raises(ValueError, match="wrong ones are needed"):
+        retrieval.r_precision(Identity(), images, images, pool[:5], candidates=30)
+
+
+def test_dual_encoder_trains_on_a_prepared_dataset_and_scores_it(tiny_flowers, tmp_path):
+    from data_prep import embed
+
+    path = shutil.copytree(tiny_flowers, tmp_path / "flowers")
+    embed.ensure(path, "word2vec")
+    prepared = data.load_prepared(path)
+    model = retrieval.train_dual_encoder(prepared, "word2vec", epochs=6, batch_size=32, learning_rate=3e-3)
+    losses = model.history.history["loss"]
+    assert losses[-1] < losses[0]  # 200 pairs of near-identical template captions: it learns, slowly
+    captions = prepared.captions.reset_index(drop=True)
+    first = captions[captions.split == "train"].groupby("image_idx").head(1)
+    vectors = prepared.embeddings("word2vec")
+    images = prepared.images(32)[first.image_idx.to_numpy()]
+    score = retrieval.r_precision(model, images, vectors[first.index], vectors[first.index], candidates=10)
+    assert 0.0 <= score.mean <= 1.0 and score.n == len(first) and score.runs == 3

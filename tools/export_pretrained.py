@@ -1,0 +1,77 @@
+"""Train the GAN-CLS generator that ships with the kit and export it to ``t2ilib/assets/``.
+
+    python -m tools.export_pretrained                    # cpu preset, 10 minutes of training, sentence embeddings
+    python -m tools.export_pretrained --minutes 30 --out /tmp/g.keras
+
+Trains on the prepared ``synthetic_flowers`` set under the data directory (prepares it and its MiniLM
+embeddings first if missing) with the ``cpu`` preset's recipe, in float32 so the file loads anywhere, and writes
+the generator with :func:`t2ilib.pretrained.save_generator` (a ``.keras`` file of a few MB and its ``.json`` card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+
+from t2ilib import callbacks, config, data, device, pretrained, training
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop ``fit`` once ``seconds`` of training have passed."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self.start >= self.seconds:
+            self.model.stop_training = True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
+    parser.add_argument("--num-images", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=pretrained.PRETRAINED_GAN_CLS)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from data_prep import embed, synthetic  # tools may use data_prep; t2ilib may not
+
+    device.set_precision("float32")  # a mixed-precision file would carry its policy to every machine
+    keras.utils.set_random_seed(args.seed)
+    preset = config.get_preset(args.preset)
+    path = synthetic.ensure(config.data_dir(), args.num_images)
+    embed.ensure(path, "sentence")
+    prepared = data.load_prepared(path)
+    embedding_dim = prepared.embeddings("sentence").shape[1]
+    gan = training.make_gan(preset, embedding_dim=embedding_dim, mismatch=True)
+    dataset = data.make_dataset(prepared, "train", preset.image_size, text="sentence",
+                                batch_size=preset.batch_size, seed=args.seed, repeat=True)
+    start = time.perf_counter()
+    gan.fit(dataset, epochs=preset.steps // 100, steps_per_epoch=100, verbose=2,
+            callbacks=[TimeBudget(60 * args.minutes), callbacks.StopOnNaN()])
+    steps = callbacks.gan_steps(gan)
+    card = {
+        "model": "gan_cls", "dataset": prepared.name, "text_encoder": "sentence", "preset": preset.name,
+        "steps": steps, "training_seconds": round(time.perf_counter() - start, 1), "seed": args.seed,
+        "made_by": "python -m tools.export_pretrained " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    out = pretrained.save_generator(gan.generator, args.out, card)
+    print(f"{steps} steps; wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {pretrained.card_path(out).name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
