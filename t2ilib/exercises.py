@@ -1,0 +1,182 @@
+"""Checks students call on their own exercise solutions: ``check_gan_cls_d_loss(my_d_loss)``.
+
+Each check runs the student's function on fixed inputs and compares it with the kit's reference (the code the
+notebooks train with). On success it prints one line and returns True; on failure it raises ``AssertionError``
+with a *specific* hint: the common mistakes are recognised by the value they produce (a missing 1/2, a sum where
+a mean belongs, ...). nbgrader counts a cell that raises as failed, so the checks double as autograder tests.
+
+Which notebook calls which check:
+
+==========================  ==========================================================  ========
+check                       the student writes                                          notebook
+==========================  ==========================================================  ========
+``check_tile``              ``tile(code [B, D], size) -> [B, size, size, D]``           03
+``check_gan_cls_d_loss``    ``d_loss(real_logits, wrong_logits, fake_logits)``          04
+``check_kl``                ``kl(mean, log_var)``: CA's KL to N(0, I)                   05
+``check_frechet``           ``frechet(features_a, features_b)``                         07
+``check_inception_score``   ``inception_score(probabilities)`` (one split)              07
+``check_mmd``               ``mmd2(features_a, features_b)``: unbiased, cubic kernel    07
+==========================  ==========================================================  ========
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["check_tile", "check_gan_cls_d_loss", "check_kl", "check_frechet", "check_inception_score", "check_mmd"]
+
+
+def _number(value, what: str) -> float:
+    array = np.asarray(value, dtype="float64")
+    if array.size != 1:
+        raise AssertionError(f"{what} should return one number (a scalar), got an array of shape {array.shape}: "
+                             "did you forget to average over the batch?")
+    return float(array.reshape(()))
+
+
+def _diagnose(got: float, expected: float, mistakes: dict[str, float], what: str) -> None:
+    """Pass if ``got`` is ``expected``; else raise with the hint of the known mistake that produces ``got``."""
+    if np.isclose(got, expected, rtol=1e-4, atol=1e-5):
+        return
+    for hint, wrong_value in mistakes.items():
+        if np.isclose(got, wrong_value, rtol=1e-4, atol=1e-5):
+            raise AssertionError(f"{what}: got {got:.6g}, expected {expected:.6g}. Hint: {hint}")
+    raise AssertionError(f"{what}: got {got:.6g}, expected {expected:.6g}. Check the formula term by term "
+                         "against the equation in the notebook.")
+
+
+def _passed(name: str, cases: int) -> bool:
+    print(f"{name}: all {cases} cases pass")
+    return True
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def check_tile(fn: Callable) -> bool:
+    """``fn(code, size)``: the text code ``[B, D]`` copied to every position of a ``[B, size, size, D]`` map."""
+    code = np.arange(6, dtype="float32").reshape(2, 3)
+    for size in (1, 4):
+        got = np.asarray(fn(code, size))
+        if got.shape != (2, size, size, 3):
+            raise AssertionError(f"tile(code [2, 3], {size}) has shape {got.shape}, expected (2, {size}, {size}, 3). "
+                                 "Hint: add two axes in the middle (code[:, None, None, :]) and tile only those.")
+        if not np.allclose(got, code[:, None, None, :]):
+            raise AssertionError("the shape is right but the values are not: every position (i, j) must hold the "
+                                 "same code vector. Hint: did you reshape instead of tile, mixing the D values?")
+    return _passed("check_tile", 2)
+
+
+def check_gan_cls_d_loss(fn: Callable) -> bool:
+    """``fn(real_logits, wrong_logits, fake_logits)``: GAN-CLS D loss = real->1, 1/2 (wrong->0 + fake->0)."""
+    rng = np.random.default_rng(0)
+    for case in range(3):
+        real, wrong, fake = (rng.normal(scale=2.0, size=(8, 1)).astype("float32") for _ in range(3))
+        real_term, wrong_term, fake_term = (_softplus(-real).mean(), _softplus(wrong).mean(), _softplus(fake).mean())
+        got = _number(fn(real, wrong, fake), "the GAN-CLS D loss")
+        mistakes = {
+            "weight the two 'fake' terms by 1/2 each (Reed et al.'s Algorithm 1), or the loss counts fakes twice.":
+                real_term + wrong_term + fake_term,
+            "the wrong-caption pairs are missing: real image + wrong text must be called fake too.":
+                real_term + fake_term,
+            "the fake-image pairs are missing: G's image with the right text must be called fake.":
+                real_term + 0.5 * wrong_term,
+            "real and fake targets are swapped: real pairs have label 1, wrong and fake pairs label 0.":
+                _softplus(real).mean() + 0.5 * (_softplus(-wrong).mean() + _softplus(-fake).mean()),
+        }
+        _diagnose(got, real_term + 0.5 * (wrong_term + fake_term), mistakes, f"case {case + 1}")
+    return _passed("check_gan_cls_d_loss", 3)
+
+
+def check_kl(fn: Callable) -> bool:
+    """``fn(mean, log_var)``: KL(N(mean, exp(log_var)) || N(0, I)), summed over features, averaged over the batch."""
+    rng = np.random.default_rng(1)
+    mean, log_var = rng.normal(size=(4, 5)).astype("float32"), rng.normal(scale=0.5, size=(4, 5)).astype("float32")
+    per_feature = 0.5 * (np.exp(log_var) + mean**2 - 1 - log_var)
+    got = _number(fn(mean, log_var), "the KL loss")
+    var = np.exp(log_var)
+    mistakes = {
+        "sum over the features, then average over the batch (you averaged over both).": per_feature.mean(),
+        "the factor 1/2 is missing.": 2 * per_feature.sum(1).mean(),
+        "log_var is the log of the variance: the variance term is exp(log_var).":
+            0.5 * (mean**2 - 1).sum(1).mean(),
+        "the '- log_var' term is missing.": 0.5 * (var + mean**2 - 1).sum(1).mean(),
+        "the result should be averaged over the batch, not summed.": per_feature.sum(),
+    }
+    _diagnose(got, per_feature.sum(1).mean(), mistakes, "KL")
+    zero = _number(fn(np.zeros((2, 3), "float32"), np.zeros((2, 3), "float32")), "the KL loss")
+    if not np.isclose(zero, 0.0, atol=1e-6):
+        raise AssertionError(f"KL(N(0, I) || N(0, I)) must be 0, got {zero:.6g}")
+    return _passed("check_kl", 2)
+
+
+def check_frechet(fn: Callable) -> bool:
+    """``fn(features_a, features_b)``: ``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``."""
+    from scipy import linalg
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(200, 4))
+    b = rng.normal(loc=0.5, scale=1.5, size=(300, 4))
+    mu_term = ((a.mean(0) - b.mean(0)) ** 2).sum()
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b).real
+    expected = mu_term + np.trace(cov_a + cov_b - 2 * root)
+    same = _number(fn(a, a), "the Frechet distance")
+    if not np.isclose(same, 0.0, atol=1e-5):
+        raise AssertionError(f"the distance of a set to itself must be 0, got {same:.6g}. Hint: the covariance "
+                             "term needs the matrix square root (scipy.linalg.sqrtm) of C_a C_b, not an elementwise "
+                             "sqrt.")
+    got = _number(fn(a, b), "the Frechet distance")
+    mistakes = {
+        "the mean term is missing: add |mu_a - mu_b|^2.": expected - mu_term,
+        "only the means: add the covariance term Tr(C_a + C_b - 2 sqrt(C_a C_b)).": mu_term,
+        "use the matrix square root sqrtm(C_a @ C_b), not np.sqrt elementwise.":
+            mu_term + np.trace(cov_a + cov_b - 2 * np.sqrt(np.abs(cov_a @ cov_b))),
+    }
+    _diagnose(got, expected, mistakes, "Frechet distance")
+    return _passed("check_frechet", 2)
+
+
+def check_inception_score(fn: Callable) -> bool:
+    """``fn(probabilities [N, classes])``: ``exp(mean_x KL(p(y|x) || p(y)))`` on one split."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(scale=3.0, size=(50, 6))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    marginal = p.mean(0)
+    kl = (p * (np.log(p) - np.log(marginal))).sum(1)
+    got = _number(fn(p), "the Inception Score")
+    mistakes = {
+        "the score is exp(mean KL), not the mean KL itself.": kl.mean(),
+        "KL(p(y|x) || p(y)) has p(y|x) first: sum p(y|x) (log p(y|x) - log p(y)).":
+            float(np.exp((marginal * (np.log(marginal) - np.log(p))).sum(1).mean())),
+        "p(y) is the mean of p(y|x) over the images (axis 0), not over the classes.":
+            float(np.exp((p * (np.log(p) - np.log(p.mean(1, keepdims=True)))).sum(1).mean())),
+    }
+    _diagnose(got, float(np.exp(kl.mean())), mistakes, "Inception Score")
+    uniform = _number(fn(np.full((10, 4), 0.25)), "the Inception Score")
+    if not np.isclose(uniform, 1.0, atol=1e-5):
+        raise AssertionError(f"identical uniform predictions must score 1 (no information), got {uniform:.6g}")
+    return _passed("check_inception_score", 2)
+
+
+def check_mmd(fn: Callable) -> bool:
+    """``fn(features_a, features_b)``: the unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3`` (the KID estimator)."""
+    from t2ilib.evaluation import mmd2_unbiased
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(30, 3)), rng.normal(loc=0.3, size=(40, 3))
+    got = _number(fn(a, b), "MMD^2")
+    kernel = lambda x, y: (x @ y.T / 3 + 1) ** 3  # noqa: E731
+    mistakes = {
+        "leave out the diagonal k(x_i, x_i) of the within-set terms and divide by m (m - 1): that makes it unbiased.":
+            kernel(a, a).mean() + kernel(b, b).mean() - 2 * kernel(a, b).mean(),
+        "the kernel divides the dot product by the feature dimension d before adding 1.":
+            mmd2_unbiased(a * np.sqrt(3), b * np.sqrt(3)),
+        "the cross term is subtracted twice: - 2 mean k(a, b).":
+            mmd2_unbiased(a, b) + kernel(a, b).mean(),
+    }
+    _diagnose(got, mmd2_unbiased(a, b), mistakes, "MMD^2")
+    return _passed("check_mmd", 1)

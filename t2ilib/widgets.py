@@ -1,0 +1,156 @@
+"""The interactive demo of notebook 07: type a caption, pick a model, move the seed and truncation, press Generate.
+
+Two layers, so the demo is testable without a browser and usable where widgets don't render:
+
+- :class:`CaptionEncoder` + :func:`generate_grid`: plain functions. Free text is embedded with the encoder the
+  model was trained with (for the shipped model: MiniLM ``sentence`` embeddings), then the generator draws a grid.
+- :func:`demo`: the ipywidgets front (Text, Dropdown, IntSlider, FloatSlider, Button, Output) whose button calls
+  :meth:`Demo.generate`. On Colab it first enables the custom widget manager; without ipywidgets or a front end
+  that shows widgets it prints how to call :func:`generate_grid` instead.
+
+Caption rules (documented behaviour, never a Keras stack trace): an empty caption or an empty list is an error;
+captions longer than ``MAX_WORDS`` words are cut to their first ``MAX_WORDS`` words (MiniLM reads at most 256
+word pieces anyway); any Unicode is accepted (the tokenizer maps what it does not know to ``[UNK]``); a vector of
+the wrong size for the chosen model is an error naming both sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from t2ilib import viz
+from t2ilib.evaluation import truncated_normal
+
+__all__ = ["MAX_WORDS", "CaptionEncoder", "generate_grid", "Demo", "demo"]
+
+MAX_WORDS = 64
+
+
+class CaptionEncoder:
+    """Free text -> the embedding a model reads, via ``encode`` (``list[str] -> [N, D]``), with a per-text cache.
+
+    Pass the *same* encoder the model was trained with, e.g. for the ``sentence`` models::
+
+        from data_prep import embed
+        encoder = CaptionEncoder(lambda texts: embed.encode_sentence(texts).vectors, name="sentence")
+    """
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], name: str = "sentence"):
+        self.encode, self.name = encode, name
+        self._cache: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def clean(caption) -> str:
+        """Whitespace collapsed, cut to ``MAX_WORDS`` words; an error for anything that is not a non-empty string."""
+        if not isinstance(caption, str):
+            raise TypeError(f"a caption is a string, got {type(caption).__name__}: {caption!r}")
+        words = caption.split()
+        if not words:
+            raise ValueError("the caption is empty: type a description, e.g. 'a flower with red round petals'")
+        if len(words) > MAX_WORDS:
+            warnings.warn(f"the caption has {len(words)} words; only the first {MAX_WORDS} are used", stacklevel=3)
+        return " ".join(words[:MAX_WORDS])
+
+    def __call__(self, captions: Sequence[str]) -> np.ndarray:
+        """float32 ``[len(captions), D]``; each distinct text is encoded once per session."""
+        if isinstance(captions, str):
+            captions = [captions]
+        if len(captions) == 0:
+            raise ValueError("no captions given: pass at least one caption")
+        texts = [self.clean(c) for c in captions]
+        new = sorted({t for t in texts if t not in self._cache})
+        if new:
+            vectors = np.asarray(self.encode(new), dtype="float32")
+            if vectors.shape[0] != len(new):
+                raise ValueError(f"the {self.name!r} encoder returned {vectors.shape[0]} vectors for {len(new)} texts")
+            self._cache.update(zip(new, vectors))
+        return np.stack([self._cache[t] for t in texts])
+
+
+def generate_grid(generator, text_vector: np.ndarray, count: int = 8, seed: int = 0,
+                  truncation: float | None = None, columns: int = 4) -> np.ndarray:
+    """``count`` images of one caption (its embedding ``text_vector``), noise seeded by ``seed``, as a uint8 grid."""
+    text_vector = np.asarray(text_vector, dtype="float32").reshape(1, -1)
+    expected = generator.input["text"].shape[-1]
+    if text_vector.shape[1] != expected:
+        raise ValueError(f"{generator.name} reads {expected}-d text embeddings but got {text_vector.shape[1]}-d: "
+                         "embed the caption with the encoder the model was trained with (see its card)")
+    if count < 1:
+        raise ValueError(f"count={count}: ask for at least one image")
+    z = truncated_normal((count, generator.input["z"].shape[-1]), truncation, seed)
+    images = generator({"z": z, "text": np.repeat(text_vector, count, axis=0)}, training=False)
+    return viz.image_grid(np.asarray(images), columns=min(columns, count))
+
+
+@dataclasses.dataclass
+class Demo:
+    """What the widgets drive: models by name, their caption encoder, and the last result or error."""
+
+    models: dict  # name -> generator
+    encoder: CaptionEncoder
+    count: int = 8
+    last_grid: np.ndarray | None = None
+    last_error: str | None = None
+
+    def generate(self, caption: str, model: str, seed: int = 0, truncation: float = 1.0) -> np.ndarray | None:
+        """The demo's callback: a grid, or ``None`` with ``last_error`` set to a message a student can act on."""
+        self.last_grid, self.last_error = None, None
+        try:
+            if model not in self.models:
+                raise ValueError(f"unknown model {model!r}; choose one of {sorted(self.models)}")
+            vector = self.encoder([caption])[0]
+            self.last_grid = generate_grid(self.models[model], vector, self.count, seed, truncation or None)
+        except (ValueError, TypeError) as error:
+            self.last_error = str(error)
+        return self.last_grid
+
+
+def _enable_colab_widgets() -> None:
+    if "google.colab" in sys.modules:
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+
+
+def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
+         count: int = 8, show: bool = True):
+    """Build (and by default display) the widget demo; returns ``(Demo, widgets_box)`` (``box`` None if no widgets)."""
+    state = Demo(models, encoder, count)
+    try:
+        import ipywidgets as w
+        from IPython.display import display
+    except ImportError:
+        print("ipywidgets is not installed: call t2ilib.widgets.generate_grid(generator, encoder([caption])[0]) "
+              "or state.generate(caption, model) directly.")
+        return state, None
+    _enable_colab_widgets()
+    text = w.Text(value=caption, description="Caption", layout=w.Layout(width="520px"))
+    model = w.Dropdown(options=sorted(models), description="Model")
+    seed = w.IntSlider(value=0, min=0, max=99, description="Seed")
+    truncation = w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="Truncation")
+    button = w.Button(description="Generate", button_style="primary")
+    out = w.Output()
+
+    def on_click(_):
+        grid = state.generate(text.value, model.value, seed.value, truncation.value)
+        out.clear_output(wait=True)
+        with out:
+            if grid is None:
+                print("Cannot generate:", state.last_error)
+            else:
+                import matplotlib.pyplot as plt
+
+                viz.show_images(grid[None], title=f"{model.value}: {text.value!r} (seed {seed.value}, "
+                                                  f"truncation {truncation.value:.1f})", columns=1, size=6)
+                plt.show()
+
+    button.on_click(on_click)
+    box = w.VBox([text, w.HBox([model, button]), w.HBox([seed, truncation]), out])
+    if show:
+        display(box)
+    return state, box
