@@ -13,13 +13,17 @@ StackGAN's two stages.
   Stage I; with the GAN-CLS cross-entropy or WGAN-GP (gradient penalty, ``n_critic`` critic steps), plus the
   optional reconstruction loss between stages of source C.
 - Measurements the notebooks report: :func:`sample_diversity`, :func:`interpolation_jumpiness`,
-  :func:`high_frequency_energy`.
+  :func:`high_frequency_energy`, and :func:`conditioning_report`, which puts match rate, diversity and
+  smoothness of one model in one row; :func:`caption_walk` draws the frames of a walk between two captions.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
@@ -38,6 +42,9 @@ __all__ = [
     "sample_diversity",
     "interpolation_jumpiness",
     "high_frequency_energy",
+    "sample_images",
+    "caption_walk",
+    "conditioning_report",
 ]
 
 # Source E, as published: z 100, CA 128, G from 4x4x1024 down to 64 channels at 64x64, D 64..512. D's learning
@@ -316,3 +323,76 @@ def high_frequency_energy(images, cutoff: float = 0.25) -> float:
     fx = np.fft.fftfreq(grey.shape[2])[None, :]
     high = np.sqrt(fx ** 2 + fy ** 2) > cutoff
     return float(np.mean(spectrum[:, high].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))
+
+
+def _z_dim(model) -> int:
+    return model.z_dim if hasattr(model, "z_dim") else model.input["z"].shape[-1]
+
+
+def sample_images(model, text, z=None, seed: int = 0, batch_size: int = 128) -> np.ndarray:
+    """Images in [-1, 1] from a generator or a :class:`StageGAN` (anything called on ``{"z", "text"}``)."""
+    text = np.asarray(text, "float32")
+    if z is None:
+        z = np.random.default_rng(seed).standard_normal((len(text), _z_dim(model))).astype("float32")
+    chunks = [model({"z": z[i : i + batch_size], "text": text[i : i + batch_size]}, training=False)
+              for i in range(0, len(text), batch_size)]
+    return np.concatenate([ops.convert_to_numpy(c) for c in chunks]).astype("float32")
+
+
+@contextlib.contextmanager
+def ca_at_mean(model):
+    """Within the block, every Conditioning Augmentation layer of ``model`` (and of a StageGAN's networks)
+    returns its mean at inference, so only the caption and z change a picture."""
+    networks = [m for m in (model, getattr(model, "generator", None), getattr(model, "stage1", None))
+                if isinstance(m, keras.Model) and hasattr(m, "layers")]
+    found = [layer for m in networks for layer in m.layers if isinstance(layer, ConditioningAugmentation)]
+    saved = [layer.sample_at_inference for layer in found]
+    for layer in found:
+        layer.sample_at_inference = False
+    try:
+        yield
+    finally:
+        for layer, value in zip(found, saved):
+            layer.sample_at_inference = value
+
+
+def caption_walk(model, text_a, text_b, frames: int = 9, seed: int = 0) -> np.ndarray:
+    """``frames`` images along ``(1 - t) text_a + t text_b`` with one fixed z and the CA at its mean."""
+    t = np.linspace(0.0, 1.0, frames, dtype="float32")[:, None]
+    text = (1.0 - t) * np.asarray(text_a, "float32")[None] + t * np.asarray(text_b, "float32")[None]
+    z = np.repeat(np.random.default_rng(seed).standard_normal((1, _z_dim(model))), frames, 0).astype("float32")
+    with ca_at_mean(model):
+        return sample_images(model, text, z=z)
+
+
+def conditioning_report(model, classifier, text, attributes: pd.DataFrame, *, columns=("petal_colour",
+                        "centre_colour"), captions: int = 6, per_caption: int = 16, frames: int = 9,
+                        image_size: int | None = None, seed: int = 0) -> pd.Series:
+    """One row for a table comparing generators on the same captions:
+
+    - ``match_<attribute>``: share of images (one per caption in ``text``) whose attribute, as the classifier
+      reads it, is the one in ``attributes`` (the caption's);
+    - ``diversity``: :func:`sample_diversity` of ``per_caption`` samples for each of the first ``captions``
+      captions, averaged, on classifier features;
+    - ``jumpiness``: :func:`interpolation_jumpiness` of walks between captions ``i`` and ``i + captions``
+      (lower is smoother, ``1 / (frames - 1)`` is perfectly even).
+
+    Images are shrunk (area) to the classifier's ``image_size`` when it differs.
+    """
+    from t2ilib import metrics
+
+    size = image_size or classifier.model.input_shape[1]
+    fit = lambda images: images if images.shape[1] == size else ops.convert_to_numpy(
+        tf.image.resize(images, (size, size), method="area"))
+    text = np.asarray(text, "float32")
+    predicted = classifier.predict(fit(sample_images(model, text, seed=seed)))
+    row = {f"match_{c}": v for c, v in metrics.match_rates(predicted, attributes[list(columns)]).items()}
+    row["diversity"] = float(np.mean([
+        sample_diversity(classifier.features(fit(sample_images(model, np.repeat(text[i : i + 1], per_caption, 0),
+                                                               seed=seed + i))))
+        for i in range(captions)]))
+    row["jumpiness"] = float(np.mean([
+        interpolation_jumpiness(classifier.features(fit(caption_walk(model, text[i], text[i + captions], frames,
+                                                                     seed=seed + i))))
+        for i in range(captions)]))
+    return pd.Series(row)

@@ -102,3 +102,23 @@ def test_measurements_by_hand():
     stripes[:, :, ::2] = 1.0  # the highest horizontal frequency
     assert stackgan.high_frequency_energy(stripes) == pytest.approx(1.0)
     assert stackgan.high_frequency_energy(flat) == pytest.approx(0.0)
+
+
+def test_caption_walk_holds_ca_at_its_mean_and_the_report_has_one_row():
+    import pandas as pd
+
+    from t2ilib import metrics
+
+    g = models.build_generator(SMOKE.replace(image_size=32, g_channels=(8, 8, 8)), embedding_dim=TEXT_DIM,
+                               conditioning="ca")
+    text = np.random.default_rng(0).standard_normal((4, TEXT_DIM)).astype("float32")
+    walk = stackgan.caption_walk(g, text[0], text[1], frames=5)
+    np.testing.assert_allclose(walk, stackgan.caption_walk(g, text[0], text[1], frames=5), atol=1e-6)
+    assert walk.shape == (5, 32, 32, 3)
+    assert g.get_layer("text_ca").sample_at_inference  # restored after the walk
+    vocab = {"petal_colour": ["red", "blue"], "centre_colour": ["white", "black"]}
+    judge = metrics.AttributeClassifier(metrics.build_attribute_classifier(32, vocab), vocab)
+    attributes = pd.DataFrame({"petal_colour": ["red", "blue"] * 2, "centre_colour": ["white"] * 4})
+    row = stackgan.conditioning_report(g, judge, text, attributes, captions=2, per_caption=3, frames=4)
+    assert set(row.index) == {"match_petal_colour", "match_centre_colour", "diversity", "jumpiness"}
+    assert 0 <= row.match_petal_colour <= 1 and row.diversity > 0 and 1 / 3 - 1e-9 <= row.jumpiness <= 1
