@@ -95,13 +95,14 @@ class LossHistory(keras.callbacks.Callback):
         return pd.DataFrame(self.rows)
 
     def on_train_begin(self, logs=None):
-        initial_epoch = getattr(self.model, "_initial_epoch", None) or 0
-        self.rows = []
-        if self.csv_path.exists():
-            previous = pd.read_csv(self.csv_path)
-            self.rows = previous[previous["epoch"] <= initial_epoch].to_dict("records")
-        self._offset = self.rows[-1]["seconds"] if self.rows else 0.0
-        self._start = time.perf_counter()
+        self.rows = pd.read_csv(self.csv_path).to_dict("records") if self.csv_path.exists() else []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._start is None:  # the first epoch of this fit(): forget rows of epochs about to be redone
+            self.rows = [row for row in self.rows if row["epoch"] <= epoch]
+            self._offset = self.rows[-1]["seconds"] if self.rows else 0.0
+            self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, "step": gan_steps(self.model),

@@ -50,7 +50,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         name="cpu", image_size=64, z_dim=64, text_dim=128, g_channels=(256, 128, 64, 32),
-        d_channels=(32, 64, 128, 256), batch_size=64, steps=3_000,
+        d_channels=(32, 64, 128, 256), batch_size=64, steps=3_000, projection=True,
     ),
     "paper": Preset(
         name="paper", image_size=64, z_dim=100, text_dim=128, g_channels=(1024, 512, 256, 128),

@@ -48,9 +48,14 @@ def batch_normalization(**kwargs) -> layers.BatchNormalization:
     Under ``tf.distribute`` each device sees only its slice of the batch; normalising each slice by its own
     statistics would make N devices train a different model than one does. Keras' ``synchronized=True``
     all-reduces the statistics across replicas; on one device this is the plain layer.
+
+    The momentum is DCGAN's 0.9: with Keras' default 0.99 the moving statistics that inference uses lag hundreds
+    of steps behind a GAN's fast-changing activations, and samples drawn with ``training=False`` (the sample
+    grids, the metrics) come out flat grey for the first few hundred steps.
     """
     import tensorflow as tf  # Keras 3 distributes the TensorFlow backend through tf.distribute
 
+    kwargs.setdefault("momentum", 0.9)
     return layers.BatchNormalization(synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1, **kwargs)
 
 

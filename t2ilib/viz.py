@@ -53,8 +53,8 @@ def show_images(images, captions=None, columns: int = 8, size: float = 1.6, titl
     images = to_uint8(images)
     columns = min(columns, len(images))
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows * (1.35 if captions else 1.0)),
-                             squeeze=False)
+    height = size * rows * (1.35 if captions is not None else 1.0)  # room for the captions
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):

@@ -118,11 +118,15 @@ def test_checkpoint_from_another_model_fails_with_the_directory_named(tmp_path):
 
 
 def test_a_finished_run_trains_nothing_more(tmp_path):
-    gan = tiny_gan()
-    gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
-    again = tiny_gan()
-    again.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
-    assert callbacks.gan_steps(again) == callbacks.gan_steps(gan) == 4
+    def run():
+        gan, history = tiny_gan(), callbacks.LossHistory(tmp_path / "history.csv")
+        gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[history, callbacks.Checkpoint(tmp_path)])
+        return gan, history
+
+    first, _ = run()
+    again, history = run()
+    assert callbacks.gan_steps(again) == callbacks.gan_steps(first) == 4
+    assert history.frame.epoch.tolist() == [1, 2]  # the finished run's history is still there to plot
 
 
 def test_sample_grid_saves_the_same_noise_every_epoch(tmp_path):

@@ -1,0 +1,235 @@
+"""Quality benchmark: does the text conditioning work, measured by attribute match rate against training time.
+
+    python -m tests.benchmarks.quality --model gan_cls --minutes 10
+    python -m tests.benchmarks.quality --model lstm_gan --minutes 10
+    python -m tests.benchmarks.quality --model gan_cls --minutes 10 --no-projection   # the plain Reed et al. D
+
+On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--preset``):
+
+1. trains the attribute classifier on the real training images and reports its accuracy on real test images
+   (the ceiling), cached in the run directory;
+2. trains the GAN for ``--minutes`` of training time (evaluation pauses the clock), measuring every
+   ``--eval-every`` seconds the attribute match rates of images generated from one caption per test image;
+3. at the end: match rates on the test and compositional splits beside chance and the ceiling, and the Frechet
+   distance on the classifier's features between generated and real test images, beside the real-vs-real figure
+   (the test images split into two disjoint halves: generated-from-half-A vs real half B, real A vs real B).
+
+Writes ``<out>/<model>/result.json``, ``curve.csv`` and ``curve.png``, and prints a markdown summary.
+Timings depend on the machine's load: the load average is recorded with every curve point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+import pandas as pd
+
+from t2ilib import callbacks, config, data, device, metrics, models, text, training
+
+MODELS = {
+    # name: (text input, mismatch pairs, interpolation)
+    "cond": ("sentence", False, False),  # conditional GAN, D never sees wrong text
+    "gan_cls": ("sentence", True, False),
+    "gan_int_cls": ("sentence", True, True),
+    "lstm_gan": ("tokens", False, False),  # source A: Embedding + LSTM inside G and D
+}
+SCORED = ("petal_colour", "centre_colour")
+
+
+def prepare(data_root: Path, num_images: int):
+    """The prepared flowers with cached MiniLM embeddings (made if missing)."""
+    from data_prep import embed, synthetic
+
+    path = synthetic.ensure(data_root, num_images)
+    embed.ensure(path, "sentence")
+    return data.load_prepared(path)
+
+
+def attribute_classifier(prepared, image_size: int, cache_dir: Path, epochs: int = 6):
+    """Train (or reload) the attribute CNN; its real-test accuracy is the ceiling of every match rate."""
+    vocab = prepared.meta["attribute_values"]
+    train_ids, test_ids = prepared.split_images("train"), prepared.split_images("test")
+    images = prepared.images(image_size)
+    weights = cache_dir / f"attribute_classifier_{prepared.name}_{len(images)}_{image_size}.weights.h5"
+    if weights.exists():
+        classifier = metrics.AttributeClassifier(metrics.build_attribute_classifier(image_size, vocab), vocab)
+        classifier.model.load_weights(weights)
+        classifier.test_accuracy = metrics.match_rates(classifier.predict(images[test_ids]),
+                                                       prepared.attributes.loc[test_ids, list(vocab)])
+    else:
+        classifier = metrics.train_attribute_classifier(
+            images[train_ids], prepared.attributes.loc[train_ids, list(vocab)], images[test_ids],
+            prepared.attributes.loc[test_ids, list(vocab)], vocab=vocab, epochs=epochs)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        classifier.model.save_weights(weights)
+    return classifier
+
+
+def eval_captions(prepared, split: str, text_of):
+    """One caption per image of ``split`` (its first), what the model reads for it, and the image's attributes."""
+    captions = prepared.captions.reset_index(drop=True)  # row i <-> embedding row i
+    first = captions[captions.split == split].sort_values("image_idx", kind="stable").groupby("image_idx").head(1)
+    ids = first.image_idx.to_numpy()
+    return ids, text_of(first.index.to_numpy()), prepared.attributes.loc[ids].reset_index(drop=True)
+
+
+class TimedEvaluation(keras.callbacks.Callback):
+    """Every ``every`` seconds of training: match rates on the test captions. Stops at ``budget`` seconds."""
+
+    def __init__(self, evaluate, every: float, budget: float):
+        super().__init__()
+        self.evaluate, self.every, self.budget = evaluate, every, budget
+        self.rows = []
+
+    def on_train_begin(self, logs=None):
+        self.start, self.paused, self.next = time.perf_counter(), 0.0, self.every
+
+    def training_seconds(self):
+        return time.perf_counter() - self.start - self.paused
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = self.training_seconds()
+        if elapsed < self.next and elapsed < self.budget:
+            return
+        paused_at = time.perf_counter()
+        step = callbacks.gan_steps(self.model)
+        row = {"seconds": round(elapsed, 1), "step": step, "load": round(os.getloadavg()[0], 2),
+               **{k: round(float(v), 4) for k, v in (logs or {}).items()}, **self.evaluate()}
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+        self.next += self.every
+        if elapsed >= self.budget:
+            self.model.stop_training = True
+        self.paused += time.perf_counter() - paused_at
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default="gan_cls")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time budget (evaluation excluded)")
+    parser.add_argument("--eval-every", type=float, default=60.0, help="seconds of training between evaluations")
+    parser.add_argument("--no-projection", action="store_true", help="the plain Reed et al. discriminator")
+    parser.add_argument("--loss", choices=["bce", "hinge"], default=None, help="default: the preset's")
+    parser.add_argument("--precision", default=None, help="float32 or mixed_bfloat16 (default: t2ilib.device)")
+    parser.add_argument("--num-images", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    out = (args.out or config.runs_dir() / "benchmarks") / args.model
+    out.mkdir(parents=True, exist_ok=True)
+    preset = config.get_preset(args.preset)
+    if args.no_projection:
+        preset = preset.replace(projection=False)
+    if args.loss:
+        preset = preset.replace(loss=args.loss)
+    precision = device.set_precision(device.choose_precision(override=args.precision))
+    keras.utils.set_random_seed(args.seed)
+
+    prepared = prepare(config.data_dir(), args.num_images)
+    classifier = attribute_classifier(prepared, preset.image_size, out.parent)
+    print("classifier accuracy on real test images:", classifier.test_accuracy.round(3).to_dict(), flush=True)
+
+    text_kind, mismatch, interpolate = MODELS[args.model]
+    if text_kind == "tokens":
+        train_texts = prepared.captions.text[prepared.captions.split == "train"].tolist()
+        vectorizer = text.make_vectorizer(train_texts)
+        vocab_size = vectorizer.vocabulary_size()
+        seq_len = int(vectorizer(["x"]).shape[-1])
+        encoders = (text.LSTMTextEncoder(vocab_size), text.LSTMTextEncoder(vocab_size))
+        gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch)
+        all_texts = prepared.captions.text.to_numpy()
+        text_of = lambda rows: np.asarray(vectorizer(all_texts[rows]), np.int32)
+    else:
+        vectorizer = None
+        embeddings = prepared.embeddings("sentence")
+        gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
+                                interpolate=interpolate)
+        text_of = lambda rows: embeddings[rows]
+    dataset = data.make_dataset(prepared, "train", preset.image_size, text=text_kind, vectorizer=vectorizer,
+                                batch_size=preset.batch_size, seed=args.seed, repeat=True)
+
+    images = prepared.images(preset.image_size)
+    test_ids, test_text, test_target = eval_captions(prepared, "test", text_of)
+    comp_ids, comp_text, comp_target = eval_captions(prepared, "compositional", text_of)
+    half = len(test_ids) // 2
+
+    def evaluate():
+        fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
+        rates = metrics.match_rates(classifier.predict(fakes), test_target[list(SCORED)])
+        return {name: round(rate, 4) for name, rate in rates.items()}
+
+    timer = TimedEvaluation(evaluate, args.eval_every, 60.0 * args.minutes)
+    history = callbacks.LossHistory(out / "history.csv")
+    gan.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0,
+            callbacks=[timer, history, callbacks.StopOnNaN()])
+
+    fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
+    comp_fakes = models.generate(gan.generator, comp_text, seed=args.seed + 2)
+    real = images[test_ids]
+    result = {
+        "model": args.model, "preset": preset.name, "precision": precision,
+        "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
+        "steps": callbacks.gan_steps(gan), "training_seconds": timer.rows[-1]["seconds"] if timer.rows else None,
+        "seconds_per_step": round(timer.rows[-1]["seconds"] / max(1, timer.rows[-1]["step"]), 3),
+        "test": metrics.alignment_table(classifier, fakes, test_target).round(4).to_dict(),
+        "compositional": metrics.alignment_table(classifier, comp_fakes, comp_target).round(4).to_dict(),
+        "fid_generated_vs_real": round(metrics.feature_frechet_distance(classifier, fakes[:half], real[half:]), 3),
+        "fid_real_vs_real": round(metrics.feature_frechet_distance(classifier, real[:half], real[half:]), 3),
+        "classifier_accuracy": classifier.test_accuracy.round(4).to_dict(),
+        "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    curve = pd.DataFrame(timer.rows)
+    curve.to_csv(out / "curve.csv", index=False)
+    save_curve(curve, out / "curve.png", args.model)
+    from t2ilib import viz
+
+    viz.save_png(out / "samples.png", viz.image_grid(fakes[:64], columns=8))
+    print(f"\n## {args.model}: {result['steps']} steps in {result['training_seconds']} s ({precision})")
+    print(pd.DataFrame(result["test"]).to_markdown() if _has_tabulate() else pd.DataFrame(result["test"]))
+    print(f"FID (classifier features): generated vs real {result['fid_generated_vs_real']}, "
+          f"real vs real {result['fid_real_vs_real']}")
+    return result
+
+
+def save_curve(curve: pd.DataFrame, path: Path, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in SCORED:
+        if name in curve:
+            ax.plot(curve["seconds"] / 60, curve[name], marker="o", label=name.replace("_", " "))
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("match rate (test captions)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()
