@@ -42,7 +42,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from data_prep.store import PARTIAL, atomic_write_text
-from t2ilib import text as t2itext
 from t2ilib.data import load_prepared
 
 ENCODERS = ("word2vec", "glove", "sentence", "clip")
@@ -270,6 +269,8 @@ def cache_settings(encoder: str, settings: dict) -> dict:
 
 def is_fresh(dataset_dir, name: str, encoder: str, settings: dict, texts: Sequence[str]) -> bool:
     """Whether ``embeddings/<name>`` already holds ``encoder`` with ``settings`` for exactly these captions."""
+    from t2ilib import text as t2itext
+
     info = t2itext.read_cache_info(dataset_dir, name)
     if not info or info.get("encoder") != encoder or info.get("settings") != settings:
         return False
@@ -294,6 +295,8 @@ def ensure(dataset_dir, encoder: str, *, name: str | None = None, force: bool = 
     Nothing is encoded when a cache for the same captions and settings exists (unless ``force``); a cache for
     other captions or settings is replaced. Settings are the keyword arguments of ``encode_<encoder>``.
     """
+    from t2ilib import text as t2itext  # here, not at the top: it imports Keras, which `--help` does not need
+
     dataset_dir = Path(dataset_dir)
     name = name or encoder
     full_settings = cache_settings(encoder, settings)
@@ -420,6 +423,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    from t2ilib import text as t2itext
+
     info = t2itext.read_cache_info(args.dataset, args.name or args.encoder)
     print(f"{path}: {info['num_captions']} captions ({info['unique_texts']} distinct) x {info['dim']} "
           f"from {info['model']} (encoded in {info['encode_seconds']:.1f} s; this run "
