@@ -210,3 +210,17 @@ def write(out: Path, name: str, items: list[Item], sizes, meta: dict, summary: s
         "made_by": {**meta.get("made_by", {}), "seconds": round(time.perf_counter() - start, 1)},
         **summary.as_meta(),
     })
+
+
+def run_prepare(args, name: str, prepare) -> int:
+    """The CLI body the captioned datasets share: default folders under the data dir, timing, the summary."""
+    from t2ilib.config import data_dir
+
+    out = args.out or data_dir() / name
+    source = args.source or data_dir() / "raw" / name
+    source.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    summary = prepare(out, source, args.sizes, download_missing=not args.no_download)
+    summary.counts["seconds"] = round(time.perf_counter() - start, 1)
+    summary.report(out)
+    return 0

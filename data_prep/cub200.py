@@ -14,7 +14,6 @@ species in captions.csv; CUB's own image split is kept in attributes.csv as cub_
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from data_prep import captioned, download, store
@@ -99,13 +98,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2ilib.config import data_dir
-
-    out = args.out or data_dir() / NAME
-    source = args.source or data_dir() / "raw" / NAME
-    source.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    summary = prepare(out, source, args.sizes, download_missing=not args.no_download)
-    summary.counts["seconds"] = round(time.perf_counter() - start, 1)
-    summary.report(out)
-    return 0
+    return captioned.run_prepare(args, NAME, prepare)
