@@ -127,10 +127,14 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
 
 
 def generate(generator: keras.Model, text, z=None, seed: int = 0, batch_size: int = 256):
-    """Images (float32 in [-1, 1]) for a batch of text inputs; ``z`` is drawn from N(0, I) with ``seed`` if absent."""
+    """Images (float32 in [-1, 1]) for a batch of text inputs; ``z`` is drawn from N(0, I) with ``seed`` if absent.
+
+    ``generator`` is a generator model or anything called on ``{"z", "text"}`` that has a ``z_dim`` (a GAN class).
+    """
     count = len(text)
     if z is None:
-        z = np.random.default_rng(seed).standard_normal((count, generator.input["z"].shape[-1])).astype("float32")
+        z_dim = getattr(generator, "z_dim", None) or generator.input["z"].shape[-1]
+        z = np.random.default_rng(seed).standard_normal((count, z_dim)).astype("float32")
     images = [generator({"z": z[i : i + batch_size], "text": text[i : i + batch_size]}, training=False)
               for i in range(0, count, batch_size)]
     return ops.convert_to_numpy(ops.concatenate(images, axis=0)).astype("float32")

@@ -27,7 +27,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
-from t2ilib import losses, models
+from t2ilib import evaluation, losses, models
 from t2ilib.config import Preset
 from t2ilib.layers import ConditioningAugmentation, DiffAugment, DownBlock, SpatialTile, UpBlock, dcgan_init
 
@@ -289,13 +289,9 @@ def sample_diversity(features) -> float:
     """Mean pairwise Euclidean distance between the feature vectors of samples for *one* caption.
 
     0 means every noise vector gives the same picture (mode collapse for that caption); compare models on the
-    same features (e.g. the attribute classifier's).
+    same features (e.g. the attribute classifier's). Computed by :func:`t2ilib.evaluation.mean_pairwise_distance`.
     """
-    features = np.asarray(features, "float64")
-    if len(features) < 2:
-        raise ValueError("sample_diversity needs at least 2 samples")
-    distances = np.sqrt(((features[:, None, :] - features[None, :, :]) ** 2).sum(-1))
-    return float(distances[np.triu_indices(len(features), k=1)].mean())
+    return evaluation.mean_pairwise_distance(features)
 
 
 def interpolation_jumpiness(features) -> float:
@@ -331,12 +327,7 @@ def _z_dim(model) -> int:
 
 def sample_images(model, text, z=None, seed: int = 0, batch_size: int = 128) -> np.ndarray:
     """Images in [-1, 1] from a generator or a :class:`StageGAN` (anything called on ``{"z", "text"}``)."""
-    text = np.asarray(text, "float32")
-    if z is None:
-        z = np.random.default_rng(seed).standard_normal((len(text), _z_dim(model))).astype("float32")
-    chunks = [model({"z": z[i : i + batch_size], "text": text[i : i + batch_size]}, training=False)
-              for i in range(0, len(text), batch_size)]
-    return np.concatenate([ops.convert_to_numpy(c) for c in chunks]).astype("float32")
+    return models.generate(model, np.asarray(text, "float32"), z=z, seed=seed, batch_size=batch_size)
 
 
 @contextlib.contextmanager
