@@ -29,7 +29,16 @@ from keras import layers, ops
 
 from t2ilib import evaluation, losses, models
 from t2ilib.config import Preset
-from t2ilib.layers import ConditioningAugmentation, DiffAugment, DownBlock, SpatialTile, UpBlock, dcgan_init
+from t2ilib.layers import (
+    ConditioningAugmentation,
+    DiffAugment,
+    DownBlock,
+    SpatialTile,
+    UpBlock,
+    batch_normalization,
+    dcgan_init,
+)
+from t2ilib.training import ConditionalGAN, dcgan_adam
 
 __all__ = [
     "SOURCE_E",
@@ -69,7 +78,7 @@ def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 
     x = layers.Dense(4 * 4 * preset.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
                      name="project")(x)
     x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
-    x = layers.ReLU()(layers.BatchNormalization(name="project_bn")(x))
+    x = layers.ReLU()(batch_normalization(name="project_bn")(x))
     for i, filters in enumerate(preset.g_channels[1:], start=1):
         x = UpBlock(filters, name=f"up{i}")(x)
     x = layers.Conv2D(3, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init(), name="to_rgb")(x)
@@ -94,7 +103,7 @@ def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: in
     code = ConditioningAugmentation(preset.text_dim, kl_weight=0.0, name="text_ca")(text)
     x = layers.Concatenate(name="image_and_text")([x, SpatialTile(x.shape[1], name="tile_text")(code)])
     x = layers.Conv2D(preset.d_channels[-1], 1, use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
-    x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name="joint_bn")(x))
+    x = layers.LeakyReLU(0.2)(batch_normalization(name="joint_bn")(x))
     x = layers.Dropout(dropout)(layers.Flatten()(x))
     logit = layers.Dense(1, kernel_initializer=dcgan_init(), dtype="float32", name="logit")(x)
     return keras.Model({"image": image, "text": text}, logit, name=name)
@@ -112,8 +121,7 @@ class ResidualBlock(layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         conv = lambda: layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init())
-        self.conv1, self.norm1, self.conv2, self.norm2 = conv(), layers.BatchNormalization(), conv(), \
-            layers.BatchNormalization()
+        self.conv1, self.norm1, self.conv2, self.norm2 = conv(), batch_normalization(), conv(), batch_normalization()
 
     def build(self, input_shape):
         if input_shape[-1] != self.filters:
@@ -158,7 +166,7 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, image_size: in
     code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(text)
     x = layers.Concatenate(name="image_and_text")([x, SpatialTile(16, name="tile_text")(code)])
     x = layers.Conv2D(channels, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
-    x = layers.ReLU()(layers.BatchNormalization(name="joint_bn")(x))
+    x = layers.ReLU()(batch_normalization(name="joint_bn")(x))
     for i in range(residual_blocks):
         x = ResidualBlock(channels, name=f"residual{i + 1}")(x)
     width = channels
@@ -219,10 +227,13 @@ class StageGAN(keras.Model):
         self.built = True
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
-        """One Adam per network; WGAN-GP's paper values (lr 1e-4, beta_1 0.0, beta_2 0.9) are a good start."""
+        """One Adam per network (default: DCGAN's); WGAN-GP's paper values (lr 1e-4, beta_1 0.0, beta_2 0.9) are a
+        good start for ``loss="wgan-gp"``. Under ``mixed_float16`` each is loss-scaled, as in ``ConditionalGAN``."""
         super().compile(**kwargs)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.g_optimizer = ConditionalGAN._loss_scaled(g_optimizer or dcgan_adam())
+        self.d_optimizer = ConditionalGAN._loss_scaled(d_optimizer or dcgan_adam())
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
 
     @property
     def metrics(self):
@@ -254,8 +265,7 @@ class StageGAN(keras.Model):
                 else:
                     gp = losses.gradient_penalty(lambda x: critic(x, text), images, fakes)
                     d_loss = losses.wasserstein_cls_d_loss(real, wrong_scores, fake) + self.gp_weight * gp
-            variables = self.discriminator.trainable_variables
-            self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+            ConditionalGAN._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
 
         z = keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
         with tf.GradientTape() as tape:
@@ -267,8 +277,8 @@ class StageGAN(keras.Model):
             if self.reconstruction_weight:
                 reconstruction = losses.reconstruction_loss(fakes, low)
                 g_loss += self.reconstruction_weight * reconstruction
-        variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+        # Loss scaling under mixed_float16 and 1/replicas under tf.distribute, as ConditionalGAN applies them.
+        ConditionalGAN._apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
 
         values = {"d_loss": d_loss, "g_loss": g_loss}
         if self.loss_name == "bce":

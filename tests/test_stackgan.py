@@ -122,3 +122,28 @@ def test_caption_walk_holds_ca_at_its_mean_and_the_report_has_one_row():
     row = stackgan.conditioning_report(g, judge, text, attributes, captions=2, per_caption=3, frames=4)
     assert set(row.index) == {"match_petal_colour", "match_centre_colour", "diversity", "jumpiness"}
     assert 0 <= row.match_petal_colour <= 1 and row.diversity > 0 and 1 / 3 - 1e-9 <= row.jumpiness <= 1
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("loss", ["bce", "wgan-gp"])
+def test_stage_gan_trains_under_mixed_precision(policy, loss):
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        stage1 = models.build_generator(SMOKE, embedding_dim=TEXT_DIM, conditioning="ca", upsample="nearest")
+        g2 = stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=32, channels=16)
+        d2 = stackgan.build_stage2_discriminator(SMOKE, embedding_dim=TEXT_DIM, image_size=32,
+                                                 batch_norm=loss == "bce")
+        gan = stackgan.StageGAN(g2, d2, stage1=stage1, loss=loss, n_critic=1, reconstruction_weight=1.0)
+        gan.compile()
+        # float16 gradients need a loss scale; bfloat16 has float32's range and needs none.
+        assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
+        g_start, d_start = [w.copy() for w in g2.get_weights()], [w.copy() for w in d2.get_weights()]
+        history = gan.fit(batches(32, count=8), epochs=1, verbose=0).history
+        assert all(np.isfinite(values[-1]) for values in history.values())
+        assert not all(np.array_equal(a, b) for a, b in zip(g_start, g2.get_weights()))
+        assert not all(np.array_equal(a, b) for a, b in zip(d_start, d2.get_weights()))
+        assert d2.output.dtype == "float32" and g2.output.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
