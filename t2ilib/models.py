@@ -126,15 +126,58 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     return keras.Model({"image": image, "text": text}, logit, name=name)
 
 
+def _text_spec(generator):
+    """The ``text`` input a generator (or the network inside a GAN class) declares, or None if it has none."""
+    network = getattr(generator, "stage1", None) or getattr(generator, "generator", None) or generator
+    try:
+        return network.input["text"]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _checked_text(generator, text) -> np.ndarray:
+    """``text`` as an array the generator reads, or a ValueError/TypeError that says what is wrong and what to do."""
+    spec = _text_spec(generator)
+    reads_ids = spec is not None and "int" in str(spec.dtype)
+    wanted = "token ids [N, L] from the vectorizer" if reads_ids else "text embeddings [N, D]"
+    text = np.asarray(text)
+    if text.dtype.kind in "USO":
+        raise TypeError(f"generate() got caption strings ({str(text.tolist())[:60]}): the generator reads {wanted}. "
+                        "Turn the captions into those first (t2ilib.widgets.CaptionEncoder for embeddings)")
+    if text.ndim != 2 or len(text) == 0:
+        raise ValueError(f"text of shape {text.shape}: pass {wanted} with at least one row (one row per image)")
+    if spec is not None and text.shape[1] != spec.shape[-1]:
+        if reads_ids:
+            raise ValueError(f"the generator reads {spec.shape[-1]} token ids per caption but got {text.shape[1]}: "
+                             "use the vectorizer it was trained with")
+        raise ValueError(f"the generator reads {spec.shape[-1]}-d text embeddings but got {text.shape[1]}-d: embed "
+                         "the caption with the encoder the model was trained with (see its card)")
+    if reads_ids and text.dtype.kind not in "iu":
+        raise TypeError(f"the generator reads integer token ids but got {text.dtype}: use the vectorizer's output")
+    if not reads_ids and text.dtype.kind != "f":
+        raise TypeError(f"the generator reads float text embeddings but got {text.dtype}: pass the embeddings")
+    if not reads_ids and not np.isfinite(text).all():
+        rows = np.flatnonzero(~np.isfinite(text).all(axis=1))
+        raise ValueError(f"text rows {rows[:10].tolist()} hold NaN/inf: re-embed those captions (a NaN in gives "
+                         "a NaN image out)")
+    return text
+
+
 def generate(generator: keras.Model, text, z=None, seed: int = 0, batch_size: int = 256):
     """Images (float32 in [-1, 1]) for a batch of text inputs; ``z`` is drawn from N(0, I) with ``seed`` if absent.
 
     ``generator`` is a generator model or anything called on ``{"z", "text"}`` that has a ``z_dim`` (a GAN class).
+    ``text`` is what it reads, one row per image: float embeddings ``[N, D]`` or integer token ids ``[N, L]``.
+    Bad input never reaches Keras: strings, zero rows, the wrong width or dtype, NaN/inf embeddings and a ``z``
+    of the wrong shape are refused with a ``ValueError``/``TypeError`` that names the value and the fix.
     """
+    text = _checked_text(generator, text)
     count = len(text)
+    z_dim = getattr(generator, "z_dim", None) or generator.input["z"].shape[-1]
     if z is None:
-        z_dim = getattr(generator, "z_dim", None) or generator.input["z"].shape[-1]
         z = np.random.default_rng(seed).standard_normal((count, z_dim)).astype("float32")
+    elif np.shape(z) != (count, z_dim):
+        raise ValueError(f"z has shape {np.shape(z)}, expected {(count, z_dim)}: one {z_dim}-d noise row per text row")
     images = [generator({"z": z[i : i + batch_size], "text": text[i : i + batch_size]}, training=False)
               for i in range(0, count, batch_size)]
     return ops.convert_to_numpy(ops.concatenate(images, axis=0)).astype("float32")
