@@ -146,16 +146,16 @@ def _checked_text(generator, text) -> np.ndarray:
                         "Turn the captions into those first (t2ilib.widgets.CaptionEncoder for embeddings)")
     if text.ndim != 2 or len(text) == 0:
         raise ValueError(f"text of shape {text.shape}: pass {wanted} with at least one row (one row per image)")
+    if reads_ids and text.dtype.kind not in "iu":
+        raise TypeError(f"the generator reads integer token ids but got {text.dtype}: use the vectorizer's output")
+    if not reads_ids and text.dtype.kind != "f":
+        raise TypeError(f"the generator reads float text embeddings but got {text.dtype}: pass the embeddings")
     if spec is not None and text.shape[1] != spec.shape[-1]:
         if reads_ids:
             raise ValueError(f"the generator reads {spec.shape[-1]} token ids per caption but got {text.shape[1]}: "
                              "use the vectorizer it was trained with")
         raise ValueError(f"the generator reads {spec.shape[-1]}-d text embeddings but got {text.shape[1]}-d: embed "
                          "the caption with the encoder the model was trained with (see its card)")
-    if reads_ids and text.dtype.kind not in "iu":
-        raise TypeError(f"the generator reads integer token ids but got {text.dtype}: use the vectorizer's output")
-    if not reads_ids and text.dtype.kind != "f":
-        raise TypeError(f"the generator reads float text embeddings but got {text.dtype}: pass the embeddings")
     if not reads_ids and not np.isfinite(text).all():
         rows = np.flatnonzero(~np.isfinite(text).all(axis=1))
         raise ValueError(f"text rows {rows[:10].tolist()} hold NaN/inf: re-embed those captions (a NaN in gives "
