@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DeviceInfo", "detect", "describe", "choose_precision", "set_precision", "strategy"]
+__all__ = ["DeviceInfo", "detect", "describe", "choose_precision", "set_precision", "make_deterministic", "strategy"]
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -141,6 +141,19 @@ def set_precision(policy: str) -> str:
         raise ValueError(f"precision {policy!r} is not one of {POLICIES}")
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def make_deterministic(seed: int = 0) -> None:
+    """Same seed, same preset, same machine: the same losses step for step (checked by tests/test_reliability.py).
+
+    Seeds Python, NumPy and Keras (``keras.utils.set_random_seed``) and turns on TensorFlow's op determinism.
+    That switch is process-wide and cannot be turned off again: some ops get slower and a few GPU ops without a
+    deterministic kernel raise instead of running. Use it to reproduce or debug a run, not for the long one.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    _import_tf().config.experimental.enable_op_determinism()
 
 
 def _cache_file() -> Path:
