@@ -15,7 +15,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-__all__ = ["Preset", "PRESETS", "is_fast", "get_preset", "data_dir", "runs_dir"]
+__all__ = ["Preset", "PRESETS", "is_fast", "get_preset", "override", "data_dir", "runs_dir"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +38,13 @@ class Preset:
     projection: bool = False  # D adds a projection term <W text, image features> (Miyato & Koyama 2018)
     upsample: str = "transpose"  # "nearest": upsample + conv in G instead of transposed convs (Odena et al.)
     loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017)
+    g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)
+    d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018)
+
+    def __post_init__(self):
+        for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral"))):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"preset {self.name!r}: {field}={getattr(self, field)!r}, use one of {allowed}")
 
     def replace(self, **changes) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -116,3 +123,23 @@ def data_dir() -> Path:
 def runs_dir() -> Path:
     """Where checkpoints, samples and logs go: ``$T2I_RUNS_DIR``, else ``runs/`` beside ``data/``."""
     return _default_dir("T2I_RUNS_DIR", "runs")
+
+
+def override(preset: Preset, assignments: list[str]) -> Preset:
+    """``preset`` with fields changed by ``"field=value"`` strings (command lines), each value parsed to the field's
+    type; tuples are comma-separated: ``override(cpu, ["batch_size=32", "g_channels=128,64,32,16"])``."""
+    changes = {}
+    fields = {field.name: field for field in dataclasses.fields(Preset)}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        name = name.strip()
+        if not sep or name not in fields:
+            raise ValueError(f"{assignment!r}: write FIELD=VALUE with FIELD one of {sorted(fields)}")
+        current = getattr(preset, name)
+        if isinstance(current, tuple):
+            changes[name] = tuple(int(part) for part in value.split(","))
+        elif isinstance(current, bool):
+            changes[name] = value.strip().lower() in _TRUE
+        else:
+            changes[name] = type(current)(value)
+    return preset.replace(**changes)

@@ -4,6 +4,8 @@ Each block is one idea from the papers the course rebuilds:
 
 - :class:`TextProjection`: compress a text embedding to a short code (Reed et al.: Dense + LeakyReLU to 128).
 - :class:`SpatialTile`: copy that code to every position of D's 4x4 feature map, to concatenate in depth.
+- :class:`ConditionalBatchNormalization`: batch norm whose scale and offset come from the text code, so every
+  generator block reads the caption (de Vries et al. 2017).
 - :class:`UpBlock` / :class:`DownBlock`: the DCGAN rules (Radford et al. 2016) - strided (transposed)
   convolutions, batch norm, ReLU in G and LeakyReLU(0.2) in D - with two named improvements as options:
   nearest-neighbour upsampling + conv against checkerboard artefacts (Odena et al. 2016) and spectral
@@ -29,6 +31,7 @@ __all__ = [
     "TextProjection",
     "SpatialTile",
     "UpBlock",
+    "ConditionalBatchNormalization",
     "DownBlock",
     "ConditioningAugmentation",
     "DiffAugment",
@@ -120,11 +123,14 @@ class UpBlock(layers.Layer):
     """
 
     def __init__(self, filters: int, upsample: str = "transpose", batch_norm: bool = True,
-                 activation: str = "relu", **kwargs):
+                 activation: str = "relu", conditional: bool = False, **kwargs):
         super().__init__(**kwargs)
         if upsample not in ("transpose", "nearest"):
             raise ValueError(f"upsample={upsample!r}: use 'transpose' (DCGAN) or 'nearest' (upsample + conv)")
+        if conditional and not batch_norm:
+            raise ValueError("conditional=True makes the batch norm text-conditional: it needs batch_norm=True")
         self.filters, self.upsample, self.batch_norm, self.activation_name = filters, upsample, batch_norm, activation
+        self.conditional = conditional
         # A bias before batch norm is wasted: BN subtracts the mean and adds its own offset.
         if upsample == "transpose":
             self.resize = None
@@ -134,35 +140,81 @@ class UpBlock(layers.Layer):
             self.resize = layers.UpSampling2D(2, interpolation="nearest")
             self.conv = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
                                       kernel_initializer=dcgan_init())
-        self.norm = batch_normalization() if batch_norm else None
+        if conditional:
+            self.norm = ConditionalBatchNormalization()
+        else:
+            self.norm = batch_normalization() if batch_norm else None
         # The output activation runs in float32 so that a mixed-precision G still returns float32 pixels.
         self.activation = layers.Activation(activation, dtype="float32" if activation == "tanh" else None)
 
     def build(self, input_shape):
-        shape = input_shape
+        shape, code_shape = input_shape if self.conditional else (input_shape, None)
         if self.resize is not None:
             self.resize.build(shape)
             shape = self.resize.compute_output_shape(shape)
         self.conv.build(shape)
-        if self.norm is not None:
+        if self.conditional:
+            self.norm.build((self.conv.compute_output_shape(shape), code_shape))
+        elif self.norm is not None:
             self.norm.build(self.conv.compute_output_shape(shape))
         self.built = True
 
-    def call(self, x, training=None):
+    def call(self, inputs, training=None):
+        """``inputs`` is the feature map, or ``(feature map, text code)`` for a ``conditional`` block."""
+        x, code = inputs if self.conditional else (inputs, None)
         if self.resize is not None:
             x = self.resize(x)
         x = self.conv(x)
-        if self.norm is not None:
+        if self.conditional:
+            x = self.norm((x, code), training=training)
+        elif self.norm is not None:
             x = self.norm(x, training=training)
         return self.activation(x)
 
     def compute_output_shape(self, input_shape):
-        batch, height, width, _ = input_shape
+        batch, height, width, _ = input_shape[0] if self.conditional else input_shape
         return (batch, None if height is None else 2 * height, None if width is None else 2 * width, self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "upsample": self.upsample,
-                "batch_norm": self.batch_norm, "activation": self.activation_name}
+                "batch_norm": self.batch_norm, "activation": self.activation_name, "conditional": self.conditional}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConditionalBatchNormalization(layers.Layer):
+    """Batch norm whose scale and offset are predicted from the text code: ``(x, code) -> gamma(code) * x_hat +
+    beta(code)`` (de Vries et al. 2017; the conditional generators of Miyato & Koyama 2018 and BigGAN).
+
+    Reed et al. feed the text to G once, beside z, and every later layer must carry it along. Here every up-block
+    reads it again: the caption sets the per-channel scale and offset of each block's features, which is how a
+    colour word reaches the pixels in a few hundred steps instead of thousands. ``gamma`` starts at 1 and ``beta``
+    at 0 (plain batch norm) and learns from there.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.norm = batch_normalization(center=False, scale=False)
+        self.gamma = self.beta = None
+
+    def build(self, input_shape):
+        feature_shape, code_shape = input_shape
+        channels = feature_shape[-1]
+        self.norm.build(feature_shape)
+        self.gamma = layers.Dense(channels, kernel_initializer=dcgan_init(), bias_initializer="ones", name="gamma")
+        self.beta = layers.Dense(channels, kernel_initializer=dcgan_init(), name="beta")
+        self.gamma.build(code_shape)
+        self.beta.build(code_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x, code = inputs
+        x = self.norm(x, training=training)
+        gamma = ops.cast(self.gamma(code), x.dtype)[:, None, None, :]
+        beta = ops.cast(self.beta(code), x.dtype)[:, None, None, :]
+        return x * gamma + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -30,18 +30,32 @@ from t2ilib.layers import (
 __all__ = ["build_generator", "build_discriminator", "text_input", "generate"]
 
 
-def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None):
+def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None,
+               text_stats=None):
     """The ``text`` input of G or D, and the text vector it becomes inside the model.
 
     Either ``embedding_dim`` (a cached embedding arrives) or ``text_encoder`` + ``sequence_length`` (token ids
     arrive and the encoder, trained with the GAN, turns them into a vector).
+
+    ``text_stats=(mean, variance)`` of the training embeddings (``(e.mean(0), e.var(0))``) standardises each
+    embedding dimension first, inside the model. Sentence embeddings of captions that share a template are nearly
+    parallel unit vectors: what tells one colour from another is a small part of each vector, and a freshly
+    initialised layer passes it on at a hundredth of the noise's scale. Standardised, it arrives at full scale.
     """
     if (embedding_dim is None) == (text_encoder is None):
         raise ValueError("give either embedding_dim (cached embeddings) or text_encoder + sequence_length "
                          "(token ids), not both or neither")
     if text_encoder is None:
         inputs = keras.Input((embedding_dim,), name="text")
-        return inputs, inputs
+        if text_stats is None:
+            return inputs, inputs
+        mean, variance = (np.asarray(stat, "float32").reshape(-1) for stat in text_stats)
+        if mean.shape != (embedding_dim,) or variance.shape != (embedding_dim,):
+            raise ValueError(f"text_stats hold {mean.shape[0]}-d statistics for {embedding_dim}-d embeddings: compute "
+                             "them from the same embeddings: (e.mean(0), e.var(0))")
+        return inputs, layers.Normalization(mean=mean, variance=variance, name="standardize_text")(inputs)
+    if text_stats is not None:
+        raise ValueError("text_stats standardise cached embeddings; a text_encoder learns its own scale")
     if not sequence_length:
         raise ValueError("a text_encoder reads token ids: also give sequence_length (the vectorizer's length)")
     inputs = keras.Input((sequence_length,), dtype="int32", name="text")
@@ -49,7 +63,7 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
 
 
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
-                    sequence_length: int | None = None, upsample: str | None = None,
+                    sequence_length: int | None = None, text_stats=None, upsample: str | None = None,
                     conditioning: str = "dense", name: str = "generator") -> keras.Model:
     """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square.
 
@@ -61,7 +75,7 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     if conditioning not in ("dense", "ca"):
         raise ValueError(f"conditioning={conditioning!r}: use 'dense' (Reed et al.) or 'ca' (StackGAN)")
     z = keras.Input((preset.z_dim,), name="z")
-    text, vector = text_input(embedding_dim, text_encoder, sequence_length)
+    text, vector = text_input(embedding_dim, text_encoder, sequence_length, text_stats)
     if conditioning == "ca":
         code = ConditioningAugmentation(preset.text_dim, name="text_ca")(vector)
     else:
@@ -71,14 +85,16 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
                      name="project")(x)
     x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
     x = layers.ReLU()(batch_normalization()(x))
+    conditional = preset.g_norm == "conditional"
     for i, filters in enumerate(preset.g_channels[1:], start=1):
-        x = UpBlock(filters, upsample=upsample, name=f"up{i}")(x)
+        block = UpBlock(filters, upsample=upsample, conditional=conditional, name=f"up{i}")
+        x = block((x, code)) if conditional else block(x)
     image = UpBlock(3, upsample=upsample, batch_norm=False, activation="tanh", name="to_rgb")(x)
     return keras.Model({"z": z, "text": text}, image, name=name)
 
 
 def build_discriminator(preset, *, embedding_dim: int | None = None, text_encoder=None,
-                        sequence_length: int | None = None, spectral_norm: bool = False,
+                        sequence_length: int | None = None, text_stats=None, spectral_norm: bool = False,
                         batch_norm: bool = True, projection: bool | None = None,
                         name: str = "discriminator") -> keras.Model:
     """``(image, text) -> one logit per pair``: is this a real image that matches this text?
@@ -97,7 +113,7 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
         raise ValueError(f"preset {preset.name!r}: {len(preset.d_channels)} down-blocks take "
                          f"{preset.image_size}px to {preset.image_size // 2 ** len(preset.d_channels)}px, not 4px")
     image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
-    text, vector = text_input(embedding_dim, text_encoder, sequence_length)
+    text, vector = text_input(embedding_dim, text_encoder, sequence_length, text_stats)
     wrap = (lambda layer: layers.SpectralNormalization(layer)) if spectral_norm else (lambda layer: layer)
 
     x = image

@@ -143,21 +143,25 @@ class ConditionalGAN(keras.Model):
 
 
 def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, sequence_length: int | None = None,
-             mismatch: bool = True, interpolate: bool = False, jit_compile: bool | str = "auto",
+             text_stats=None, mismatch: bool = True, interpolate: bool = False, jit_compile: bool | str = "auto",
              **options) -> ConditionalGAN:
     """Build G and D for ``preset`` and compile them into a ``ConditionalGAN`` with the preset's Adam settings.
 
     The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable encoders
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
-    weights that both optimizers would pull in opposite directions. ``options`` go to ``ConditionalGAN``
+    weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
+    standardises the text inside both networks (see ``t2ilib.models.text_input``). ``options`` go to ``ConditionalGAN``
     (``loss`` defaults to the preset's). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"``
     does so on a GPU only (on CPUs XLA measures slower, see the README's performance section).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
-                                       sequence_length=sequence_length)
+                                       sequence_length=sequence_length, text_stats=text_stats)
+    spectral = preset.d_norm == "spectral"
     discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
-                                               sequence_length=sequence_length)
+                                               sequence_length=sequence_length, text_stats=text_stats,
+                                               spectral_norm=spectral,
+                                               batch_norm=not spectral)
     options.setdefault("loss", preset.loss)
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),

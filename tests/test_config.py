@@ -56,3 +56,15 @@ def test_data_and_runs_dirs_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("T2I_RUNS_DIR", str(tmp_path / "r"))
     assert config.data_dir() == tmp_path / "d"
     assert config.runs_dir() == tmp_path / "r"
+
+
+def test_override_parses_each_field_to_its_type():
+    cpu = config.PRESETS["cpu"]
+    changed = config.override(cpu, ["batch_size=32", "g_channels=128,64,32,16", "lr_d=4e-4", "projection=no",
+                                    "d_norm=spectral"])
+    assert (changed.batch_size, changed.g_channels, changed.lr_d) == (32, (128, 64, 32, 16), 4e-4)
+    assert changed.projection is False and changed.d_norm == "spectral" and changed.z_dim == cpu.z_dim
+    with pytest.raises(ValueError, match="batchsize"):
+        config.override(cpu, ["batchsize=3"])
+    with pytest.raises(ValueError, match="d_norm='layer'"):
+        config.override(cpu, ["d_norm=layer"])

@@ -86,3 +86,29 @@ def test_conditioning_augmentation_config_roundtrip():
     ca = layers.ConditioningAugmentation(16, kl_weight=1.0)
     clone = layers.ConditioningAugmentation.from_config(ca.get_config())
     assert (clone.units, clone.kl_weight) == (16, 1.0)
+
+
+def test_conditional_batch_norm_lets_the_code_set_scale_and_offset(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5, 5, 6)).astype("float32")
+    layer = layers.ConditionalBatchNormalization()
+    code_a, code_b = (rng.standard_normal((4, 3)).astype("float32") for _ in range(2))
+    out_a, out_b = (np.asarray(layer((x, code), training=True)) for code in (code_a, code_b))
+    assert out_a.shape == x.shape
+    assert np.abs(out_a - out_b).max() > 1e-3  # the text changes the features
+    # With a zero code, gamma = 1 and beta = 0: plain batch norm over the batch.
+    plain = np.asarray(layer((x, np.zeros((4, 3), "float32")), training=True))
+    np.testing.assert_allclose(plain.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(plain.std(axis=(0, 1, 2)), 1, atol=1e-2)
+
+    feature_in, code_in = keras.Input(x.shape[1:]), keras.Input((3,))
+    model = keras.Model([feature_in, code_in], layers.UpBlock(4, conditional=True)((feature_in, code_in)))
+    assert model.output.shape == (None, 10, 10, 4)
+    model.save(tmp_path / "cbn.keras")
+    loaded = keras.saving.load_model(tmp_path / "cbn.keras")
+    np.testing.assert_allclose(model([x, code_a]), loaded([x, code_a]), atol=1e-5)
+
+
+def test_conditional_up_block_needs_batch_norm():
+    with pytest.raises(ValueError, match="batch_norm=True"):
+        layers.UpBlock(4, batch_norm=False, conditional=True)

@@ -98,3 +98,30 @@ def test_generate_is_reproducible_from_its_seed():
     assert first.shape == (3, 32, 32, 3) and first.dtype == np.float32
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, models.generate(generator, text, seed=6))
+
+
+def test_text_stats_standardise_the_embedding_inside_both_networks():
+    preset = config.PRESETS["smoke"]
+    rng = np.random.default_rng(1)
+    embeddings = (5.0 + 0.01 * rng.standard_normal((64, EMBEDDING_DIM))).astype("float32")  # nearly parallel
+    stats = (embeddings.mean(0), embeddings.var(0))
+    for network in (models.build_generator(preset, embedding_dim=EMBEDDING_DIM, text_stats=stats),
+                    models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM, text_stats=stats)):
+        standardised = np.asarray(network.get_layer("standardize_text")(embeddings))
+        np.testing.assert_allclose(standardised.mean(0), 0, atol=1e-3)
+        np.testing.assert_allclose(standardised.std(0), 1, atol=1e-2)
+    with pytest.raises(ValueError, match="24-d embeddings"):
+        models.build_generator(preset, embedding_dim=EMBEDDING_DIM, text_stats=(np.zeros(3), np.ones(3)))
+
+
+def test_conditional_generator_and_spectral_discriminator_build_and_read_the_text():
+    preset = config.PRESETS["smoke"].replace(g_norm="conditional", d_norm="spectral")
+    from t2ilib import training
+
+    gan = training.make_gan(preset, embedding_dim=EMBEDDING_DIM)
+    assert gan.generator.get_layer("up1").conditional
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in gan.discriminator.layers)
+    z, text, _ = batch(preset, size=2)
+    other = np.roll(text, 1, axis=0)
+    same_z = [np.asarray(gan.generator({"z": z, "text": t}, training=False)) for t in (text, other)]
+    assert np.abs(same_z[0] - same_z[1]).max() > 1e-4

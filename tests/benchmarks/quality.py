@@ -123,6 +123,9 @@ def main(argv=None):
     parser.add_argument("--num-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--standardize", action="store_true", help="standardise the embeddings inside G and D")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a preset field, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
     args = parser.parse_args(argv)
 
     out = (args.out or config.runs_dir() / "benchmarks") / args.model
@@ -132,6 +135,7 @@ def main(argv=None):
         preset = preset.replace(projection=False)
     if args.loss:
         preset = preset.replace(loss=args.loss)
+    preset = config.override(preset, args.set)
     precision = device.set_precision(device.choose_precision(override=args.precision))
     keras.utils.set_random_seed(args.seed)
 
@@ -152,8 +156,10 @@ def main(argv=None):
     else:
         vectorizer = None
         embeddings = prepared.embeddings("sentence")
+        train_rows = (prepared.captions.split == "train").to_numpy()
+        text_stats = (embeddings[train_rows].mean(0), embeddings[train_rows].var(0)) if args.standardize else None
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
-                                interpolate=interpolate)
+                                interpolate=interpolate, text_stats=text_stats)
         text_of = lambda rows: embeddings[rows]
     dataset = data.make_dataset(prepared, "train", preset.image_size, text=text_kind, vectorizer=vectorizer,
                                 batch_size=preset.batch_size, seed=args.seed, repeat=True)
