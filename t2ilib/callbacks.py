@@ -2,7 +2,8 @@
 
 - :class:`SampleGrid`: the same captions and the same noise every epoch, so the pictures show learning.
 - :class:`LossHistory`: losses and D's outputs per epoch to CSV (and a plot), kept across resumed runs.
-- :class:`Checkpoint`: weights, both optimizers and the epoch saved atomically; a restarted ``fit`` continues.
+- :class:`Checkpoint`: weights, both optimizers and the epoch saved atomically in two generations; a restarted
+  ``fit`` continues from the newest intact one.
 - :class:`StopOnNaN`: stops at the first non-finite loss and says what to try.
 
 They work with ``t2ilib.training.ConditionalGAN`` (anything with ``generator``, ``g_optimizer`` and
@@ -11,6 +12,7 @@ They work with ``t2ilib.training.ConditionalGAN`` (anything with ``generator``, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -127,85 +129,151 @@ class LossHistory(keras.callbacks.Callback):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Save everything needed to continue - G, D, both optimizers (Adam's moments and step counts), the epoch -
-    every ``every`` epochs, and restore it when training starts again.
+    """Save everything needed to continue - G, D, both optimizers (Adam's moments and step counts), the noise
+    generators' states, the epoch - every ``every`` epochs, and restore it when training starts again.
 
-    Writes go to a temporary file that is then renamed over the old one, so a process killed mid-save (a Colab
-    disconnect) leaves the previous checkpoint intact. Point ``directory`` at a Google Drive folder to survive
-    the runtime itself. Run the same ``fit(..., epochs=N)`` again after a crash: it continues at the saved epoch
-    and ends at epoch N with the same number of optimizer steps as a run that was never interrupted. A finished
-    run's checkpoint is kept, so re-running a finished cell trains nothing more.
+    Each save is one generation: ``epoch-NNNN.weights.h5`` and then ``epoch-NNNN.json`` (the epoch, the step, the
+    noise generators' states and the SHA-256 of the weights file). Both are written to a temporary file that is
+    then renamed, and the json goes last, so a process killed mid-save (a Colab disconnect) leaves the earlier
+    generations intact. The last ``keep`` generations stay on disk: if the newest one is damaged (a truncated
+    file, a disk that filled up, a half-synced Drive folder), :meth:`restore` says which file is broken and uses
+    the one before.
+
+    Point ``directory`` at a Google Drive folder to survive the runtime itself. Run the same
+    ``fit(..., epochs=N)`` again after a crash: it continues at the saved epoch and ends at epoch N with the same
+    number of optimizer steps as a run that was never interrupted. A finished run's checkpoint is kept, so
+    re-running a finished cell trains nothing more. An epoch whose losses or weights are NaN/inf is never saved,
+    so the last good checkpoint survives a run that diverges.
 
     Put it *last* in the callback list: then everything the other callbacks write for an epoch (the loss
     history, the sample grid) is on disk before the checkpoint says that epoch is done.
     """
 
-    WEIGHTS = "gan.weights.h5"
-    STATE = "state.json"
-
-    def __init__(self, directory, every: int = 1):
+    def __init__(self, directory, every: int = 1, keep: int = 2):
         super().__init__()
+        if keep < 2:
+            raise ValueError(f"keep={keep}: keep at least 2 generations, so a damaged one has a fallback")
         self.directory = Path(directory)
-        self.every = every
+        self.every, self.keep = every, keep
         self.restored_epoch = 0
 
-    @property
-    def weights_path(self) -> Path:
-        return self.directory / self.WEIGHTS
+    def state_path(self, epoch: int) -> Path:
+        return self.directory / f"epoch-{epoch:04d}.json"
 
-    @property
-    def state_path(self) -> Path:
-        return self.directory / self.STATE
+    def weights_path(self, epoch: int) -> Path:
+        return self.directory / f"epoch-{epoch:04d}.weights.h5"  # keras wants the .weights.h5 suffix
+
+    def saved_epochs(self) -> list[int]:
+        """Epochs with a state file on disk, newest first (whether or not their files are intact)."""
+        epochs = []
+        for path in self.directory.glob("epoch-*.json"):
+            number = path.stem.removeprefix("epoch-")
+            if number.isdigit():
+                epochs.append(int(number))
+        return sorted(epochs, reverse=True)
 
     def on_train_begin(self, logs=None):
         self.restored_epoch = self.restore()
 
     def restore(self) -> int:
-        """Load the last checkpoint into the model, if there is one; returns the epoch it was saved at."""
-        if not self.state_path.exists():
-            return 0
-        state = json.loads(self.state_path.read_text())
+        """Load the newest intact checkpoint into the model, if there is one; returns the epoch it was saved at."""
         gan = self.model
-        # Optimizer slots (Adam's moments) exist only once built; build them so loading has somewhere to go.
-        gan.g_optimizer.build(gan.generator.trainable_variables)
-        gan.d_optimizer.build(gan.discriminator.trainable_variables)
+        for epoch in self.saved_epochs():
+            state, problem = self._read_state(epoch)
+            if problem:
+                print(f"Checkpoint {problem}; it is left on disk and the previous checkpoint is used instead.")
+                continue
+            # Optimizer slots (Adam's moments) exist only once built; build them so loading has somewhere to go.
+            gan.g_optimizer.build(gan.generator.trainable_variables)
+            gan.d_optimizer.build(gan.discriminator.trainable_variables)
+            try:
+                gan.load_weights(self.weights_path(epoch))
+            except (OSError, ValueError) as error:  # intact file, other model: a fallback would fail the same way
+                raise RuntimeError(
+                    f"cannot restore the checkpoint {self.weights_path(epoch)}: {error}. If the model or preset "
+                    f"changed since it was saved, train into a new directory (or delete {self.directory} to start "
+                    "over)."
+                ) from error
+            for variable, value in zip(_noise_states(gan), state["noise"]):
+                variable.assign(value)
+            # fit() starts its epoch loop at model._initial_epoch when it is set (what keras' BackupAndRestore uses).
+            gan._initial_epoch = state["epoch"]
+            print(f"Resumed from {self.directory} at epoch {state['epoch']}, step {state['step']}.")
+            return state["epoch"]
+        if self.saved_epochs():
+            raise RuntimeError(f"every checkpoint in {self.directory} is damaged (see above): delete the directory "
+                               "to start over, or train into a new one")
+        return 0
+
+    def _read_state(self, epoch: int) -> tuple[dict | None, str | None]:
+        """The state of one generation, or a message naming what is wrong with it."""
+        state_path, weights_path = self.state_path(epoch), self.weights_path(epoch)
         try:
-            gan.load_weights(self.weights_path)
-        except (OSError, ValueError) as error:
-            raise RuntimeError(
-                f"cannot restore the checkpoint in {self.directory}: {error}. If the model or preset changed "
-                f"since it was saved, train into a new directory (or delete {self.directory} to start over)."
-            ) from error
-        # fit() starts its epoch loop at model._initial_epoch when it is set (what keras' BackupAndRestore uses).
-        gan._initial_epoch = state["epoch"]
-        print(f"Resumed from {self.directory} at epoch {state['epoch']}, step {state['step']}.")
-        return state["epoch"]
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            expected = state["sha256"], state["epoch"], state["step"], state["noise"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return None, f"{state_path} is unreadable ({type(error).__name__}: {error})"
+        if not weights_path.is_file():
+            return None, f"{weights_path} is missing"
+        if _sha256(weights_path) != expected[0]:
+            return None, f"{weights_path} is damaged (its SHA-256 differs from the one in {state_path.name})"
+        return state, None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every or self.model.stop_training and _non_finite(logs):
-            return  # never overwrite a good checkpoint with weights that just turned NaN
+        if (epoch + 1) % self.every:
+            return
+        bad = _non_finite(logs) or _non_finite_weights(self.model)
+        if bad:  # never replace a good checkpoint with weights that just turned NaN
+            print(f"Not saving epoch {epoch + 1}: {', '.join(bad)} not finite; the last good checkpoint is kept.")
+            return
         self.save(epoch + 1)
 
     def save(self, epoch: int):
+        """Write generation ``epoch`` atomically, then drop the generations older than the last ``keep``."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.directory / f"partial.{self.WEIGHTS}"  # keras wants the .weights.h5 suffix
+        weights_path, state_path = self.weights_path(epoch), self.state_path(epoch)
+        partial = self.directory / f"partial.{weights_path.name}"
         self.model.save_weights(partial)
-        os.replace(partial, self.weights_path)
-        state = {"epoch": epoch, "step": gan_steps(self.model)}
-        partial_state = self.state_path.with_name(self.STATE + ".partial")
-        partial_state.write_text(json.dumps(state))
-        os.replace(partial_state, self.state_path)
+        state = {"epoch": epoch, "step": gan_steps(self.model), "sha256": _sha256(partial),
+                 "noise": [keras.ops.convert_to_numpy(v).tolist() for v in _noise_states(self.model)]}
+        os.replace(partial, weights_path)
+        partial_state = self.directory / f"partial.{state_path.name}"
+        partial_state.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(partial_state, state_path)
+        for old in self.saved_epochs()[self.keep:]:
+            self.state_path(old).unlink()  # the state first: a kill in between leaves no state without weights
+            self.weights_path(old).unlink(missing_ok=True)
 
     def on_train_end(self, logs=None):
         self.model._initial_epoch = None  # a later fit() without this callback starts where it is told
+
+
+def _noise_states(gan) -> list:
+    """The state variables of the model's ``keras.random.SeedGenerator``s (G's noise, CA's sampling, dropout), in
+    model order: ``save_weights`` leaves them out, so the checkpoint's json carries them."""
+    return [v for v in gan.variables if v.path.endswith("seed_generator_state")]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _non_finite(logs) -> list[str]:
     return [name for name, value in (logs or {}).items() if not math.isfinite(float(value))]
 
 
+def _non_finite_weights(gan) -> list[str]:
+    """The networks of ``gan`` holding a NaN/inf weight: a step can break the weights before any loss shows it."""
+    return [network.name for network in (gan.generator, gan.discriminator)
+            if not all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in network.weights)]
+
+
 class StopOnNaN(keras.callbacks.Callback):
-    """Stop at the first step whose losses are NaN or infinite, and say what usually causes it."""
+    """Stop at the first step whose losses are NaN or infinite, name the step, and say what usually causes it."""
 
     def __init__(self):
         super().__init__()
@@ -216,6 +284,8 @@ class StopOnNaN(keras.callbacks.Callback):
         if bad and self.stopped_at is None:
             self.stopped_at = gan_steps(self.model)
             self.model.stop_training = True
-            print(f"\nStopped at step {self.stopped_at}: {', '.join(bad)} became NaN/inf. The last checkpoint "
-                  "is untouched. Usual causes: a learning rate too high (try halving both), images not in "
-                  "[-1, 1], or float16 overflow (set T2I_PRECISION=float32 and restart).")
+            print(f"\nStopped at optimizer step {self.stopped_at} (batch {batch + 1} of this epoch): "
+                  f"{', '.join(bad)} became NaN/inf. A Checkpoint keeps the last good epoch (it never saves NaN "
+                  "weights). Usual causes: a learning rate too high (halve both), D overpowering G (lower D's "
+                  "learning rate, or use the hinge loss), input images with NaN or not in [-1, 1] (check the "
+                  "dataset), or float16 overflow (set T2I_PRECISION=float32 and restart).")

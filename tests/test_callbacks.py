@@ -19,8 +19,10 @@ from t2ilib import callbacks, config, training
 PRESET = config.PRESETS["smoke"]
 ROOT = Path(__file__).resolve().parent.parent
 
-# A child process that trains a smoke GAN on random data with a checkpoint; each step sleeps a little so the
-# parent can kill it mid-run. Run twice with the same arguments, it must continue where it was killed.
+# A child process that trains a smoke GAN on random data with a loss history, a sample grid and a checkpoint; each
+# step sleeps a little so the parent can kill it mid-run. Run twice with the same arguments, it must continue
+# where it was killed. Every epoch sees the same four batches, so a resumed run that restored everything (weights,
+# both optimizers, the noise generator's state) logs the same losses as a run that was never killed.
 CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np, keras, tensorflow as tf
@@ -36,9 +38,11 @@ CHILD = textwrap.dedent("""
     gan.compile(g_optimizer=training.dcgan_adam(), d_optimizer=training.dcgan_adam(), run_eagerly=True)
     slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(0.1))
     history = callbacks.LossHistory(directory + "/history.csv")
+    grid = callbacks.SampleGrid(data["text"][:2], directory + "/samples", per_caption=2, show=False)
     gan.fit(dataset, epochs=epochs, steps_per_epoch=4, verbose=0,
-            callbacks=[history, slow, callbacks.Checkpoint(directory)])
+            callbacks=[history, grid, slow, callbacks.Checkpoint(directory)])
     print("STEPS", callbacks.gan_steps(gan), int(gan.d_optimizer.iterations))
+    print("NOISE STATE", keras.ops.convert_to_numpy(gan.seed_generator.state).tolist())
 """)
 
 
@@ -47,10 +51,10 @@ def run_child(directory, epochs, kill_after_epoch=None):
     process = subprocess.Popen([sys.executable, "-c", CHILD, str(directory), str(epochs)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if kill_after_epoch is not None:
-        state = Path(directory) / callbacks.Checkpoint.STATE
+        checkpoint = callbacks.Checkpoint(directory)
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None:
-            if state.exists() and json.loads(state.read_text())["epoch"] >= kill_after_epoch:
+            if checkpoint.saved_epochs() and checkpoint.saved_epochs()[0] >= kill_after_epoch:
                 process.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.05)
@@ -58,26 +62,38 @@ def run_child(directory, epochs, kill_after_epoch=None):
     return process.returncode, out, err
 
 
+def last_line(out, prefix):
+    return [line for line in out.splitlines() if line.startswith(prefix)][-1]
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_with_the_same_step_count(tmp_path):
     epochs = 4
     code, out, err = run_child(tmp_path / "straight", epochs)
     assert code == 0, err[-2000:]
-    straight = [line for line in out.splitlines() if line.startswith("STEPS")][-1]
+    straight = last_line(out, "STEPS"), last_line(out, "NOISE STATE")
 
     code, out, _ = run_child(tmp_path / "killed", epochs, kill_after_epoch=2)
     assert code == -signal.SIGKILL, "the child should have been killed mid-run"
-    saved = json.loads((tmp_path / "killed" / callbacks.Checkpoint.STATE).read_text())
+    saved_epoch = callbacks.Checkpoint(tmp_path / "killed").saved_epochs()[0]
+    saved = json.loads(callbacks.Checkpoint(tmp_path / "killed").state_path(saved_epoch).read_text())
     assert 2 <= saved["epoch"] < epochs and saved["step"] == 4 * saved["epoch"]
 
     code, out, err = run_child(tmp_path / "killed", epochs)
     assert code == 0, err[-2000:]
     assert f"Resumed from {tmp_path / 'killed'} at epoch {saved['epoch']}" in out
-    resumed = [line for line in out.splitlines() if line.startswith("STEPS")][-1]
-    assert resumed == straight == f"STEPS {4 * epochs} {4 * epochs}"
+    resumed = last_line(out, "STEPS"), last_line(out, "NOISE STATE")
+    assert resumed == straight  # the noise generator's state was restored with the weights
+    assert resumed[0] == f"STEPS {4 * epochs} {4 * epochs}"
     history = pd.read_csv(tmp_path / "killed" / "history.csv")
     assert history.epoch.tolist() == list(range(1, epochs + 1))  # one row per epoch, none lost or doubled
     assert history.step.tolist() == [4 * e for e in range(1, epochs + 1)]
+    # The resumed epochs continue the curve: the same losses as the run that was never killed.
+    never_killed = pd.read_csv(tmp_path / "straight" / "history.csv")
+    for column in ("d_loss", "g_loss", "d_real", "d_fake", "d_wrong"):
+        np.testing.assert_allclose(history[column], never_killed[column], rtol=1e-4, err_msg=column)
+    grids = sorted(p.name for p in (tmp_path / "killed" / "samples").glob("*.png"))
+    assert grids == [f"epoch_{e:04d}.png" for e in range(1, epochs + 1)]  # the grids continue too
 
 
 def tiny_gan(mismatch=True):
@@ -155,10 +171,54 @@ def test_loss_history_writes_one_row_per_epoch_and_a_plot(tmp_path):
 def test_stop_on_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     gan = tiny_gan()
     gan.fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
-    saved = (tmp_path / callbacks.Checkpoint.WEIGHTS).read_bytes()
+    saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     broken = tiny_dataset().map(lambda batch: {**batch, "image": batch["image"] * np.nan})
     stop = callbacks.StopOnNaN()
     gan.fit(broken, epochs=3, verbose=0, callbacks=[stop, callbacks.Checkpoint(tmp_path)])
     assert stop.stopped_at == 3  # 2 good steps from the first fit, then the first NaN step
-    assert "became NaN" in capsys.readouterr().out
-    assert (tmp_path / callbacks.Checkpoint.WEIGHTS).read_bytes() == saved
+    out = capsys.readouterr().out
+    assert "Stopped at optimizer step 3" in out and "became NaN" in out and "learning rate" in out
+    assert "Not saving epoch 2" in out
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == saved
+
+
+def test_checkpoint_never_saves_nan_weights_even_without_stop_on_nan(tmp_path, capsys):
+    gan = tiny_gan()
+    gan.fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    broken = tiny_dataset().map(lambda batch: {**batch, "image": batch["image"] * np.nan})
+    gan.fit(broken, epochs=3, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])  # trains on, NaN and all
+    assert "Not saving epoch 3" in capsys.readouterr().out
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == saved
+
+
+def test_checkpoint_keeps_two_generations_and_falls_back_from_a_damaged_one(tmp_path, capsys):
+    gan = tiny_gan()
+    gan.fit(tiny_dataset(), epochs=3, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    checkpoint = callbacks.Checkpoint(tmp_path)
+    assert checkpoint.saved_epochs() == [3, 2]  # epoch 1 was dropped once epoch 3 was safely on disk
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "epoch-0002.json", "epoch-0002.weights.h5", "epoch-0003.json", "epoch-0003.weights.h5"]
+    newest = checkpoint.weights_path(3)
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated, as by a full disk
+    fresh = tiny_gan()
+    checkpoint.set_model(fresh)
+    assert checkpoint.restore() == 2
+    out = capsys.readouterr().out
+    assert f"{newest} is damaged" in out and "previous checkpoint is used" in out
+    assert int(fresh.g_optimizer.iterations) == 4
+    assert newest.exists()  # the damaged file is left for the student to look at, not deleted
+
+
+def test_a_damaged_state_file_falls_back_and_all_damaged_is_an_error(tmp_path, capsys):
+    tiny_gan().fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    checkpoint = callbacks.Checkpoint(tmp_path)
+    checkpoint.state_path(2).write_text('{"epoch": 2, "st')  # cut mid-write by something other than the kit
+    checkpoint.set_model(tiny_gan())
+    assert checkpoint.restore() == 1
+    assert f"{checkpoint.state_path(2)} is unreadable" in capsys.readouterr().out
+    checkpoint.weights_path(1).unlink()
+    checkpoint.set_model(tiny_gan())
+    with pytest.raises(RuntimeError, match="every checkpoint in .* is damaged"):
+        checkpoint.restore()
+    assert f"{checkpoint.weights_path(1)} is missing" in capsys.readouterr().out
