@@ -123,7 +123,10 @@ def load_prepared(path) -> PreparedDataset:
     captions_path = path / "captions.csv"
     if not captions_path.is_file():
         _fail(captions_path, "file missing")
-    captions = pd.read_csv(captions_path, dtype={"split": str, "text": str}, keep_default_na=False)
+    try:
+        captions = pd.read_csv(captions_path, dtype={"split": str, "text": str}, keep_default_na=False)
+    except (ValueError, OSError) as err:  # pandas' parser and decoding errors are ValueErrors
+        _fail(captions_path, f"unreadable as UTF-8 CSV ({err})")
     if list(captions.columns) != CAPTION_COLUMNS:
         _fail(captions_path, f"columns are {list(captions.columns)}, expected {CAPTION_COLUMNS}")
     if len(captions) != meta["num_captions"]:
@@ -136,7 +139,10 @@ def load_prepared(path) -> PreparedDataset:
         images_path = path / f"images_{size}.npy"
         if not images_path.is_file():
             _fail(images_path, f"file missing although meta.json lists size {size}")
-        images = np.load(images_path, mmap_mode="r", allow_pickle=False)
+        try:
+            images = np.load(images_path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as err:  # truncated by an interrupted copy, or not a plain .npy array
+            _fail(images_path, f"unreadable as a .npy array ({err})")
         if images.shape != (num_images, size, size, 3) or images.dtype != np.uint8:
             _fail(images_path, f"holds {images.dtype} {images.shape}, expected uint8 {(num_images, size, size, 3)}")
 

@@ -6,7 +6,9 @@ trains and exports it; :func:`save_generator` / :func:`load_generator` are what 
 
 A generator is stored as a ``.keras`` file (architecture + weights, no pickles) beside a ``.json`` card that says
 what it reads: the text encoder, the embedding size, the preset and how it was trained. Loading uses Keras' safe
-mode; the kit's custom layers are registered when :mod:`t2ilib.layers` is imported, which this module does.
+mode; the kit's custom layers are registered when :mod:`t2ilib.layers`, :mod:`t2ilib.text` and
+:mod:`t2ilib.stackgan` are imported, which this module does: ``import t2ilib.pretrained`` is enough to load any
+generator the kit saves (``tests/test_reliability.py`` checks this in a fresh process).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import keras
 
 import t2ilib.layers  # noqa: F401  (registers the custom layers a saved generator is made of)
+import t2ilib.stackgan  # noqa: F401  (registers ResidualBlock, which Stage-II generators hold)
 import t2ilib.text  # noqa: F401  (registers LSTMTextEncoder)
 
 __all__ = ["ASSETS", "PRETRAINED_GAN_CLS", "save_generator", "load_generator", "card_path"]

@@ -70,7 +70,10 @@ def load_cached_embeddings(dataset_dir, encoder: str, texts: Sequence[str]) -> n
     if info.get("caption_hash") != caption_hash(texts):
         raise ValueError(f"{info_path} was made for other captions (caption hash differs): the cache is stale; "
                          f"{hint}")
-    vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+    try:
+        vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:  # truncated, or not a plain .npy array
+        raise ValueError(f"{vectors_path} is unreadable as a .npy array ({err}); {hint}") from err
     expected = (len(texts), info.get("dim"))
     if vectors.dtype != np.float32 or vectors.shape != expected:
         raise ValueError(f"{vectors_path} holds {vectors.dtype} {vectors.shape}, expected float32 {expected}; {hint}")

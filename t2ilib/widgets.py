@@ -8,10 +8,17 @@ Two layers, so the demo is testable without a browser and usable where widgets d
   :meth:`Demo.generate`. On Colab it first enables the custom widget manager; without ipywidgets or a front end
   that shows widgets it prints how to call :func:`generate_grid` instead.
 
-Caption rules (documented behaviour, never a Keras stack trace): an empty caption or an empty list is an error;
-captions longer than ``MAX_WORDS`` words are cut to their first ``MAX_WORDS`` words (MiniLM reads at most 256
-word pieces anyway); any Unicode is accepted (the tokenizer maps what it does not know to ``[UNK]``); a vector of
-the wrong size for the chosen model is an error naming both sizes.
+Caption rules (documented behaviour, never a Keras stack trace; ``tests/test_reliability.py`` tries each):
+
+- an empty or whitespace-only caption, an empty list, or something that is not a string: a ``ValueError`` or
+  ``TypeError`` saying what to type instead;
+- captions longer than ``MAX_WORDS`` words are cut to their first ``MAX_WORDS`` words, with a warning (MiniLM
+  reads at most 256 word pieces anyway);
+- any Unicode is accepted, and so are words the model never saw ("zxqv blorp"): MiniLM splits them into word
+  pieces it knows (or ``[UNK]``) and the picture follows whatever those mean; nothing checks that a caption
+  talks about flowers;
+- a vector of the wrong size for the chosen model, or one holding NaN, is a ``ValueError`` from
+  :func:`t2ilib.models.generate` naming the sizes or the rows; a model that reads token ids refuses embeddings.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from t2ilib import viz
+from t2ilib import models, viz
 from t2ilib.evaluation import truncated_normal
 
 __all__ = ["MAX_WORDS", "CaptionEncoder", "generate_grid", "Demo", "demo"]
@@ -60,6 +67,10 @@ class CaptionEncoder:
         """float32 ``[len(captions), D]``; each distinct text is encoded once per session."""
         if isinstance(captions, str):
             captions = [captions]
+        try:
+            captions = list(captions)
+        except TypeError:
+            raise TypeError(f"captions is a list of strings, got {type(captions).__name__}: {captions!r}") from None
         if len(captions) == 0:
             raise ValueError("no captions given: pass at least one caption")
         texts = [self.clean(c) for c in captions]
@@ -74,17 +85,23 @@ class CaptionEncoder:
 
 def generate_grid(generator, text_vector: np.ndarray, count: int = 8, seed: int = 0,
                   truncation: float | None = None, columns: int = 4) -> np.ndarray:
-    """``count`` images of one caption (its embedding ``text_vector``), noise seeded by ``seed``, as a uint8 grid."""
-    text_vector = np.asarray(text_vector, dtype="float32").reshape(1, -1)
-    expected = generator.input["text"].shape[-1]
-    if text_vector.shape[1] != expected:
-        raise ValueError(f"{generator.name} reads {expected}-d text embeddings but got {text_vector.shape[1]}-d: "
-                         "embed the caption with the encoder the model was trained with (see its card)")
+    """``count`` images of one caption (its embedding ``text_vector``), noise seeded by ``seed``, as a uint8 grid.
+
+    The vector is checked by :func:`t2ilib.models.generate` (its size, NaN); the caption itself is refused with a
+    hint, since it has to be embedded first.
+    """
+    text_vector = np.asarray(text_vector)
+    if text_vector.dtype.kind in "USO":
+        raise TypeError(f"generate_grid takes a caption's embedding, not the caption {text_vector.tolist()!r}: "
+                        "pass encoder([caption])[0] (a CaptionEncoder)")
+    if text_vector.ndim != 1:
+        raise ValueError(f"text_vector has shape {text_vector.shape}: pass one caption's embedding, "
+                         "e.g. encoder([caption])[0]")
     if count < 1:
         raise ValueError(f"count={count}: ask for at least one image")
     z = truncated_normal((count, generator.input["z"].shape[-1]), truncation, seed)
-    images = generator({"z": z, "text": np.repeat(text_vector, count, axis=0)}, training=False)
-    return viz.image_grid(np.asarray(images), columns=min(columns, count))
+    images = models.generate(generator, np.repeat(text_vector[None], count, axis=0), z=z)
+    return viz.image_grid(images, columns=min(columns, count))
 
 
 @dataclasses.dataclass
