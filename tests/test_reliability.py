@@ -39,6 +39,7 @@ import pytest
 import tensorflow as tf
 
 from t2ilib import callbacks, config, data, models, text, training, widgets
+from t2ilib.layers import ConditioningAugmentation
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = config.PRESETS["smoke"]
@@ -135,7 +136,9 @@ def test_a_diverging_run_stops_at_a_named_step_and_keeps_the_last_good_checkpoin
     fresh.compile(g_optimizer=training.dcgan_adam(schedule), d_optimizer=training.dcgan_adam(schedule))
     checkpoint.set_model(fresh)
     assert checkpoint.restore() == last_saved
-    assert not callbacks._non_finite_weights(fresh)  # what was kept is a model that still works
+    kept = fresh.generator.weights + fresh.discriminator.weights
+    assert all(np.isfinite(np.asarray(v)).all() for v in kept)  # what was kept is a model that still works
+    print(out)  # shown with -s: the message a student reads
 
 
 # --- saved generators reload in a fresh process and draw the same images ------------------------------------
@@ -184,8 +187,8 @@ def test_every_saved_generator_reloads_in_a_fresh_process_and_draws_the_same_ima
     expected = {}
     for name, (model, inputs) in kinds.items():
         for layer in model.layers:  # CA samples at inference unless told not to: compare at its mean
-            if hasattr(layer, "sample_at_inference"):
-                layer.sample_at_inference = False
+            if isinstance(layer, ConditioningAugmentation):
+                layer.sample_at_inference = False  # saved in the layer's config, so the reloaded one agrees
         model.save(tmp_path / f"{name}.keras")
         for key, value in inputs.items():
             np.save(tmp_path / f"{name}.{key}.npy", value)
