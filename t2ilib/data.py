@@ -177,6 +177,33 @@ def _mismatch_groups(prepared: PreparedDataset, image_ids: np.ndarray) -> np.nda
     return groups if groups.max() > 0 else np.arange(len(image_ids))
 
 
+def _near_miss_tables(prepared: PreparedDataset, image_ids: np.ndarray, groups: np.ndarray):
+    """For each ``mismatch_by`` attribute A: where to draw a *near miss* for each image, an image that agrees with
+    it on every other ``mismatch_by`` attribute but not on A (same petal colour, another centre colour).
+
+    Returns ``(order, low, span, own, own_count)``, each ``[attributes, images]``: images sorted by (the other
+    attributes, group); image i's near misses for A are ``order[A, low : low + span]`` without its own group,
+    the ``own_count`` entries from ``own``. ``None`` with fewer than two attributes (a class label alone).
+    """
+    columns = prepared.meta.get("mismatch_by") or []
+    if prepared.attributes is None or len(columns) < 2:
+        return None
+    values = prepared.attributes.loc[image_ids, columns].astype(str)
+    tables = []
+    for column in columns:
+        others = [c for c in columns if c != column]
+        key = pd.factorize(values[others].agg("|".join, axis=1))[0]
+        key_and_group = key.astype(np.int64) * (groups.max() + 1) + groups
+        order = np.argsort(key_and_group, kind="stable")  # each group is a run inside its key's run
+        sorted_key, sorted_key_and_group = key[order], key_and_group[order]
+        key_low = np.searchsorted(sorted_key, key, side="left")
+        key_span = np.searchsorted(sorted_key, key, side="right") - key_low
+        own = np.searchsorted(sorted_key_and_group, key_and_group, side="left")
+        tables.append((order, key_low, key_span, own))
+    order, low, span, own = (np.stack(parts) for parts in zip(*tables))
+    return order, low, span, own
+
+
 def _text_table(prepared, rows: np.ndarray, text: str, vectorizer) -> np.ndarray:
     """What the model receives for each caption row: token ids or a cached embedding."""
     if text == "tokens":
@@ -188,7 +215,7 @@ def _text_table(prepared, rows: np.ndarray, text: str, vectorizer) -> np.ndarray
 
 def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str = "sentence", vectorizer=None,
                  batch_size: int = 64, shuffle: bool = True, seed: int = 0, flip: bool = False,
-                 repeat: bool = False, drop_remainder: bool = True, crop: bool = False):
+                 repeat: bool = False, drop_remainder: bool = True, crop: bool = False, near_miss: float = 0.5):
     """Batches of ``{"image", "text", "wrong_text"}`` from one split of a prepared dataset.
 
     - ``image``: float32 ``[B, image_size, image_size, 3]`` in [-1, 1], horizontally flipped at random if ``flip``,
@@ -196,6 +223,10 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
     - ``text``: a random caption of the image, drawn again every epoch: the cached embedding ``text`` names
       (float32 ``[B, D]``) or, with ``text="tokens"``, int32 token ids ``[B, L]`` from ``vectorizer``.
     - ``wrong_text``: the same kind of text for a caption of an image of another group (see ``_mismatch_groups``).
+      A share ``near_miss`` of them are *near misses* when the dataset names two or more ``mismatch_by``
+      attributes: from an image that differs in exactly one of them (the same petal colour with another centre
+      colour, or the reverse). Drawn from any other group, nearly every wrong caption names another petal colour,
+      so D learns to check the petals and never the small centre, and G never learns the centre either.
 
     The split's images are read once into memory (the cache); batches are gathered from it, so one batch costs
     a few milliseconds. Everything random is seeded by ``seed``.
@@ -222,6 +253,13 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
     group_start = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])[groups]
     group_count = group_sizes[groups]
 
+    if not 0.0 <= near_miss <= 1.0:
+        raise ValueError(f"near_miss={near_miss!r} is a share of the wrong captions: a number from 0 to 1")
+    near = _near_miss_tables(prepared, image_ids, groups) if near_miss > 0 else None
+    if near is not None:
+        near_order, near_low, near_span, near_own = (tf.constant(table) for table in near)
+        near_attributes = int(near_order.shape[0])
+
     images = tf.constant(np.ascontiguousarray(prepared.images(image_size)[image_ids]))
     table, order = tf.constant(table), tf.constant(order)
     starts, counts = tf.constant(starts), tf.constant(counts)
@@ -238,6 +276,17 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
         start, count = tf.gather(group_start, index), tf.gather(group_count, index)
         k = pick(u[:, 1], tf.zeros_like(start), num - count)
         other = tf.gather(order, k + tf.where(k >= start, count, tf.zeros_like(count)))
+        if near is not None:
+            v = tf.random.stateless_uniform([batch, 3], seed=tf.stack([batch_seed, 1]))
+            attribute = tf.minimum(tf.cast(v[:, 0] * near_attributes, tf.int64), near_attributes - 1)
+            at = tf.stack([attribute, index], axis=1)
+            low, span, own = (tf.gather_nd(table, at) for table in (near_low, near_span, near_own))
+            count_near = span - count
+            j = pick(v[:, 1], tf.zeros_like(low), tf.maximum(count_near, 1))
+            position = low + j + tf.where(low + j >= own, count, tf.zeros_like(count))
+            near_other = tf.gather_nd(near_order, tf.stack([attribute, tf.minimum(position, num - 1)], axis=1))
+            use_near = (v[:, 2] < near_miss) & (count_near > 0)
+            other = tf.where(use_near, near_other, other)
         wrong = pick(u[:, 2], tf.gather(starts, other), tf.gather(counts, other))
         image = to_unit_range(tf.gather(images, index))
         if flip:

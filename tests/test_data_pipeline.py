@@ -225,3 +225,31 @@ def test_pipeline_outpaces_a_64px_train_step(prepared, tokens):
         next(batches)
     per_batch = (time.perf_counter() - start) / 30
     assert per_batch < 0.3 / 5, f"{per_batch * 1000:.0f} ms per batch"
+
+
+@pytest.mark.parametrize("near_miss", [0.0, 1.0])
+def test_near_miss_wrong_captions_differ_in_exactly_one_colour(prepared, tokens, near_miss):
+    vectorizer, by_id = tokens
+    owners = _owners(prepared)
+    attributes = prepared.attributes
+    images = prepared.images(32)
+    ds = make_dataset(prepared, image_size=32, text="tokens", vectorizer=vectorizer, batch_size=16,
+                      near_miss=near_miss)
+    differing = []
+    for batch in ds.take(6):
+        for image, text, wrong in zip(batch["image"].numpy(), batch["text"].numpy(), batch["wrong_text"].numpy()):
+            owner = _matching_image(image, owners[by_id[text[0]]], images)
+            other = next(iter(owners[by_id[wrong[0]]]))
+            differing.append(int((attributes.loc[owner, ["petal_colour", "centre_colour"]]
+                                  != attributes.loc[other, ["petal_colour", "centre_colour"]]).sum()))
+    differing = np.array(differing)
+    assert (differing >= 1).all()  # always a wrong caption
+    if near_miss == 1.0:  # near misses wherever the image has one (the tiny set lacks a few)
+        assert (differing == 1).mean() > 0.8
+    else:  # drawn from any other pair: mostly both colours differ
+        assert (differing == 2).mean() > 0.6
+
+
+def test_near_miss_share_is_checked(prepared, tokens):
+    with pytest.raises(ValueError, match="near_miss=1.5"):
+        make_dataset(prepared, text="tokens", vectorizer=tokens[0], near_miss=1.5)
