@@ -5,10 +5,11 @@
 or token ids that a trainable ``text_encoder`` (e.g. ``t2ilib.text.LSTMTextEncoder``) reads inside the model,
 as in the LSTM-GAN.
 
-The defaults are the architecture the notebooks teach (the DCGAN rules). The keyword options are named
-improvements from later papers that the ``cpu`` preset turns on to learn fast on a laptop:
-``upsample="nearest"`` (Odena et al. 2016), ``spectral_norm`` and ``projection`` (Miyato et al. 2018) and
-``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
+The defaults are the architecture the notebooks teach (the DCGAN rules). The options are named improvements from
+later papers; the ``cpu`` preset turns some on to learn fast on a laptop: ``text_stats`` (the text standardised
+inside the model), ``preset.g_norm="conditional"`` (text-conditional batch norm in every G block, de Vries et al.
+2017), ``preset.d_norm="spectral"`` and ``projection`` (Miyato et al. 2018), ``upsample="nearest"`` (Odena et
+al. 2016) and ``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
 
     text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
     -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
-    with tanh and no batch norm. ``upsample`` defaults to the preset's (``"transpose"``: DCGAN).
+    with tanh and no batch norm. ``upsample`` defaults to the preset's (``"transpose"``: DCGAN). With
+    ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block.
     """
     upsample = upsample or preset.upsample
     if conditioning not in ("dense", "ca"):
@@ -94,8 +96,8 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
 
 
 def build_discriminator(preset, *, embedding_dim: int | None = None, text_encoder=None,
-                        sequence_length: int | None = None, text_stats=None, spectral_norm: bool = False,
-                        batch_norm: bool = True, projection: bool | None = None,
+                        sequence_length: int | None = None, text_stats=None, spectral_norm: bool | None = None,
+                        batch_norm: bool | None = None, projection: bool | None = None,
                         name: str = "discriminator") -> keras.Model:
     """``(image, text) -> one logit per pair``: is this a real image that matches this text?
 
@@ -106,9 +108,11 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     ``projection=True`` adds Miyato & Koyama's (2018) projection term ``<W code, pool(features)>`` to the logit:
     an inner product that lets text and image agree directly, on top of the concatenation path.
     ``projection=None`` takes the preset's choice. ``spectral_norm=True`` normalises every conv/dense weight;
-    pair it with ``batch_norm=False``.
+    pair it with ``batch_norm=False``. Left at ``None``, the two follow ``preset.d_norm``.
     """
     projection = preset.projection if projection is None else projection
+    spectral_norm = preset.d_norm == "spectral" if spectral_norm is None else spectral_norm
+    batch_norm = not spectral_norm if batch_norm is None else batch_norm
     if preset.image_size // 2 ** len(preset.d_channels) != 4:
         raise ValueError(f"preset {preset.name!r}: {len(preset.d_channels)} down-blocks take "
                          f"{preset.image_size}px to {preset.image_size // 2 ** len(preset.d_channels)}px, not 4px")

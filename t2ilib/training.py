@@ -157,11 +157,8 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
                                        sequence_length=sequence_length, text_stats=text_stats)
-    spectral = preset.d_norm == "spectral"
     discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
-                                               sequence_length=sequence_length, text_stats=text_stats,
-                                               spectral_norm=spectral,
-                                               batch_norm=not spectral)
+                                               sequence_length=sequence_length, text_stats=text_stats)
     options.setdefault("loss", preset.loss)
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),

@@ -2,7 +2,7 @@
 
     python -m tests.benchmarks.quality --model gan_cls --minutes 10
     python -m tests.benchmarks.quality --model lstm_gan --minutes 10
-    python -m tests.benchmarks.quality --model gan_cls --minutes 10 --no-projection   # the plain Reed et al. D
+    python -m tests.benchmarks.quality --model gan_cls --minutes 10 --reed   # Reed et al.'s design at the same widths
 
 On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--preset``):
 
@@ -123,7 +123,11 @@ def main(argv=None):
     parser.add_argument("--num-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--standardize", action="store_true", help="standardise the embeddings inside G and D")
+    parser.add_argument("--raw-text", action="store_true", help="don't standardise the embeddings inside G and D")
+    parser.add_argument("--reed", action="store_true",
+                        help="Reed et al.'s design: config.REED_ET_AL and raw text (default: the preset's)")
+    parser.add_argument("--export", type=Path, default=None,
+                        help="also save the trained generator and its card here (t2ilib.pretrained.save_generator)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a preset field, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
     args = parser.parse_args(argv)
@@ -135,6 +139,8 @@ def main(argv=None):
         preset = preset.replace(projection=False)
     if args.loss:
         preset = preset.replace(loss=args.loss)
+    if args.reed:
+        preset = preset.replace(**config.REED_ET_AL)
     preset = config.override(preset, args.set)
     precision = device.set_precision(device.choose_precision(override=args.precision))
     keras.utils.set_random_seed(args.seed)
@@ -144,6 +150,7 @@ def main(argv=None):
     print("classifier accuracy on real test images:", classifier.test_accuracy.round(3).to_dict(), flush=True)
 
     text_kind, mismatch, interpolate = MODELS[args.model]
+    raw = args.raw_text or args.reed
     if text_kind == "tokens":
         train_texts = prepared.captions.text[prepared.captions.split == "train"].tolist()
         vectorizer = text.make_vectorizer(train_texts)
@@ -157,7 +164,7 @@ def main(argv=None):
         vectorizer = None
         embeddings = prepared.embeddings("sentence")
         train_rows = (prepared.captions.split == "train").to_numpy()
-        text_stats = (embeddings[train_rows].mean(0), embeddings[train_rows].var(0)) if args.standardize else None
+        text_stats = None if raw else (embeddings[train_rows].mean(0), embeddings[train_rows].var(0))
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
                                 interpolate=interpolate, text_stats=text_stats)
         text_of = lambda rows: embeddings[rows]
@@ -185,6 +192,8 @@ def main(argv=None):
     result = {
         "model": args.model, "preset": preset.name, "precision": precision,
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
+        "g_norm": preset.g_norm, "d_norm": preset.d_norm, "standardised_text": text_kind == "sentence" and not raw,
+        "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
         "steps": callbacks.gan_steps(gan), "training_seconds": timer.rows[-1]["seconds"] if timer.rows else None,
         "seconds_per_step": round(timer.rows[-1]["seconds"] / max(1, timer.rows[-1]["step"]), 3),
         "test": metrics.alignment_table(classifier, fakes, test_target).round(4).to_dict(),
@@ -195,6 +204,14 @@ def main(argv=None):
         "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
+    if args.export:
+        from t2ilib import pretrained
+
+        card = {"model": args.model, "dataset": prepared.name, "text_encoder": text_kind, "preset": preset.name,
+                "steps": result["steps"], "training_seconds": result["training_seconds"], "seed": args.seed,
+                "test_match": {name: result["test"]["generated"][name] for name in SCORED},
+                "made_by": result["command"]}
+        print("exported", pretrained.save_generator(gan.generator, args.export, card))
     curve = pd.DataFrame(timer.rows)
     curve.to_csv(out / "curve.csv", index=False)
     save_curve(curve, out / "curve.png", args.model)
