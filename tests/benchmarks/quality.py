@@ -123,6 +123,7 @@ def main(argv=None):
     parser.add_argument("--num-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jit", action="store_true", help="compile the train step with XLA (jit_compile=True)")
     parser.add_argument("--raw-text", action="store_true", help="don't standardise the embeddings inside G and D")
     parser.add_argument("--reed", action="store_true",
                         help="Reed et al.'s design: config.REED_ET_AL and raw text (default: the preset's)")
@@ -157,7 +158,8 @@ def main(argv=None):
         vocab_size = vectorizer.vocabulary_size()
         seq_len = int(vectorizer(["x"]).shape[-1])
         encoders = (text.LSTMTextEncoder(vocab_size), text.LSTMTextEncoder(vocab_size))
-        gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch)
+        gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
+                                jit_compile=args.jit or "auto")
         all_texts = prepared.captions.text.to_numpy()
         text_of = lambda rows: np.asarray(vectorizer(all_texts[rows]), np.int32)
     else:
@@ -166,7 +168,7 @@ def main(argv=None):
         train_rows = (prepared.captions.split == "train").to_numpy()
         text_stats = None if raw else (embeddings[train_rows].mean(0), embeddings[train_rows].var(0))
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
-                                interpolate=interpolate, text_stats=text_stats)
+                                interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto")
         text_of = lambda rows: embeddings[rows]
     dataset = data.make_dataset(prepared, "train", preset.image_size, text=text_kind, vectorizer=vectorizer,
                                 batch_size=preset.batch_size, seed=args.seed, repeat=True)
@@ -192,6 +194,7 @@ def main(argv=None):
     result = {
         "model": args.model, "preset": preset.name, "precision": precision,
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
+        "jit_compile": args.jit,
         "g_norm": preset.g_norm, "d_norm": preset.d_norm, "standardised_text": text_kind == "sentence" and not raw,
         "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
         "steps": callbacks.gan_steps(gan), "training_seconds": timer.rows[-1]["seconds"] if timer.rows else None,
