@@ -78,6 +78,14 @@ class PreparedDataset:
 
         return load_cached_embeddings(self.path, encoder, self.captions.text.tolist())
 
+    def embedding_stats(self, encoder: str, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and variance of ``split``'s caption embeddings: the ``text_stats`` with which
+        ``t2ilib.training.make_gan`` standardises the text inside G and D."""
+        train = self.embeddings(encoder)[(self.captions.split == split).to_numpy()]
+        if len(train) == 0:
+            raise ValueError(f"{self.path}: no captions in split {split!r} to take embedding statistics from")
+        return train.mean(axis=0), train.var(axis=0)
+
 
 def _resize(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
     """Downsample uint8 images with an antialiased filter, a chunk at a time (the source may be memory-mapped)."""

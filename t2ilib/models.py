@@ -38,7 +38,7 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
     Either ``embedding_dim`` (a cached embedding arrives) or ``text_encoder`` + ``sequence_length`` (token ids
     arrive and the encoder, trained with the GAN, turns them into a vector).
 
-    ``text_stats=(mean, variance)`` of the training embeddings (``(e.mean(0), e.var(0))``) standardises each
+    ``text_stats=(mean, variance)`` of the training embeddings (``PreparedDataset.embedding_stats``) standardises each
     embedding dimension first, inside the model. Sentence embeddings of captions that share a template are nearly
     parallel unit vectors: what tells one colour from another is a small part of each vector, and a freshly
     initialised layer passes it on at a hundredth of the noise's scale. Standardised, it arrives at full scale.
@@ -53,7 +53,7 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
         mean, variance = (np.asarray(stat, "float32").reshape(-1) for stat in text_stats)
         if mean.shape != (embedding_dim,) or variance.shape != (embedding_dim,):
             raise ValueError(f"text_stats hold {mean.shape[0]}-d statistics for {embedding_dim}-d embeddings: compute "
-                             "them from the same embeddings: (e.mean(0), e.var(0))")
+                             "them from the same embeddings (PreparedDataset.embedding_stats)")
         return inputs, layers.Normalization(mean=mean, variance=variance, name="standardize_text")(inputs)
     if text_stats is not None:
         raise ValueError("text_stats standardise cached embeddings; a text_encoder learns its own scale")

@@ -253,3 +253,16 @@ def test_near_miss_wrong_captions_differ_in_exactly_one_colour(prepared, tokens,
 def test_near_miss_share_is_checked(prepared, tokens):
     with pytest.raises(ValueError, match="near_miss=1.5"):
         make_dataset(prepared, text="tokens", vectorizer=tokens[0], near_miss=1.5)
+
+
+def test_embedding_stats_are_the_split_captions_mean_and_variance(prepared, monkeypatch):
+    import t2ilib.data
+
+    table = np.random.default_rng(0).standard_normal((len(prepared.captions), 4)).astype(np.float32)
+    monkeypatch.setattr(t2ilib.data.PreparedDataset, "embeddings", lambda self, encoder: table)
+    mean, variance = prepared.embedding_stats("sentence")
+    train = table[(prepared.captions.split == "train").to_numpy()]
+    np.testing.assert_allclose(mean, train.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(variance, train.var(0), rtol=1e-6)
+    with pytest.raises(ValueError, match="no captions in split 'nope'"):
+        prepared.embedding_stats("sentence", split="nope")

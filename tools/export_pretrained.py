@@ -55,10 +55,9 @@ def main(argv=None) -> int:
     path = synthetic.ensure(config.data_dir(), args.num_images)
     embed.ensure(path, "sentence")
     prepared = data.load_prepared(path)
-    embeddings = prepared.embeddings("sentence")
-    train_embeddings = embeddings[(prepared.captions.split == "train").to_numpy()]
-    gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=True,
-                            text_stats=(train_embeddings.mean(axis=0), train_embeddings.var(axis=0)))
+    embedding_dim = prepared.embeddings("sentence").shape[1]
+    gan = training.make_gan(preset, embedding_dim=embedding_dim, mismatch=True,
+                            text_stats=prepared.embedding_stats("sentence"))
     dataset = data.make_dataset(prepared, "train", preset.image_size, text="sentence",
                                 batch_size=preset.batch_size, seed=args.seed, repeat=True)
     start = time.perf_counter()

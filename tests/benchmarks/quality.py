@@ -165,8 +165,7 @@ def main(argv=None):
     else:
         vectorizer = None
         embeddings = prepared.embeddings("sentence")
-        train_rows = (prepared.captions.split == "train").to_numpy()
-        text_stats = None if raw else (embeddings[train_rows].mean(0), embeddings[train_rows].var(0))
+        text_stats = None if raw else prepared.embedding_stats("sentence")
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
                                 interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto")
         text_of = lambda rows: embeddings[rows]
