@@ -64,43 +64,48 @@ SOURCE_E = Preset(
 )
 
 
-def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, kl_weight: float = 2.0,
-                             name: str = "source_e_generator") -> keras.Model:
+def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, text_stats=None,
+                             kl_weight: float = 2.0, name: str = "source_e_generator") -> keras.Model:
     """``(z, text) -> 64x64 image``: CA -> concat z -> Dense (no bias) to 4x4x1024 -> four (transposed conv 4x4
     stride 2, no bias, BN, ReLU) blocks -> 3x3 conv (no bias) to RGB, tanh.
 
-    The Dense has no bias because batch norm follows it (BN's own offset replaces the bias).
+    The Dense has no bias because batch norm follows it (BN's own offset replaces the bias). Two fixes, both off
+    in the published model: ``text_stats=(mean, variance)`` standardises the text before CA
+    (``models.text_input``), and ``preset.g_norm="conditional"`` lets the CA code set every up-block's batch norm.
     """
     z = keras.Input((preset.z_dim,), name="z")
-    text = keras.Input((embedding_dim,), name="text")
-    code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(text)
+    text, vector = models.text_input(embedding_dim, text_stats=text_stats)
+    code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(vector)
     x = layers.Concatenate(name="text_and_z")([code, z])
     x = layers.Dense(4 * 4 * preset.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
                      name="project")(x)
     x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
     x = layers.ReLU()(batch_normalization(name="project_bn")(x))
+    conditional = preset.g_norm == "conditional"
     for i, filters in enumerate(preset.g_channels[1:], start=1):
-        x = UpBlock(filters, name=f"up{i}")(x)
+        block = UpBlock(filters, conditional=conditional, name=f"up{i}")
+        x = block((x, code)) if conditional else block(x)
     x = layers.Conv2D(3, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init(), name="to_rgb")(x)
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model({"z": z, "text": text}, image, name=name)
 
 
-def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, augment: str | None = None,
-                                 dropout: float = 0.3, name: str = "source_e_discriminator") -> keras.Model:
+def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, text_stats=None,
+                                 augment: str | None = None, dropout: float = 0.3,
+                                 name: str = "source_e_discriminator") -> keras.Model:
     """``(image, text) -> one logit``: augmentation -> four stride-2 conv blocks 64..512 to 4x4 -> concat the
     CA vector tiled to 4x4x128 -> 1x1 conv 512 + BN + LeakyReLU -> flatten -> dropout -> Dense to one logit.
 
     ``augment`` is the :class:`~t2ilib.layers.DiffAugment` policy (``None``: no augmentation, ``""`` keeps
     the layer but does nothing). D has its own CA layer: G and D must not share weights; its KL term is not
-    part of D's loss.
+    part of D's loss. ``text_stats`` standardises the text first, as in the generator.
     """
     image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
-    text = keras.Input((embedding_dim,), name="text")
+    text, vector = models.text_input(embedding_dim, text_stats=text_stats)
     x = DiffAugment(augment, name="augment")(image) if augment is not None else image
     for i, filters in enumerate(preset.d_channels):
         x = DownBlock(filters, batch_norm=i > 0, name=f"down{i + 1}")(x)
-    code = ConditioningAugmentation(preset.text_dim, kl_weight=0.0, name="text_ca")(text)
+    code = ConditioningAugmentation(preset.text_dim, kl_weight=0.0, name="text_ca")(vector)
     x = layers.Concatenate(name="image_and_text")([x, SpatialTile(x.shape[1], name="tile_text")(code)])
     x = layers.Conv2D(preset.d_channels[-1], 1, use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
     x = layers.LeakyReLU(0.2)(batch_normalization(name="joint_bn")(x))
@@ -142,28 +147,29 @@ class ResidualBlock(layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
-def build_stage2_generator(preset: Preset, *, embedding_dim: int, image_size: int = 128, channels: int = 128,
-                           residual_blocks: int = 2, kl_weight: float = 2.0,
+def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
+                           channels: int = 128, residual_blocks: int = 2, kl_weight: float = 2.0,
                            name: str = "stage2_generator") -> keras.Model:
     """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run).
 
-    The Stage-I image (``preset.image_size``) is encoded down to 16x16 x ``channels``; the text's own CA vector
-    is tiled there and joined in depth; residual blocks mix the two; nearest upsample + conv blocks (halving
-    the width each time) climb to ``image_size``; a 3x3 conv and tanh give RGB.
+    The Stage-I image (``preset.image_size``) is encoded down to 16x16 x ``channels``; the text (standardised
+    first when ``text_stats`` is given, see ``models.text_input``) gets its own CA vector, tiled there and joined
+    in depth; residual blocks mix the two; nearest upsample + conv blocks (halving the width each time) climb to
+    ``image_size``; a 3x3 conv and tanh give RGB.
     """
     low = preset.image_size
     if low % 16 or image_size % 16 or image_size <= low:
         raise ValueError(f"Stage II refines {low}px to {image_size}px: both must be multiples of 16 and the "
                          f"output larger than the input")
     stage1_image = keras.Input((low, low, 3), name="image")
-    text = keras.Input((embedding_dim,), name="text")
+    text, vector = models.text_input(embedding_dim, text_stats=text_stats)
     x = layers.Conv2D(channels // 2, 3, padding="same", kernel_initializer=dcgan_init(), name="read")(stage1_image)
     x = layers.ReLU()(x)
     size = low
     while size > 16:
         x = DownBlock(channels, name=f"encode{size // 2}")(x)  # LeakyReLU: the encoder reads like a D
         size //= 2
-    code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(text)
+    code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(vector)
     x = layers.Concatenate(name="image_and_text")([x, SpatialTile(16, name="tile_text")(code)])
     x = layers.Conv2D(channels, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
     x = layers.ReLU()(batch_normalization(name="joint_bn")(x))
@@ -179,7 +185,7 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, image_size: in
     return keras.Model({"image": stage1_image, "text": text}, image, name=name)
 
 
-def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, image_size: int = 128,
+def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
                                batch_norm: bool = True, name: str = "stage2_discriminator") -> keras.Model:
     """The DCGAN discriminator of ``t2ilib.models`` at ``image_size``: one more down-block per doubling (widths
     doubling from ``preset.d_channels[0]``), the text head at 4x4. ``batch_norm=False`` for WGAN-GP, whose
@@ -187,7 +193,8 @@ def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, image_size
     blocks = int(np.log2(image_size // 4))
     widths = tuple(min(preset.d_channels[0] * 2 ** i, 512) for i in range(blocks))
     return models.build_discriminator(preset.replace(image_size=image_size, d_channels=widths),
-                                      embedding_dim=embedding_dim, batch_norm=batch_norm, name=name)
+                                      embedding_dim=embedding_dim, text_stats=text_stats, batch_norm=batch_norm,
+                                      name=name)
 
 
 class StageGAN(keras.Model):

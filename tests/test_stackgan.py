@@ -147,3 +147,42 @@ def test_stage_gan_trains_under_mixed_precision(policy, loss):
         assert d2.output.dtype == "float32" and g2.output.dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+SOURCE_E_SMALL = stackgan.SOURCE_E.replace(z_dim=4, text_dim=4, g_channels=(16, 8, 8, 8, 8), d_channels=(8, 8, 8, 16))
+BUILDERS = {
+    "source E generator": lambda **kw: stackgan.build_source_e_generator(SOURCE_E_SMALL, embedding_dim=TEXT_DIM, **kw),
+    "source E generator, conditional BN": lambda **kw: stackgan.build_source_e_generator(
+        SOURCE_E_SMALL.replace(g_norm="conditional"), embedding_dim=TEXT_DIM, **kw),
+    "source E discriminator": lambda **kw: stackgan.build_source_e_discriminator(
+        SOURCE_E_SMALL, embedding_dim=TEXT_DIM, augment="translation", **kw),
+    "Stage II generator": lambda **kw: stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=32,
+                                                                       channels=16, **kw),
+    "Stage II discriminator": lambda **kw: stackgan.build_stage2_discriminator(SMOKE, embedding_dim=TEXT_DIM,
+                                                                               image_size=32, **kw),
+}
+
+
+def model_inputs(model, count=3):
+    rng = np.random.default_rng(4)
+    return {name: rng.standard_normal((count, *spec.shape[1:])).astype("float32") * (3.0 if name == "text" else 1.0)
+            for name, spec in model.input.items()}
+
+
+@pytest.mark.parametrize("kind", BUILDERS)
+def test_text_stats_standardise_the_text_inside_the_model_and_survive_save_load(kind, tmp_path):
+    import keras
+
+    rng = np.random.default_rng(5)
+    mean, variance = rng.standard_normal(TEXT_DIM).astype("float32"), rng.uniform(0.5, 2, TEXT_DIM).astype("float32")
+    with pytest.raises(ValueError):  # no such layer without text_stats: the published model is unchanged
+        BUILDERS[kind]().get_layer("standardize_text")
+    model = BUILDERS[kind](text_stats=(mean, variance))
+    inputs = model_inputs(model)
+    standardize = keras.Model(model.input["text"], model.get_layer("standardize_text").output)
+    np.testing.assert_allclose(standardize(inputs["text"]), (inputs["text"] - mean) / np.sqrt(variance), atol=1e-5)
+
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    with stackgan.ca_at_mean(model), stackgan.ca_at_mean(reloaded):  # CA samples at inference otherwise
+        np.testing.assert_allclose(reloaded(inputs, training=False), model(inputs, training=False), atol=1e-6)
