@@ -186,10 +186,10 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
 
 
 def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
-                               batch_norm: bool = True, name: str = "stage2_discriminator") -> keras.Model:
+                               batch_norm: bool | None = None, name: str = "stage2_discriminator") -> keras.Model:
     """The DCGAN discriminator of ``t2ilib.models`` at ``image_size``: one more down-block per doubling (widths
-    doubling from ``preset.d_channels[0]``), the text head at 4x4. ``batch_norm=False`` for WGAN-GP, whose
-    penalty is per sample and must not see batch statistics."""
+    doubling from ``preset.d_channels[0]``), the text head at 4x4, normalised as ``preset.d_norm`` says.
+    ``batch_norm=False`` for WGAN-GP, whose penalty is per sample and must not see batch statistics."""
     blocks = int(np.log2(image_size // 4))
     widths = tuple(min(preset.d_channels[0] * 2 ** i, 512) for i in range(blocks))
     return models.build_discriminator(preset.replace(image_size=image_size, d_channels=widths),
