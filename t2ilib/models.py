@@ -65,13 +65,14 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
 
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
                     sequence_length: int | None = None, text_stats=None, upsample: str | None = None,
-                    conditioning: str = "dense", name: str = "generator") -> keras.Model:
+                    conditioning: str = "dense", kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
     """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square.
 
     text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
     -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
     with tanh and no batch norm. ``upsample`` defaults to the preset's (``"transpose"``: DCGAN). With
     ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block.
+    ``kl_weight`` weighs CA's KL term in G's loss (StackGAN's 2 by default; notebook 05 measures a smaller one).
     """
     upsample = upsample or preset.upsample
     if conditioning not in ("dense", "ca"):
@@ -79,7 +80,7 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     z = keras.Input((preset.z_dim,), name="z")
     text, vector = text_input(embedding_dim, text_encoder, sequence_length, text_stats)
     if conditioning == "ca":
-        code = ConditioningAugmentation(preset.text_dim, name="text_ca")(vector)
+        code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(vector)
     else:
         code = TextProjection(preset.text_dim, name="text_projection")(vector)
     x = layers.Concatenate(name="z_and_text")([z, code])
