@@ -59,13 +59,17 @@ class SampleGrid(keras.callbacks.Callback):
         self.z = None
         self.last_path: Path | None = None
 
+    def _generator(self):
+        # A GAN with a weight average (ConditionalGAN(ema_decay=...)) draws its pictures from the average.
+        return getattr(self.model, "sampling_generator", self.model.generator)
+
     def grid(self) -> np.ndarray:
         """The current grid as a uint8 picture."""
         repeated = np.repeat(self.text, self.per_caption, axis=0)
         if self.z is None:
-            z_dim = self.model.generator.input["z"].shape[-1]
+            z_dim = self._generator().input["z"].shape[-1]
             self.z = np.random.default_rng(self.seed).standard_normal((len(repeated), z_dim)).astype("float32")
-        images = self.model.generator({"z": self.z, "text": repeated}, training=False)
+        images = self._generator()({"z": self.z, "text": repeated}, training=False)
         return viz.image_grid(keras.ops.convert_to_numpy(images), columns=self.per_caption)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -40,11 +40,14 @@ class Preset:
     loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017)
     g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)
     d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018)
+    ema_decay: float = 0.0  # > 0: sample from a moving average of G's weights (Karras et al. 2018); 0: off
 
     def __post_init__(self):
         for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral"))):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"preset {self.name!r}: {field}={getattr(self, field)!r}, use one of {allowed}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"preset {self.name!r}: ema_decay={self.ema_decay!r}, use 0 (off) or a decay below 1")
 
     def replace(self, **changes) -> Preset:
         return dataclasses.replace(self, **changes)

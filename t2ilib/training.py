@@ -12,6 +12,11 @@ One class covers the GANs of notebooks 03 and 04, by three switches:
   (beta = 0.5); D never sees those (it has no real image for them).
 - ``loss``: ``"bce"`` (cross-entropy, non-saturating G loss; the default) or ``"hinge"``.
 
+``ema_decay`` (optional) keeps a second generator, ``generator_ema``, whose weights are an exponential moving
+average of the trained one's (Karras et al. 2018; Yazici et al. 2019). GAN training circles around a good
+generator rather than settling on it; the average sits nearer the centre of the circle, so its colours are
+steadier. It is only sampled from, never trained: ``gan.sampling_generator`` is the one to draw pictures with.
+
 The dataset yields dicts ``{"image", "text", "wrong_text"}`` (``t2ilib.data.make_dataset``); the text is a
 cached embedding or token ids, whatever the two networks take.
 """
@@ -36,10 +41,14 @@ class ConditionalGAN(keras.Model):
     """A generator and a discriminator trained against each other on (image, text) pairs."""
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
-                 interpolate: bool = False, interpolation_beta: float = 0.5, loss: str = "bce", **kwargs):
+                 interpolate: bool = False, interpolation_beta: float = 0.5, loss: str = "bce",
+                 ema_decay: float | None = None, **kwargs):
         super().__init__(**kwargs)
         if loss not in losses.G_LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {sorted(losses.G_LOSSES)}")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay={ema_decay!r}: use a number between 0 and 1 (e.g. 0.999), or None for no "
+                             "average")
         text_dtype = generator.input["text"].dtype
         if interpolate and "int" in str(text_dtype):
             raise ValueError("interpolate=True (GAN-INT) mixes two captions' embeddings; this generator reads "
@@ -48,6 +57,11 @@ class ConditionalGAN(keras.Model):
         self.mismatch, self.interpolate = mismatch, interpolate
         self.interpolation_beta, self.loss_name = interpolation_beta, loss
         self.z_dim = generator.input["z"].shape[-1]
+        self.ema_decay = ema_decay
+        self.generator_ema = None
+        if ema_decay is not None:
+            self.generator_ema = keras.models.clone_model(generator)
+            self.generator_ema.set_weights(generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(0)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", "d_real", "d_wrong", "d_fake")}
@@ -77,6 +91,11 @@ class ConditionalGAN(keras.Model):
     def metrics(self):
         # Listed here so that Keras resets them at the start of each epoch.
         return list(self.trackers.values())
+
+    @property
+    def sampling_generator(self) -> keras.Model:
+        """The generator to draw pictures with: the weight average if there is one, else the trained generator."""
+        return self.generator if self.generator_ema is None else self.generator_ema
 
     def call(self, inputs, training=False):
         """``gan({"z": z, "text": text})`` is the generator's image."""
@@ -118,6 +137,8 @@ class ConditionalGAN(keras.Model):
 
         self._apply(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
         self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
+        if self.generator_ema is not None:
+            self._update_average()
 
         values = {"d_loss": d_loss, "g_loss": g_loss, "d_real": ops.mean(ops.sigmoid(real_logits)),
                   "d_fake": ops.mean(ops.sigmoid(fake_logits))}
@@ -126,6 +147,14 @@ class ConditionalGAN(keras.Model):
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _update_average(self):
+        # The decay ramps up from 0.1 (TensorFlow's ExponentialMovingAverage with num_updates), so early samples
+        # are not dominated by the random initial weights. Batch-norm statistics are averaged too.
+        step = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        for average, current in zip(self.generator_ema.weights, self.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * ops.cast(current, average.dtype))
 
     @staticmethod
     def _apply(optimizer, tape, loss, variables):
@@ -151,7 +180,7 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
     standardises the text inside both networks (see ``t2ilib.models.text_input``). ``options`` go to ``ConditionalGAN``
-    (``loss`` defaults to the preset's). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"``
+    (``loss`` and ``ema_decay`` default to the preset's). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"``
     does so on a GPU only (on CPUs XLA measures slower, see the README's performance section).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
@@ -160,6 +189,7 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
                                                sequence_length=sequence_length, text_stats=text_stats)
     options.setdefault("loss", preset.loss)
+    options.setdefault("ema_decay", preset.ema_decay or None)
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
                 jit_compile=jit_compile)

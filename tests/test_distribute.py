@@ -43,7 +43,7 @@ _TWO_REPLICAS = textwrap.dedent("""
     def run(strategy, initial_weights):
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            gan = training.make_gan(preset, embedding_dim=dim)
+            gan = training.make_gan(preset, embedding_dim=dim, ema_decay=0.9)  # the average must follow too
             if initial_weights is not None:
                 gan.set_weights(initial_weights)
         start = [w.copy() for w in gan.get_weights()]

@@ -112,3 +112,36 @@ def test_make_gan_follows_the_preset():
     assert gan.loss_name == "hinge" and gan.interpolate and gan.mismatch
     assert float(gan.d_optimizer.learning_rate) == pytest.approx(1e-4)
     assert gan.discriminator.get_layer("text_image_agreement") is not None
+
+
+def test_weight_average_follows_the_trained_generator_by_the_ramped_decay(tmp_path):
+    gan = make_gan(ema_decay=0.999)
+    assert gan.sampling_generator is gan.generator_ema
+    start = [np.array(v) for v in gan.generator.weights]
+    np.testing.assert_array_equal(np.array(gan.generator_ema.weights[0]), start[0])  # starts as a copy
+    gan.fit(tiny_dataset(), epochs=1, verbose=0)
+    # After optimizer step 1 the decay is min(0.999, (1 + 1) / (10 + 1)): the average moved 9/11 of the way.
+    decay = 2 / 11
+    trained = [np.array(v) for v in gan.generator.weights]
+    for before, after, average in zip(start, trained, gan.generator_ema.weights):
+        np.testing.assert_allclose(np.array(average), decay * before + (1 - decay) * after, rtol=1e-5, atol=1e-7)
+    assert any(not np.allclose(b, a) for b, a in zip(start, trained)), "the step must move G, else this proves nothing"
+
+    # The average is part of the GAN's weights, so checkpoints keep it.
+    path = tmp_path / "gan.weights.h5"
+    gan.save_weights(path)
+    restored = make_gan(ema_decay=0.999)
+    restored.load_weights(path)
+    for saved, loaded in zip(gan.generator_ema.weights, restored.generator_ema.weights):
+        np.testing.assert_array_equal(np.array(saved), np.array(loaded))
+
+
+def test_without_an_average_pictures_come_from_the_trained_generator():
+    gan = make_gan()
+    assert gan.generator_ema is None and gan.sampling_generator is gan.generator
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, 1.5])
+def test_a_decay_outside_zero_one_is_refused(decay):
+    with pytest.raises(ValueError, match="ema_decay"):
+        make_gan(ema_decay=decay)

@@ -178,23 +178,30 @@ def main(argv=None):
     half = len(test_ids) // 2
 
     def evaluate():
-        fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
-        rates = metrics.match_rates(classifier.predict(fakes), test_target[list(SCORED)])
-        return {name: round(rate, 4) for name, rate in rates.items()}
+        rates = {}
+        # With a weight average, the trained generator is scored too ("trained_..."), to see what the average adds.
+        generators = {"": gan.sampling_generator}
+        if gan.generator_ema is not None:
+            generators["trained_"] = gan.generator
+        for prefix, generator in generators.items():
+            fakes = models.generate(generator, test_text, seed=args.seed + 1)
+            rates.update({prefix + name: round(rate, 4) for name, rate in
+                          metrics.match_rates(classifier.predict(fakes), test_target[list(SCORED)]).items()})
+        return rates
 
     timer = TimedEvaluation(evaluate, args.eval_every, 60.0 * args.minutes)
     history = callbacks.LossHistory(out / "history.csv")
     gan.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0,
             callbacks=[timer, history, callbacks.StopOnNaN()])
 
-    fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
-    comp_fakes = models.generate(gan.generator, comp_text, seed=args.seed + 2)
+    fakes = models.generate(gan.sampling_generator, test_text, seed=args.seed + 1)
+    comp_fakes = models.generate(gan.sampling_generator, comp_text, seed=args.seed + 2)
     real = images[test_ids]
     result = {
         "model": args.model, "preset": preset.name, "precision": precision,
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
         "jit_compile": args.jit,
-        "g_norm": preset.g_norm, "d_norm": preset.d_norm, "standardised_text": text_kind == "sentence" and not raw,
+        "g_norm": preset.g_norm, "d_norm": preset.d_norm, "ema_decay": preset.ema_decay, "standardised_text": text_kind == "sentence" and not raw,
         "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
         "steps": callbacks.gan_steps(gan), "training_seconds": timer.rows[-1]["seconds"] if timer.rows else None,
         "seconds_per_step": round(timer.rows[-1]["seconds"] / max(1, timer.rows[-1]["step"]), 3),
@@ -213,7 +220,7 @@ def main(argv=None):
                 "steps": result["steps"], "training_seconds": result["training_seconds"], "seed": args.seed,
                 "test_match": {name: result["test"]["generated"][name] for name in SCORED},
                 "made_by": result["command"]}
-        print("exported", pretrained.save_generator(gan.generator, args.export, card))
+        print("exported", pretrained.save_generator(gan.sampling_generator, args.export, card))
     curve = pd.DataFrame(timer.rows)
     curve.to_csv(out / "curve.csv", index=False)
     save_curve(curve, out / "curve.png", args.model)
