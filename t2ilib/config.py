@@ -36,6 +36,7 @@ class Preset:
     num_images: int = 10_000  # synthetic flowers to prepare for this preset
     # Named improvements over the DCGAN / Reed et al. defaults (all off in `paper`; see t2ilib.models):
     projection: bool = False  # D adds a projection term <W text, image features> (Miyato & Koyama 2018)
+    projection_sizes: tuple[int, ...] = (4,)  # D's feature sizes the projection compares text with: (4,) or (4, 8)
     upsample: str = "transpose"  # "nearest": upsample + conv in G instead of transposed convs (Odena et al.)
     loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017)
     g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)

@@ -107,7 +107,9 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     conv to one logit (Reed et al. 2016).
 
     ``projection=True`` adds Miyato & Koyama's (2018) projection term ``<W code, pool(features)>`` to the logit:
-    an inner product that lets text and image agree directly, on top of the concatenation path.
+    an inner product that lets text and image agree directly, on top of the concatenation path. It compares at
+    each of ``preset.projection_sizes`` (4: the last block's features; 8 adds the block before, whose finer
+    cells see a small part such as the flower's centre on its own).
     ``projection=None`` takes the preset's choice. ``spectral_norm=True`` normalises every conv/dense weight;
     pair it with ``batch_norm=False``. Left at ``None``, the two follow ``preset.d_norm``.
     """
@@ -122,9 +124,15 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     wrap = (lambda layer: layers.SpectralNormalization(layer)) if spectral_norm else (lambda layer: layer)
 
     x = image
+    features_at = {}  # spatial size -> that block's output
     for i, filters in enumerate(preset.d_channels):
         x = DownBlock(filters, batch_norm=batch_norm and i > 0, spectral_norm=spectral_norm, name=f"down{i + 1}")(x)
+        features_at[x.shape[1]] = x
     features = x  # [B, 4, 4, d_channels[-1]]
+    unknown = sorted(set(preset.projection_sizes) - set(features_at))
+    if projection and unknown:
+        raise ValueError(f"preset {preset.name!r}: projection_sizes {unknown} are not sizes D's blocks produce "
+                         f"({sorted(features_at)})")
 
     code = TextProjection(preset.text_dim, spectral_norm=spectral_norm, name="text_projection")(vector)
     joint = layers.Concatenate(name="image_and_text")([features, SpatialTile(4, name="tile_text")(code)])
@@ -137,11 +145,14 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     logit = layers.Flatten()(logit)  # [B, 1]
 
     if projection:
-        pooled = layers.GlobalAveragePooling2D(name="pool_image")(features)
-        text_weights = wrap(layers.Dense(preset.d_channels[-1], use_bias=False, kernel_initializer=dcgan_init(),
-                                         name="projection"))(code)
-        agreement = layers.Dot(axes=1, name="text_image_agreement")([pooled, text_weights])
-        logit = layers.Add()([logit, agreement])
+        terms = [logit]
+        for size in preset.projection_sizes:
+            suffix = "" if size == 4 else f"_{size}"
+            pooled = layers.GlobalAveragePooling2D(name=f"pool_image{suffix}")(features_at[size])
+            text_weights = wrap(layers.Dense(pooled.shape[-1], use_bias=False, kernel_initializer=dcgan_init(),
+                                             name=f"projection{suffix}"))(code)
+            terms.append(layers.Dot(axes=1, name=f"text_image_agreement{suffix}")([pooled, text_weights]))
+        logit = layers.Add()(terms)
     # Logits leave in float32 whatever the precision policy: the losses need the range.
     logit = layers.Activation("linear", dtype="float32", name="logit")(logit)
     return keras.Model({"image": image, "text": text}, logit, name=name)

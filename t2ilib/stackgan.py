@@ -34,6 +34,7 @@ from t2ilib.layers import (
     DiffAugment,
     DownBlock,
     SpatialTile,
+    TextProjection,
     UpBlock,
     batch_normalization,
     dcgan_init,
@@ -91,26 +92,43 @@ def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 
 
 
 def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, text_stats=None,
-                                 augment: str | None = None, dropout: float = 0.3,
-                                 name: str = "source_e_discriminator") -> keras.Model:
+                                 augment: str | None = None, dropout: float = 0.3, text_code: str = "ca",
+                                 projection: bool = False, name: str = "source_e_discriminator") -> keras.Model:
     """``(image, text) -> one logit``: augmentation -> four stride-2 conv blocks 64..512 to 4x4 -> concat the
-    CA vector tiled to 4x4x128 -> 1x1 conv 512 + BN + LeakyReLU -> flatten -> dropout -> Dense to one logit.
+    text code tiled to 4x4x128 -> 1x1 conv 512 + BN + LeakyReLU -> flatten -> dropout -> Dense to one logit.
 
     ``augment`` is the :class:`~t2ilib.layers.DiffAugment` policy (``None``: no augmentation, ``""`` keeps
-    the layer but does nothing). D has its own CA layer: G and D must not share weights; its KL term is not
-    part of D's loss. ``text_stats`` standardises the text first, as in the generator.
+    the layer but does nothing). ``text_stats`` standardises the text first, as in the generator.
+
+    ``text_code="ca"`` is source E's: D has its own CA layer (G and D must not share weights; its KL term is not
+    part of D's loss), so in training D reads a *sampled* code, ``mu + sigma * eps`` with ``sigma`` near 1 from the
+    start, while a fresh layer's ``mu`` differs between captions by a fraction of that. ``text_code="projection"``
+    reads the caption deterministically (``TextProjection``, Dense + LeakyReLU to the same 128), and
+    ``projection=True`` adds the projection term ``<W code, pool(features)>`` (Miyato & Koyama 2018) to the logit.
     """
+    if text_code not in ("ca", "projection"):
+        raise ValueError(f"text_code={text_code!r}: use 'ca' (source E: D's own sampled CA) or 'projection'")
     image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
     text, vector = models.text_input(embedding_dim, text_stats=text_stats)
     x = DiffAugment(augment, name="augment")(image) if augment is not None else image
     for i, filters in enumerate(preset.d_channels):
         x = DownBlock(filters, batch_norm=i > 0, name=f"down{i + 1}")(x)
-    code = ConditioningAugmentation(preset.text_dim, kl_weight=0.0, name="text_ca")(vector)
+    features = x
+    if text_code == "ca":
+        code = ConditioningAugmentation(preset.text_dim, kl_weight=0.0, name="text_ca")(vector)
+    else:
+        code = TextProjection(preset.text_dim, name="text_projection")(vector)
     x = layers.Concatenate(name="image_and_text")([x, SpatialTile(x.shape[1], name="tile_text")(code)])
     x = layers.Conv2D(preset.d_channels[-1], 1, use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
     x = layers.LeakyReLU(0.2)(batch_normalization(name="joint_bn")(x))
     x = layers.Dropout(dropout)(layers.Flatten()(x))
     logit = layers.Dense(1, kernel_initializer=dcgan_init(), dtype="float32", name="logit")(x)
+    if projection:
+        pooled = layers.GlobalAveragePooling2D(name="pool_image")(features)
+        text_weights = layers.Dense(preset.d_channels[-1], use_bias=False, kernel_initializer=dcgan_init(),
+                                    name="projection")(code)
+        agreement = layers.Dot(axes=1, name="text_image_agreement")([pooled, text_weights])
+        logit = layers.Add(dtype="float32", name="logit_and_agreement")([logit, agreement])
     return keras.Model({"image": image, "text": text}, logit, name=name)
 
 

@@ -112,3 +112,19 @@ def test_conditioning_augmentation_can_be_switched_to_its_mean_on_a_built_model(
     model.get_layer("text_ca").sample_at_inference = False
     np.testing.assert_array_equal(model(x), model(x))
     assert layers.ConditioningAugmentation(4, sample_at_inference=False).get_config()["sample_at_inference"] is False
+
+
+def test_source_e_discriminator_can_read_the_text_without_sampling():
+    preset = stackgan.SOURCE_E.replace(d_channels=(8, 8, 8, 16), text_dim=8)
+    d = stackgan.build_source_e_discriminator(preset, embedding_dim=12, text_code="projection", projection=True,
+                                              dropout=0.0)
+    assert not [layer for layer in d.layers if isinstance(layer, layers.ConditioningAugmentation)]
+    rng = np.random.default_rng(0)
+    inputs = {"image": rng.uniform(-1, 1, (4, 64, 64, 3)).astype("float32"),
+              "text": rng.standard_normal((4, 12)).astype("float32")}
+    # Deterministic in training too (the published D's sampled CA code is not), and the caption matters.
+    np.testing.assert_allclose(np.asarray(d(inputs, training=True)), np.asarray(d(inputs, training=True)), atol=1e-6)
+    shuffled = {**inputs, "text": inputs["text"][::-1]}
+    assert not np.allclose(np.asarray(d(inputs, training=False)), np.asarray(d(shuffled, training=False)))
+    with pytest.raises(ValueError, match="text_code"):
+        stackgan.build_source_e_discriminator(preset, embedding_dim=12, text_code="lstm")

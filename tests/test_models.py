@@ -125,3 +125,23 @@ def test_conditional_generator_and_spectral_discriminator_build_and_read_the_tex
     other = np.roll(text, 1, axis=0)
     same_z = [np.asarray(gan.generator({"z": z, "text": t}, training=False)) for t in (text, other)]
     assert np.abs(same_z[0] - same_z[1]).max() > 1e-4
+
+
+def test_projection_at_8x8_adds_a_second_text_check_that_moves_the_logit():
+    preset = config.PRESETS["smoke"].replace(image_size=32, projection_sizes=(4, 8))  # 32 -> 16 -> 8 -> 4
+    discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM, projection=True)
+    term = discriminator.get_layer("text_image_agreement_8")
+    assert discriminator.get_layer("pool_image_8").input.shape[1:3] == (8, 8)
+    z, text, images = batch(preset, size=4)
+    inputs = {"image": images, "text": text}
+    before = np.asarray(discriminator(inputs, training=False))
+    projection_8 = discriminator.get_layer("projection_8")
+    projection_8.set_weights([w * 0 for w in projection_8.get_weights()])  # silence the 8x8 term alone
+    after = np.asarray(discriminator(inputs, training=False))
+    assert term.output.shape == (None, 1) and not np.allclose(before, after)
+
+
+def test_projection_sizes_must_be_sizes_the_discriminator_makes():
+    preset = config.PRESETS["smoke"].replace(projection_sizes=(4, 3))
+    with pytest.raises(ValueError, match=r"projection_sizes \[3\]"):
+        models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM, projection=True)
