@@ -179,9 +179,10 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable encoders
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
-    standardises the text inside both networks (see ``t2ilib.models.text_input``). ``options`` go to ``ConditionalGAN``
-    (``loss`` and ``ema_decay`` default to the preset's). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"``
-    does so on a GPU only (on CPUs XLA measures slower, see the README's performance section).
+    standardises the text inside both networks (see ``t2ilib.models.text_input``). ``options`` go to
+    ``ConditionalGAN`` (``loss`` and ``ema_decay`` default to the preset's). ``jit_compile=True`` compiles the train
+    step with XLA; Keras' ``"auto"`` does so on a GPU only (on this CPU XLA measured 1.56x faster at the ``cpu``
+    preset, see the README's performance section; not every op has an XLA kernel on every device).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
