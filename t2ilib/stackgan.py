@@ -45,6 +45,8 @@ __all__ = [
     "SOURCE_E",
     "build_source_e_generator",
     "build_source_e_discriminator",
+    "SOURCE_E_SETUPS",
+    "build_source_e_gan",
     "ResidualBlock",
     "build_stage2_generator",
     "build_stage2_discriminator",
@@ -130,6 +132,35 @@ def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: in
         agreement = layers.Dot(axes=1, name="text_image_agreement")([pooled, text_weights])
         logit = layers.Add(dtype="float32", name="logit_and_agreement")([logit, agreement])
     return keras.Model({"image": image, "text": text}, logit, name=name)
+
+
+# Notebook 05's three source-E setups, knob by knob (tests/benchmarks/source_e.py measures them and one fix undone
+# at a time). "balanced" is the first fix set tried: it balances the game, but D still ignores the caption.
+SOURCE_E_SETUPS = {
+    "as published": dict(standardise=False, g_norm="batch", kl_weight=2.0, lr_g=2e-4, lr_d=1e-4, mismatch=False,
+                         augment=None, text_code="ca", projection=False),
+    "balanced": dict(standardise=True, g_norm="conditional", kl_weight=0.1, lr_g=2e-4, lr_d=2e-4, mismatch=True,
+                     augment="color,translation,cutout", text_code="ca", projection=False),
+    "fixed": dict(standardise=True, g_norm="conditional", kl_weight=0.1, lr_g=2e-4, lr_d=2e-4, mismatch=True,
+                  augment="translation", text_code="projection", projection=True),
+}
+
+
+def build_source_e_gan(setup: dict, preset: Preset = SOURCE_E, *, text_stats=None,
+                       embedding_dim: int = 384) -> ConditionalGAN:
+    """Source E's G and D for one of :data:`SOURCE_E_SETUPS` (or a dict with the same keys), in a compiled
+    ``ConditionalGAN``. ``text_stats`` are used only where the setup says ``standardise``."""
+    stats = text_stats if setup["standardise"] else None
+    if setup["standardise"] and text_stats is None:
+        raise ValueError("this setup standardises the text: pass text_stats (PreparedDataset.embedding_stats)")
+    generator = build_source_e_generator(preset.replace(g_norm=setup["g_norm"]), embedding_dim=embedding_dim,
+                                         text_stats=stats, kl_weight=setup["kl_weight"])
+    discriminator = build_source_e_discriminator(preset, embedding_dim=embedding_dim, text_stats=stats,
+                                                 augment=setup["augment"], text_code=setup["text_code"],
+                                                 projection=setup["projection"])
+    gan = ConditionalGAN(generator, discriminator, mismatch=setup["mismatch"])
+    gan.compile(g_optimizer=dcgan_adam(setup["lr_g"]), d_optimizer=dcgan_adam(setup["lr_d"]))
+    return gan
 
 
 @keras.saving.register_keras_serializable(package="t2ilib")

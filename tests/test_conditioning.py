@@ -128,3 +128,19 @@ def test_source_e_discriminator_can_read_the_text_without_sampling():
     assert not np.allclose(np.asarray(d(inputs, training=False)), np.asarray(d(shuffled, training=False)))
     with pytest.raises(ValueError, match="text_code"):
         stackgan.build_source_e_discriminator(preset, embedding_dim=12, text_code="lstm")
+
+
+@pytest.mark.parametrize("name", sorted(stackgan.SOURCE_E_SETUPS))
+def test_each_source_e_setup_builds_a_compiled_gan_with_its_knobs(name):
+    setup = stackgan.SOURCE_E_SETUPS[name]
+    preset = stackgan.SOURCE_E.replace(z_dim=4, text_dim=4, g_channels=(16, 8, 8, 8, 8), d_channels=(8, 8, 8, 16))
+    stats = (np.zeros(12, "float32"), np.ones(12, "float32"))
+    gan = stackgan.build_source_e_gan(setup, preset, text_stats=stats, embedding_dim=12)
+    d_layers = {type(layer).__name__ for layer in gan.discriminator.layers}
+    assert ("ConditioningAugmentation" in d_layers) == (setup["text_code"] == "ca")
+    assert ("Normalization" in d_layers) == setup["standardise"]
+    assert gan.mismatch == setup["mismatch"]
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(setup["lr_d"])
+    if setup["standardise"]:
+        with pytest.raises(ValueError, match="text_stats"):
+            stackgan.build_source_e_gan(setup, preset, embedding_dim=12)

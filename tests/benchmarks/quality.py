@@ -123,6 +123,8 @@ def main(argv=None):
     parser.add_argument("--num-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--near-miss", type=float, default=0.5,
+                        help="share of wrong captions that differ in one attribute only (make_dataset(near_miss=))")
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA (jit_compile=True)")
     parser.add_argument("--raw-text", action="store_true", help="don't standardise the embeddings inside G and D")
     parser.add_argument("--reed", action="store_true",
@@ -170,7 +172,7 @@ def main(argv=None):
                                 interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto")
         text_of = lambda rows: embeddings[rows]
     dataset = data.make_dataset(prepared, "train", preset.image_size, text=text_kind, vectorizer=vectorizer,
-                                batch_size=preset.batch_size, seed=args.seed, repeat=True)
+                                batch_size=preset.batch_size, seed=args.seed, repeat=True, near_miss=args.near_miss)
 
     images = prepared.images(preset.image_size)
     test_ids, test_text, test_target = eval_captions(prepared, "test", text_of)
@@ -200,7 +202,7 @@ def main(argv=None):
     result = {
         "model": args.model, "preset": preset.name, "precision": precision,
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
-        "jit_compile": args.jit,
+        "jit_compile": args.jit, "near_miss": args.near_miss,
         "g_norm": preset.g_norm, "d_norm": preset.d_norm, "ema_decay": preset.ema_decay,
         "projection_sizes": list(preset.projection_sizes), "standardised_text": text_kind == "sentence" and not raw,
         "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
