@@ -42,6 +42,7 @@ class Preset:
     g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)
     d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018)
     ema_decay: float = 0.0  # > 0: sample from a moving average of G's weights (Karras et al. 2018); 0: off
+    contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN)
 
     def __post_init__(self):
         for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral"))):

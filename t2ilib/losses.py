@@ -34,6 +34,7 @@ __all__ = [
     "wasserstein_g_loss",
     "gradient_penalty",
     "reconstruction_loss",
+    "contrastive_matching_loss",
     "D_LOSSES",
     "G_LOSSES",
 ]
@@ -161,5 +162,18 @@ def reconstruction_loss(high_res, low_res):
 
 
 # The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss.
+def contrastive_matching_loss(similarity):
+    """Which caption of the batch is mine? ``similarity[i, j]`` scores image i against caption j; the right
+    caption of image i is caption i. Cross-entropy over each row (image -> caption) and each column (caption ->
+    image), averaged (CLIP's loss; XMC-GAN, Zhang et al. 2021, trains a text-to-image GAN with it). Every other
+    caption of the batch is a wrong caption, so one matrix product gives B - 1 mismatched pairs per image."""
+    similarity = _f32(similarity)
+    labels = tf.range(tf.shape(similarity)[0])
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits
+    rows = cross_entropy(labels=labels, logits=similarity)
+    columns = cross_entropy(labels=labels, logits=tf.transpose(similarity))
+    return 0.5 * (tf.reduce_mean(rows) + tf.reduce_mean(columns))
+
+
 D_LOSSES = {"bce": (d_loss, gan_cls_d_loss), "hinge": (hinge_d_loss, hinge_gan_cls_d_loss)}
 G_LOSSES = {"bce": g_loss_nonsaturating, "hinge": hinge_g_loss}

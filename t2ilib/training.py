@@ -12,6 +12,13 @@ One class covers the GANs of notebooks 03 and 04, by three switches:
   (beta = 0.5); D never sees those (it has no real image for them).
 - ``loss``: ``"bce"`` (cross-entropy, non-saturating G loss; the default) or ``"hinge"``.
 
+``contrastive_weight`` (optional, > 0) adds a contrastive matching term (XMC-GAN, Zhang et al. 2021) to both
+losses. D's projection head scores every image of the batch against every caption of the batch in one matrix
+product (the cosine of ``pool(features_i)`` and ``W text_j``: the projection term's two vectors, for all
+pairs, at temperature 0.1); D learns to pick each real image's
+own caption out of the batch, and G to make its fakes pick theirs. A GAN-CLS D sees one wrong caption per image;
+this gives it B - 1, among them captions that differ from the right one in a small detail only.
+
 ``ema_decay`` (optional) keeps a second generator, ``generator_ema``, whose weights are an exponential moving
 average of the trained one's (Karras et al. 2018; Yazici et al. 2019). GAN training circles around a good
 generator rather than settling on it; the average sits nearer the centre of the circle, so its colours are
@@ -40,9 +47,11 @@ def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimi
 class ConditionalGAN(keras.Model):
     """A generator and a discriminator trained against each other on (image, text) pairs."""
 
+    CONTRASTIVE_TEMPERATURE = 0.1
+
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
                  interpolate: bool = False, interpolation_beta: float = 0.5, loss: str = "bce",
-                 ema_decay: float | None = None, **kwargs):
+                 ema_decay: float | None = None, contrastive_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if loss not in losses.G_LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {sorted(losses.G_LOSSES)}")
@@ -62,11 +71,16 @@ class ConditionalGAN(keras.Model):
         if ema_decay is not None:
             self.generator_ema = keras.models.clone_model(generator)
             self.generator_ema.set_weights(generator.get_weights())
+        self.contrastive_weight = contrastive_weight
+        self._scorer = self._with_pair_features(discriminator) if contrastive_weight else None
         self.seed_generator = keras.random.SeedGenerator(0)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", "d_real", "d_wrong", "d_fake")}
         if not mismatch:
             del self.trackers["d_wrong"]
+        if contrastive_weight:
+            self.trackers["d_contrastive"] = keras.metrics.Mean(name="d_contrastive")
+            self.trackers["g_contrastive"] = keras.metrics.Mean(name="g_contrastive")
         self.built = True  # both networks are built functional models; saving weights needs this flag
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
@@ -101,6 +115,27 @@ class ConditionalGAN(keras.Model):
         """``gan({"z": z, "text": text})`` is the generator's image."""
         return self.generator(inputs, training=training)
 
+    @staticmethod
+    def _with_pair_features(discriminator):
+        # The same layers (and weights) as D, also returning what each projection term multiplies: the pooled image
+        # features and W text. One forward pass then gives the logits and the all-pairs similarity.
+        terms = [layer for layer in discriminator.layers if layer.name.startswith("text_image_agreement")]
+        if not terms:
+            raise ValueError("contrastive_weight needs a discriminator with the projection head "
+                             "(models.build_discriminator(..., projection=True))")
+        return keras.Model(discriminator.input, [discriminator.output, [term.input for term in terms]],
+                           name=f"{discriminator.name}_with_pair_features")
+
+    def _score(self, images, text):
+        """D's logits and, with ``contrastive_weight``, the [B, B] similarity of every image with every caption."""
+        if self._scorer is None:
+            return self.discriminator({"image": images, "text": text}, training=True), None
+        logits, pairs = self._scorer({"image": images, "text": text}, training=True)
+        unit = lambda x: ops.normalize(ops.cast(x, "float32"), axis=-1)
+        # Cosine similarities at XMC-GAN's temperature 0.1: the same scale whatever D's norms are.
+        cosines = [ops.matmul(unit(pooled), ops.transpose(unit(weights))) for pooled, weights in pairs]
+        return logits, sum(cosines) / (len(cosines) * self.CONTRASTIVE_TEMPERATURE)
+
     def sample_z(self, batch_size):
         return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
 
@@ -117,8 +152,8 @@ class ConditionalGAN(keras.Model):
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             z = data["z"] if "z" in data else self.sample_z(batch_size)
             fakes = self.generator({"z": z, "text": text}, training=True)
-            real_logits = self.discriminator({"image": images, "text": text}, training=True)
-            fake_logits = self.discriminator({"image": fakes, "text": text}, training=True)
+            real_logits, real_similarity = self._score(images, text)
+            fake_logits, fake_similarity = self._score(fakes, text)
             if self.mismatch:
                 wrong_logits = self.discriminator({"image": images, "text": data["wrong_text"]}, training=True)
                 d_loss = d_cls_loss_fn(real_logits, wrong_logits, fake_logits)
@@ -134,6 +169,11 @@ class ConditionalGAN(keras.Model):
                 g_loss += g_loss_fn(self.discriminator({"image": mixed_fakes, "text": mixed}, training=True))
             if self.generator.losses:  # e.g. the KL term of Conditioning Augmentation
                 g_loss += ops.cast(ops.sum(self.generator.losses), "float32")
+            if self.contrastive_weight:
+                d_contrastive = losses.contrastive_matching_loss(real_similarity)
+                g_contrastive = losses.contrastive_matching_loss(fake_similarity)
+                d_loss += self.contrastive_weight * d_contrastive
+                g_loss += self.contrastive_weight * g_contrastive
 
         self._apply(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
         self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
@@ -144,6 +184,8 @@ class ConditionalGAN(keras.Model):
                   "d_fake": ops.mean(ops.sigmoid(fake_logits))}
         if self.mismatch:
             values["d_wrong"] = ops.mean(ops.sigmoid(wrong_logits))
+        if self.contrastive_weight:
+            values.update(d_contrastive=d_contrastive, g_contrastive=g_contrastive)
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
@@ -180,9 +222,10 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
     standardises the text inside both networks (see ``t2ilib.models.text_input``). ``options`` go to
-    ``ConditionalGAN`` (``loss`` and ``ema_decay`` default to the preset's). ``jit_compile=True`` compiles the train
-    step with XLA; Keras' ``"auto"`` does so on a GPU only (on this CPU XLA measured 1.56x faster at the ``cpu``
-    preset, see the README's performance section; not every op has an XLA kernel on every device).
+    ``ConditionalGAN`` (``loss``, ``ema_decay`` and ``contrastive_weight`` default to the preset's).
+    ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"`` does so on a GPU only (on this CPU
+    XLA measured 1.56x faster at the ``cpu`` preset, see the README's performance section; not every op has an
+    XLA kernel on every device).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
@@ -191,6 +234,7 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
                                                sequence_length=sequence_length, text_stats=text_stats)
     options.setdefault("loss", preset.loss)
     options.setdefault("ema_decay", preset.ema_decay or None)
+    options.setdefault("contrastive_weight", preset.contrastive_weight)
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
                 jit_compile=jit_compile)

@@ -81,3 +81,16 @@ def test_loss_tables_pair_plain_and_cls_losses():
     assert set(losses.D_LOSSES) == set(losses.G_LOSSES) == {"bce", "hinge"}
     plain, cls = losses.D_LOSSES["bce"]
     assert plain is losses.d_loss and cls is losses.gan_cls_d_loss
+
+
+def test_contrastive_matching_loss_by_hand():
+    similarity = np.array([[2.0, 0.0, -1.0], [0.5, 1.0, 0.0], [0.0, 3.0, 0.5]], "float32")
+
+    def cross_entropy(matrix):  # mean over rows of -log softmax(row)[own index]
+        return float(np.mean([np.log(np.exp(row).sum()) - row[i] for i, row in enumerate(matrix)]))
+
+    by_hand = 0.5 * (cross_entropy(similarity) + cross_entropy(similarity.T))
+    assert float(losses.contrastive_matching_loss(similarity)) == pytest.approx(by_hand, rel=1e-6)
+    # Uniform scores: each row is a guess among 3, ln 3; a sharp diagonal drives it to 0.
+    assert float(losses.contrastive_matching_loss(np.zeros((3, 3)))) == pytest.approx(math.log(3), rel=1e-6)
+    assert float(losses.contrastive_matching_loss(20.0 * np.eye(3))) < 1e-6

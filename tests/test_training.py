@@ -145,3 +145,25 @@ def test_without_an_average_pictures_come_from_the_trained_generator():
 def test_a_decay_outside_zero_one_is_refused(decay):
     with pytest.raises(ValueError, match="ema_decay"):
         make_gan(ema_decay=decay)
+
+
+def test_contrastive_term_trains_both_networks_on_all_pairs_of_the_batch():
+    preset = PRESET.replace(projection=True)
+    generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
+    discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
+    gan = training.ConditionalGAN(generator, discriminator, contrastive_weight=1.0)
+    gan.compile(run_eagerly=True)
+    batch = next(iter(tiny_dataset()))
+    logits, similarity = gan._score(batch["image"], batch["text"])
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(discriminator(
+        {"image": batch["image"], "text": batch["text"]}, training=True)), atol=1e-5)  # the same D, the same weights
+    assert similarity.shape == (8, 8) and np.abs(np.asarray(similarity)).max() <= 10.0 + 1e-4  # cosines / 0.1
+    history = gan.fit(tiny_dataset(), epochs=15, verbose=0).history
+    # On one fixed batch D learns which caption belongs to which real image.
+    assert history["d_contrastive"][-1] < 0.8 * history["d_contrastive"][0]
+    assert np.isfinite(history["g_contrastive"]).all()
+
+
+def test_contrastive_term_needs_the_projection_head():
+    with pytest.raises(ValueError, match="projection"):
+        make_gan(contrastive_weight=1.0)
