@@ -222,7 +222,8 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
     standardises the text inside both networks (see ``t2ilib.models.text_input``). ``options`` go to
-    ``ConditionalGAN`` (``loss``, ``ema_decay`` and ``contrastive_weight`` default to the preset's).
+    ``ConditionalGAN`` (``loss``, ``ema_decay`` and ``contrastive_weight`` default to the preset's; with
+    ``mismatch=False`` the contrastive term is off too, since it pairs images with wrong captions).
     ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"`` does so on a GPU only (on this CPU
     XLA measured 1.56x faster at the ``cpu`` preset, see the README's performance section; not every op has an
     XLA kernel on every device).
@@ -234,7 +235,8 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
                                                sequence_length=sequence_length, text_stats=text_stats)
     options.setdefault("loss", preset.loss)
     options.setdefault("ema_decay", preset.ema_decay or None)
-    options.setdefault("contrastive_weight", preset.contrastive_weight)
+    # The contrastive term shows D every other caption of the batch as a wrong one: without mismatch, none.
+    options.setdefault("contrastive_weight", preset.contrastive_weight if mismatch else 0.0)
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
                 jit_compile=jit_compile)

@@ -167,3 +167,11 @@ def test_contrastive_term_trains_both_networks_on_all_pairs_of_the_batch():
 def test_contrastive_term_needs_the_projection_head():
     with pytest.raises(ValueError, match="projection"):
         make_gan(contrastive_weight=1.0)
+
+
+def test_make_gan_takes_the_preset_contrastive_weight_only_with_mismatched_pairs():
+    preset = PRESET.replace(projection=True, contrastive_weight=0.5)
+    assert training.make_gan(preset, embedding_dim=EMBEDDING_DIM).contrastive_weight == 0.5
+    assert training.make_gan(preset, embedding_dim=EMBEDDING_DIM, mismatch=False).contrastive_weight == 0.0
+    assert config.PRESETS["cpu"].contrastive_weight > 0  # part of config.IMPROVED
+    assert config.PRESETS["cpu"].replace(**config.REED_ET_AL).contrastive_weight == 0.0
