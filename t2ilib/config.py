@@ -58,7 +58,8 @@ class Preset:
 # Reed et al.'s design, which `paper` and `smoke` keep, and the named improvements `cpu` turns on instead, so that a
 # laptop's few thousand steps are enough (each measured in docs/results.md; notebook 04 explains them).
 REED_ET_AL = dict(projection=False, g_norm="batch", d_norm="batch", loss="bce", lr_d=2e-4, contrastive_weight=0.0)
-IMPROVED = dict(projection=True, g_norm="conditional", d_norm="spectral", loss="hinge", lr_d=4e-4, contrastive_weight=1.0)
+IMPROVED = dict(projection=True, g_norm="conditional", d_norm="spectral", loss="hinge", lr_d=4e-4,
+                contrastive_weight=1.0)
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(

@@ -14,10 +14,10 @@ One class covers the GANs of notebooks 03 and 04, by three switches:
 
 ``contrastive_weight`` (optional, > 0) adds a contrastive matching term (XMC-GAN, Zhang et al. 2021) to both
 losses. D's projection head scores every image of the batch against every caption of the batch in one matrix
-product (the cosine of ``pool(features_i)`` and ``W text_j``: the projection term's two vectors, for all
-pairs, at temperature 0.1); D learns to pick each real image's
-own caption out of the batch, and G to make its fakes pick theirs. A GAN-CLS D sees one wrong caption per image;
-this gives it B - 1, among them captions that differ from the right one in a small detail only.
+product (the cosine of ``pool(features_i)`` and ``W text_j``, the projection term's two vectors, for all pairs, at
+temperature 0.1); D learns to pick each real image's own caption out of the batch, and G to make its fakes pick
+theirs. A GAN-CLS D sees one wrong caption per image; this gives it B - 1, among them captions that differ from
+the right one in a small detail only.
 
 ``ema_decay`` (optional) keeps a second generator, ``generator_ema``, whose weights are an exponential moving
 average of the trained one's (Karras et al. 2018; Yazici et al. 2019). GAN training circles around a good
