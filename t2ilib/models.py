@@ -28,7 +28,7 @@ from t2ilib.layers import (
     dcgan_init,
 )
 
-__all__ = ["build_generator", "build_discriminator", "text_input", "generate"]
+__all__ = ["build_generator", "build_discriminator", "projection_term", "text_input", "generate"]
 
 
 def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None,
@@ -145,17 +145,25 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     logit = layers.Flatten()(logit)  # [B, 1]
 
     if projection:
-        terms = [logit]
-        for size in preset.projection_sizes:
-            suffix = "" if size == 4 else f"_{size}"
-            pooled = layers.GlobalAveragePooling2D(name=f"pool_image{suffix}")(features_at[size])
-            text_weights = wrap(layers.Dense(pooled.shape[-1], use_bias=False, kernel_initializer=dcgan_init(),
-                                             name=f"projection{suffix}"))(code)
-            terms.append(layers.Dot(axes=1, name=f"text_image_agreement{suffix}")([pooled, text_weights]))
-        logit = layers.Add()(terms)
+        terms = [projection_term(features_at[size], code, suffix="" if size == 4 else f"_{size}", wrap=wrap)
+                 for size in preset.projection_sizes]
+        logit = layers.Add()([logit, *terms])
     # Logits leave in float32 whatever the precision policy: the losses need the range.
     logit = layers.Activation("linear", dtype="float32", name="logit")(logit)
     return keras.Model({"image": image, "text": text}, logit, name=name)
+
+
+def projection_term(features, code, *, suffix: str = "", wrap=None):
+    """Miyato & Koyama's projection term ``<W code, pool(features)>``, one number per pair ``[B, 1]``.
+
+    ``wrap`` wraps the Dense ``W`` (e.g. in spectral norm). The layers are named ``pool_image{suffix}``,
+    ``projection{suffix}`` and ``text_image_agreement{suffix}``; ``ConditionalGAN``'s contrastive term finds the
+    two vectors of every such term by that last name.
+    """
+    pooled = layers.GlobalAveragePooling2D(name=f"pool_image{suffix}")(features)
+    dense = layers.Dense(pooled.shape[-1], use_bias=False, kernel_initializer=dcgan_init(), name=f"projection{suffix}")
+    text_weights = (wrap(dense) if wrap else dense)(code)
+    return layers.Dot(axes=1, name=f"text_image_agreement{suffix}")([pooled, text_weights])
 
 
 def _text_spec(generator):

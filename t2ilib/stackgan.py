@@ -126,11 +126,7 @@ def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: in
     x = layers.Dropout(dropout)(layers.Flatten()(x))
     logit = layers.Dense(1, kernel_initializer=dcgan_init(), dtype="float32", name="logit")(x)
     if projection:
-        pooled = layers.GlobalAveragePooling2D(name="pool_image")(features)
-        text_weights = layers.Dense(preset.d_channels[-1], use_bias=False, kernel_initializer=dcgan_init(),
-                                    name="projection")(code)
-        agreement = layers.Dot(axes=1, name="text_image_agreement")([pooled, text_weights])
-        logit = layers.Add(dtype="float32", name="logit_and_agreement")([logit, agreement])
+        logit = layers.Add(dtype="float32", name="logit_and_agreement")([logit, models.projection_term(features, code)])
     return keras.Model({"image": image, "text": text}, logit, name=name)
 
 
