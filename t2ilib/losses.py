@@ -161,7 +161,6 @@ def reconstruction_loss(high_res, low_res):
     return tf.reduce_mean(tf.abs(shrunk - low_res))
 
 
-# The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss.
 def contrastive_matching_loss(similarity):
     """Which caption of the batch is mine? ``similarity[i, j]`` scores image i against caption j; the right
     caption of image i is caption i. Cross-entropy over each row (image -> caption) and each column (caption ->
@@ -175,5 +174,6 @@ def contrastive_matching_loss(similarity):
     return 0.5 * (tf.reduce_mean(rows) + tf.reduce_mean(columns))
 
 
+# The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss.
 D_LOSSES = {"bce": (d_loss, gan_cls_d_loss), "hinge": (hinge_d_loss, hinge_gan_cls_d_loss)}
 G_LOSSES = {"bce": g_loss_nonsaturating, "hinge": hinge_g_loss}
