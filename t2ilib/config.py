@@ -7,6 +7,10 @@ Three presets, one per kind of machine a student has:
 - ``paper``: a Colab T4. The published widths of Reed et al. (2016).
 
 ``is_fast()`` reads ``T2I_FAST`` so the same notebook runs in seconds under CI and for real elsewhere.
+
+Configuration lives in one layer: every design choice the builders (``t2ilib.models``) and ``make_gan`` read is a
+``Preset`` field, and a variant is ``preset.replace(field=...)``. ``REED_ET_AL`` and ``IMPROVED`` are two named sets
+of those fields. "Off" is ``False`` for a switch and ``0.0`` for a weight, never ``None``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ __all__ = ["Preset", "PRESETS", "REED_ET_AL", "IMPROVED", "is_fast", "get_preset
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """Sizes and optimiser settings of one training run. Frozen: derive variants with ``replace``."""
+    """Sizes, design and optimiser settings of one training run. Frozen: derive variants with ``replace``.
+    Introduced in notebook 00."""
 
     name: str
     image_size: int

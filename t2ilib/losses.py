@@ -1,10 +1,14 @@
-"""GAN losses as pure functions of discriminator logits.
+"""GAN losses as pure functions of discriminator logits, and the tables the trainer picks them from by name.
 
 Every function takes raw logits (before any sigmoid) and returns a scalar float32 tensor, so the same code runs
-under mixed precision. Two families:
+under mixed precision. Three families, the entries of :data:`D_LOSSES` / :data:`G_LOSSES`:
 
-- the *cross-entropy* GAN of Goodfellow et al. (2014), with the non-saturating generator loss they recommend;
-- the *hinge* GAN (Lim & Ye 2017, Miyato et al. 2018), a margin loss that stops pushing once D is confident.
+- ``"bce"``: the *cross-entropy* GAN of Goodfellow et al. (2014), with the non-saturating generator loss they
+  recommend (notebook 03);
+- ``"hinge"``: the *hinge* GAN (Lim & Ye 2017, Miyato et al. 2018), a margin loss that stops pushing once D is
+  confident (notebook 04);
+- ``"wgan-gp"``: the Wasserstein critic (Arjovsky et al. 2017), kept 1-Lipschitz by :func:`gradient_penalty`,
+  which the trainer adds to D's loss as a separate term (notebook 06).
 
 Each has a plain conditional form (real pairs vs fake pairs) and the GAN-CLS form of Reed et al. (2016), where D
 also learns to reject a real image paired with the *wrong* text:

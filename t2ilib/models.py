@@ -8,8 +8,8 @@ as in the LSTM-GAN.
 The defaults are the architecture the notebooks teach (the DCGAN rules). The options are named improvements from
 later papers; the ``cpu`` preset turns some on to learn fast on a laptop: ``text_stats`` (the text standardised
 inside the model), ``preset.g_norm="conditional"`` (text-conditional batch norm in every G block, de Vries et al.
-2017), ``preset.d_norm="spectral"`` and ``preset.projection`` (Miyato et al. 2018), ``upsample="nearest"`` (Odena
-et al. 2016) and ``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
+2017), ``preset.d_norm="spectral"`` and ``preset.projection`` (Miyato et al. 2018), ``preset.upsample="nearest"``
+(Odena et al. 2016) and ``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
 """
 
 from __future__ import annotations
@@ -63,17 +63,17 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
 
 
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
-                    sequence_length: int | None = None, text_stats=None, upsample: str | None = None,
-                    conditioning: str = "dense", kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
+                    sequence_length: int | None = None, text_stats=None, conditioning: str = "dense",
+                    kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
     """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square. Introduced in notebook 03.
 
     text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
     -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
-    with tanh and no batch norm. ``upsample`` defaults to the preset's (``"transpose"``: DCGAN). With
+    with tanh and no batch norm, upsampling as ``preset.upsample`` says (``"transpose"``: DCGAN). With
     ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block.
     ``kl_weight`` weighs CA's KL term in G's loss (StackGAN's 2 by default; notebook 05 measures a smaller one).
     """
-    upsample = upsample or preset.upsample
+    upsample = preset.upsample
     if conditioning not in ("dense", "ca"):
         raise ValueError(f"conditioning={conditioning!r}: use 'dense' (Reed et al.) or 'ca' (StackGAN)")
     z = keras.Input((preset.z_dim,), name="z")

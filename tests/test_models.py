@@ -23,7 +23,8 @@ def test_builders_make_the_preset_shapes(name):
     generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
     discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
     assert generator.output.shape == (None, preset.image_size, preset.image_size, 3)
-    assert set(discriminator.output) == {"logits"} and discriminator.output["logits"].shape == (None, 1)
+    named = {"logits", "image_features", "text_features"} if preset.projection else {"logits"}
+    assert set(discriminator.output) == named and discriminator.output["logits"].shape == (None, 1)
     # G's first block is 4x4 x g_channels[0]; D's last down-block reaches 4x4 x d_channels[-1].
     assert generator.get_layer("to_4x4").output.shape[1:] == (4, 4, preset.g_channels[0])
     last_down = discriminator.get_layer(f"down{len(preset.d_channels)}")
@@ -38,7 +39,8 @@ def test_builders_make_the_preset_shapes(name):
 @pytest.mark.parametrize("name", sorted(config.PRESETS))
 def test_improved_variants_build_at_every_preset(name):
     preset = config.PRESETS[name]
-    generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM, upsample="nearest", conditioning="ca")
+    generator = models.build_generator(preset.replace(upsample="nearest"), embedding_dim=EMBEDDING_DIM,
+                                       conditioning="ca")
     discriminator = models.build_discriminator(preset.replace(projection=True, d_norm="spectral"),
                                                embedding_dim=EMBEDDING_DIM)
     assert generator.output.shape == (None, preset.image_size, preset.image_size, 3)
