@@ -42,6 +42,7 @@ __all__ = [
     "reconstruction_loss",
     "pair_similarity",
     "contrastive_matching_loss",
+    "contrastive_loss",
     "D_LOSSES",
     "G_LOSSES",
 ]
@@ -182,6 +183,12 @@ def contrastive_matching_loss(similarity):
     rows = -ops.diagonal(ops.log_softmax(similarity, axis=1))  # image i picks caption i
     columns = -ops.diagonal(ops.log_softmax(similarity, axis=0))  # caption j picks image j
     return 0.5 * (ops.mean(rows) + ops.mean(columns))
+
+
+def contrastive_loss(image_features, text_features, temperature: float = 0.1):
+    """:func:`contrastive_matching_loss` of the batch's :func:`pair_similarity`: D's projection vectors in, one
+    number out (the contrastive term of ``ConditionalGAN``, notebook 04)."""
+    return contrastive_matching_loss(pair_similarity(image_features, text_features, temperature))
 
 
 # The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss. "wgan-gp" is

@@ -27,7 +27,7 @@ from keras import ops
 
 from t2ilib import losses, models
 
-__all__ = ["ConditionalGAN", "dcgan_adam", "make_gan"]
+__all__ = ["ConditionalGAN", "dcgan_adam", "make_gan", "loss_scaled", "apply_gradients"]
 
 
 def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimizers.Adam:
@@ -50,9 +50,10 @@ class ConditionalGAN(keras.Model):
         if contrastive_weight and "image_features" not in discriminator.output:
             raise ValueError("contrastive_weight needs a discriminator with the projection head (a preset with "
                              "projection=True)")
-        if interpolate and "int" in str(generator.input["text"].dtype):
-            raise ValueError("interpolate=True (GAN-INT) mixes two captions' embeddings; this generator reads "
-                             "token ids, which cannot be averaged. Use cached embeddings or interpolate=False")
+        if (interpolate or loss == "wgan-gp" and mismatch) and "int" in str(generator.input["text"].dtype):
+            raise ValueError("interpolate=True (GAN-INT) and WGAN-GP's penalty between right and wrong captions mix "
+                             "two captions' embeddings; this generator reads token ids, which cannot be averaged. "
+                             "Use cached embeddings")
         if n_critic < 1:
             raise ValueError(f"n_critic={n_critic!r}: D takes at least one step per G step")
         self.generator, self.discriminator = generator, discriminator
@@ -71,8 +72,8 @@ class ConditionalGAN(keras.Model):
         """One optimizer per network (default: DCGAN's Adam for both). Under ``mixed_float16`` each is wrapped in
         a ``LossScaleOptimizer`` so small float16 gradients don't underflow."""
         super().compile(**kwargs)
-        self.g_optimizer = self._loss_scaled(g_optimizer or dcgan_adam())
-        self.d_optimizer = self._loss_scaled(d_optimizer or dcgan_adam())
+        self.g_optimizer = loss_scaled(g_optimizer or dcgan_adam())
+        self.d_optimizer = loss_scaled(d_optimizer or dcgan_adam())
         # Create the optimizer slots here, in the strategy scope that compile runs in: made lazily inside the first
         # distributed train step instead, they break MirroredStrategy and TPUStrategy.
         self.g_optimizer.build(self.generator.trainable_variables)
@@ -103,6 +104,16 @@ class ConditionalGAN(keras.Model):
     def score(self, images, text):
         return self.discriminator({"image": images, "text": text}, training=True)
 
+    def _penalty(self, images, text, fakes, wrong_text):
+        # On the lines from each real pair to each kind of pair D calls fake: to the fake image with the right
+        # caption, and (GAN-CLS) to the real image with the wrong caption, which the image penalty leaves unbounded.
+        penalties = [losses.gradient_penalty(lambda x: self.score(x, text)["logits"], images, fakes,
+                                             seed=self.seed_generator)]
+        if self.mismatch:
+            penalties.append(losses.gradient_penalty(lambda t: self.score(images, t)["logits"], text, wrong_text,
+                                                     seed=self.seed_generator))
+        return sum(penalties) / len(penalties)
+
     def sample_z(self, batch_size):
         return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
 
@@ -125,27 +136,26 @@ class ConditionalGAN(keras.Model):
                     d_loss = d_cls_loss_of(real["logits"], wrong["logits"], fake["logits"])
                 else:
                     d_loss = d_loss_of(real["logits"], fake["logits"])
-                if self.gp_weight:  # WGAN-GP: gradient norm 1 between real and fake images
-                    logs["gp"] = losses.gradient_penalty(lambda x: self.score(x, text)["logits"], images, fakes,
-                                                         seed=self.seed_generator)
+                if self.gp_weight:  # WGAN-GP: gradient norm 1 between real and fake images (and wrong captions)
+                    logs["gp"] = self._penalty(images, text, fakes, data.get("wrong_text"))
                     d_loss += self.gp_weight * logs["gp"]
                 if self.contrastive_weight:  # each real image picks its own caption among the batch's
-                    logs["d_contrastive"] = self._contrastive(real)
+                    logs["d_contrastive"] = losses.contrastive_loss(real["image_features"], real["text_features"])
                     d_loss += self.contrastive_weight * logs["d_contrastive"]
-            self._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+            apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
 
         # 2. G: fool the updated D with new images, plus G's own terms (CA's KL, Stage II's reconstruction).
         with tf.GradientTape() as tape:
             fakes, g_terms = self.draw(z, text)
-            fake_for_g = self.score(fakes, text)
-            g_loss = g_loss_of(fake_for_g["logits"]) + sum(g_terms.values())
+            scored = self.score(fakes, text)
+            g_loss = g_loss_of(scored["logits"]) + sum(g_terms.values())
             if self.interpolate:  # GAN-INT: captions between two of the batch (D has no real image for them)
                 mixed = self.interpolation_beta * text + (1.0 - self.interpolation_beta) * ops.roll(text, 1, axis=0)
                 g_loss += g_loss_of(self.score(self.draw(z, mixed)[0], mixed)["logits"])
             if self.contrastive_weight:  # each fake picks its own caption among the batch's
-                logs["g_contrastive"] = self._contrastive(fake_for_g)
+                logs["g_contrastive"] = losses.contrastive_loss(scored["image_features"], scored["text_features"])
                 g_loss += self.contrastive_weight * logs["g_contrastive"]
-        self._apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
+        apply_gradients(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
 
         # 3. Logs: D's mean belief in each kind of pair, or the critic's Wasserstein estimate.
         probability = lambda outputs: ops.mean(ops.sigmoid(outputs["logits"]))
@@ -157,31 +167,28 @@ class ConditionalGAN(keras.Model):
             tracker.update_state(logs[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    @staticmethod
-    def _contrastive(outputs):
-        return losses.contrastive_matching_loss(losses.pair_similarity(outputs["image_features"],
-                                                                       outputs["text_features"]))
 
-    @staticmethod
-    def _loss_scaled(optimizer):
-        if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
-                optimizer, keras.optimizers.LossScaleOptimizer):
-            return keras.optimizers.LossScaleOptimizer(optimizer)
-        return optimizer
+def loss_scaled(optimizer):
+    """``optimizer`` in a ``LossScaleOptimizer`` under ``mixed_float16`` (so small float16 gradients don't
+    underflow), else itself. Introduced in notebook 03."""
+    if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
-    @staticmethod
-    def _apply(optimizer, tape, loss, variables):
-        # Backpropagation starts from d loss / d loss = 1; starting from s instead scales every gradient by s,
-        # exactly as computing the gradient of s * loss would (the tape has closed, so the loss can't be rescaled).
-        # Under tf.distribute each replica's loss is the mean over its slice of the batch and the optimizer sums the
-        # replicas' gradients: s = 1 / replicas makes N devices take the step one device takes. Under
-        # mixed_float16, s also holds the loss scale, which keeps small float16 gradients from underflowing to zero;
-        # the LossScaleOptimizer divides it out again before the update.
-        start = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            start = optimizer.scale_loss(start)
-        gradients = tape.gradient(loss, variables, output_gradients=ops.cast(start, loss.dtype))
-        optimizer.apply_gradients(zip(gradients, variables))
+
+def apply_gradients(optimizer, tape, loss, variables):
+    """One update of ``variables`` down the gradient of ``loss``, scaled for replicas and the loss scale."""
+    # Backpropagation starts from d loss / d loss = 1; starting from s instead scales every gradient by s, exactly
+    # as computing the gradient of s * loss would (the tape has closed). Under tf.distribute each replica's loss is
+    # the mean over its slice of the batch and the optimizer sums the replicas' gradients: s = 1 / replicas makes N
+    # devices take the step one device takes. Under mixed_float16, s also holds the loss scale, which the
+    # LossScaleOptimizer divides out again before the update.
+    start = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        start = optimizer.scale_loss(start)
+    gradients = tape.gradient(loss, variables, output_gradients=ops.cast(start, loss.dtype))
+    optimizer.apply_gradients(zip(gradients, variables))
 
 
 def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, sequence_length: int | None = None,

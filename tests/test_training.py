@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from t2ilib import config, models, training
+from t2ilib import config, losses, models, training
 from t2ilib.text import LSTMTextEncoder
 
 PRESET = config.PRESETS["smoke"]
@@ -78,6 +78,9 @@ def test_losses_near_equilibrium_at_start_when_traced():
 def test_interpolation_of_token_ids_is_refused():
     with pytest.raises(ValueError, match="token ids"):
         make_gan("tokens", interpolate=True)
+    with pytest.raises(ValueError, match="token ids"):  # WGAN-GP's penalty between the right and the wrong caption
+        make_gan("tokens", loss="wgan-gp")
+    make_gan("tokens", loss="wgan-gp", mismatch=False)  # no wrong caption, no penalty between captions
 
 
 def test_unknown_loss_is_refused_with_the_choices():
@@ -245,3 +248,21 @@ def test_the_critic_takes_n_critic_steps_per_generator_step(loss, n_critic):
     assert (int(gan.d_optimizer.iterations), int(gan.g_optimizer.iterations)) == (2 * n_critic, 2)
     if loss == "wgan-gp":
         assert history["gp"][0] > 0 and "wasserstein" in history and "d_real" not in history
+
+
+@pytest.mark.parametrize("mismatch", [True, False])
+def test_wgan_gp_also_penalises_between_the_right_and_the_wrong_caption(monkeypatch, mismatch):
+    batch, penalties = pairs_batch(), []
+    original = losses.gradient_penalty
+
+    def recording(critic, real, fake, alpha=None, seed=None):
+        penalties.append((np.asarray(real), np.asarray(fake), float(original(critic, real, fake, alpha, seed))))
+        return penalties[-1][2]
+
+    monkeypatch.setattr(losses, "gradient_penalty", recording)
+    _, logs = one_step(batch, PRESET.replace(d_norm="none"), loss="wgan-gp", mismatch=mismatch)
+    lines = [(real.shape, np.array_equal(real, batch["text"]) and np.array_equal(fake, batch["wrong_text"]))
+             for real, fake, _ in penalties]
+    assert lines[0][0] == tuple(batch["image"].shape)  # real -> fake images, the right caption
+    assert [between_captions for _, between_captions in lines[1:]] == ([True] if mismatch else [])
+    assert logs["gp"] == pytest.approx(np.mean([value for *_, value in penalties]), rel=1e-5)
