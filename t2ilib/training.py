@@ -44,12 +44,10 @@ class ConditionalGAN(keras.Model):
         super().__init__(**kwargs)
         if loss not in losses.G_LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {sorted(losses.G_LOSSES)}")
-        if not isinstance(discriminator.output, dict) or "logits" not in discriminator.output:
-            raise ValueError(f"discriminator {discriminator.name!r} must return a dict with 'logits' (build it with "
-                             "t2ilib.models.build_discriminator)")
-        if contrastive_weight and "image_features" not in discriminator.output:
-            raise ValueError("contrastive_weight needs a discriminator with the projection head (a preset with "
-                             "projection=True)")
+        wanted = {"logits", "image_features", "text_features"} if contrastive_weight else {"logits"}
+        if not isinstance(discriminator.output, dict) or not wanted <= set(discriminator.output):
+            raise ValueError(f"discriminator {discriminator.name!r} must return a dict with {sorted(wanted)}: build "
+                             "it with t2ilib.models.build_discriminator (the contrastive term needs projection=True)")
         if (interpolate or loss == "wgan-gp" and mismatch) and "int" in str(generator.input["text"].dtype):
             raise ValueError("interpolate=True (GAN-INT) and WGAN-GP's penalty between right and wrong captions mix "
                              "two captions' embeddings; this generator reads token ids, which cannot be averaged. "
@@ -69,8 +67,7 @@ class ConditionalGAN(keras.Model):
         self.built = True  # both networks are built functional models; saving weights needs this flag
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
-        """One optimizer per network (default: DCGAN's Adam for both). Under ``mixed_float16`` each is wrapped in
-        a ``LossScaleOptimizer`` so small float16 gradients don't underflow."""
+        """One optimizer per network (default: DCGAN's Adam for both), loss-scaled under ``mixed_float16``."""
         super().compile(**kwargs)
         self.g_optimizer = loss_scaled(g_optimizer or dcgan_adam())
         self.d_optimizer = loss_scaled(d_optimizer or dcgan_adam())
@@ -114,13 +111,12 @@ class ConditionalGAN(keras.Model):
                                                      seed=self.seed_generator))
         return sum(penalties) / len(penalties)
 
-    def sample_z(self, batch_size):
-        return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
-
     def train_step(self, data):
-        """D's update (``n_critic`` times), then G's, on one batch; ``data["z"]``, if given, is G's noise."""
+        """D's update (``n_critic`` times), then G's against the updated D: alternating updates, so that one trainer
+        serves WGAN-GP too (why, and the cost per step: notebook 04 section 3, docs/results.md)."""
         images, text = data["image"], data["text"]
-        z = data["z"] if "z" in data else self.sample_z(ops.shape(images)[0])
+        z = data.get("z")  # replays a run exactly when given (the two-replica test), else drawn here
+        z = keras.random.normal((ops.shape(images)[0], self.z_dim), seed=self.seed_generator) if z is None else z
         d_loss_of, d_cls_loss_of = losses.D_LOSSES[self.loss_name]
         g_loss_of = losses.G_LOSSES[self.loss_name]
         logs = {}
