@@ -86,6 +86,20 @@ class PreparedDataset:
             raise ValueError(f"{self.path}: no captions in split {split!r} to take embedding statistics from")
         return train.mean(axis=0), train.var(axis=0)
 
+    def first_captions(self, split: str) -> pd.DataFrame:
+        """The first caption of every image of ``split``, in the order of captions.csv (notebook 03): the captions
+        a generator is judged on. The index is the caption row, so ``embeddings[rows.index]`` is their text."""
+        self.split_images(split)  # an unknown split: the error names the splits there are
+        return self.captions[self.captions.split == split].groupby("image_idx").head(1)
+
+    def attributes_of(self, captions: pd.DataFrame) -> pd.DataFrame:
+        """The attributes each caption row describes (those of its image), one row per caption, indexed 0..n-1
+        like the images generated from them (notebook 03)."""
+        if self.attributes is None:
+            raise ValueError(f"{self.path} has no attributes.csv: attribute match rates need a dataset with known "
+                             "attributes, such as synthetic_flowers")
+        return self.attributes.loc[captions.image_idx].reset_index(drop=True)
+
 
 def _resize(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
     """Downsample uint8 images with an antialiased filter, a chunk at a time (the source may be memory-mapped)."""
@@ -165,10 +179,17 @@ def load_prepared(path) -> PreparedDataset:
 
 
 def to_unit_range(images):
-    """uint8 [0, 255] -> float32 [-1, 1], the range of the generator's tanh output."""
+    """uint8 [0, 255] -> a float32 tensor in [-1, 1], the range of the generator's tanh output (notebook 01).
+
+    Float images are taken to be in [-1, 1] already and only cast. Takes NumPy arrays and tensors alike, inside a
+    ``tf.data`` map too: the one scaling every network, judge and metric of the kit reads its images through.
+    """
     import tensorflow as tf
 
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
+    images = tf.convert_to_tensor(images)
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 127.5 - 1.0
+    return tf.cast(images, tf.float32)
 
 
 def _mismatch_groups(prepared: PreparedDataset, image_ids: np.ndarray) -> np.ndarray:

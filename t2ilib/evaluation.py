@@ -19,7 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from t2ilib.metrics import frechet_distance, to_model_range
+from t2ilib.data import to_unit_range
+from t2ilib.metrics import frechet_distance
 
 __all__ = ["Score", "InceptionFeatures", "fid", "mmd2_unbiased", "kid", "inception_score", "mean_pairwise_distance",
            "truncated_normal"]
@@ -62,7 +63,7 @@ class InceptionFeatures:
     def _batches(self, model, images):
         import keras
 
-        images = to_model_range(images)
+        images = to_unit_range(images)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected images [N, H, W, 3], got shape {images.shape}")
         out = []

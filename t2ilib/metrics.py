@@ -4,6 +4,7 @@ Attribute alignment (for datasets with known attributes, e.g. ``synthetic_flower
 
 1. :func:`train_attribute_classifier` fits a small CNN on the *real* training images, one softmax head per
    attribute. Its accuracy on real test images is the ceiling any generator can be scored at.
+   :func:`train_attribute_judge` does it for a prepared dataset, the way every notebook from 03 on does.
 2. :meth:`AttributeClassifier.predict` reads the attributes of generated images; :func:`match_rates` compares
    them with the attributes the captions asked for, and :func:`chance_levels` gives what a generator that
    ignores the text would score. :func:`alignment_table` puts the three side by side.
@@ -12,7 +13,8 @@ Realism: :func:`frechet_distance` between Gaussians fitted to the classifier's p
 sets (the FID recipe of Heusel et al. 2017, on a small domain-specific network instead of Inception). Compare a
 generated-vs-real figure with a real-vs-real one (two disjoint real halves), never with another feature space.
 
-Inception-based FID/KID, Inception Score and R-precision belong with notebook 07 and will sit beside these.
+Inception-based FID/KID, Inception Score and R-precision are in ``t2ilib.evaluation`` and ``t2ilib.retrieval``.
+:func:`history_frame` turns what ``fit()`` logged into a table with the step of every row.
 """
 
 from __future__ import annotations
@@ -26,25 +28,22 @@ import tensorflow as tf
 from keras import layers
 from scipy import linalg
 
+from t2ilib.data import to_unit_range
+
 __all__ = [
     "AttributeClassifier",
-    "to_model_range",
     "build_attribute_classifier",
     "train_attribute_classifier",
+    "train_attribute_judge",
     "match_rates",
     "chance_levels",
     "alignment_table",
     "frechet_distance",
     "feature_frechet_distance",
+    "history_frame",
 ]
 
-
-def to_model_range(images) -> np.ndarray:
-    """uint8 [0, 255] or float [-1, 1] images -> float32 [-1, 1] (what the GANs and the classifier take)."""
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images.astype("float32") / 127.5 - 1.0
-    return images.astype("float32")
+to_model_range = to_unit_range  # the name retrieval.py still imports
 
 
 @dataclasses.dataclass
@@ -56,7 +55,7 @@ class AttributeClassifier:
     test_accuracy: pd.Series | None = None  # per attribute, on real held-out images
 
     def _outputs(self, images, batch_size: int = 256):
-        images = to_model_range(images)
+        images = to_unit_range(images)
         chunks = [self.model(images[i : i + batch_size], training=False) for i in range(0, len(images), batch_size)]
         return {key: np.concatenate([np.asarray(c[key]) for c in chunks]) for key in chunks[0]}
 
@@ -122,7 +121,7 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
 
     def augment(image, target):
         # Flips and 90-degree turns change no attribute of a flower: free extra data.
-        image = tf.image.random_flip_left_right(to_unit_tensor(image), seed=seed)
+        image = tf.image.random_flip_left_right(to_unit_range(image), seed=seed)
         return tf.image.rot90(image, k=tf.random.uniform([], 0, 4, dtype=tf.int32, seed=seed)), target
 
     dataset = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=seed)
@@ -134,11 +133,19 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
     return classifier
 
 
-def to_unit_tensor(image):
-    """A uint8 or float tensor image -> float32 in [-1, 1], inside a tf.data map."""
-    if image.dtype == tf.uint8:
-        return tf.cast(image, tf.float32) / 127.5 - 1.0
-    return tf.cast(image, tf.float32)
+def train_attribute_judge(prepared, image_size: int, *, epochs: int = 4, seed: int = 0,
+                          verbose: int = 0) -> AttributeClassifier:
+    """The judge of notebooks 03-07: the attribute CNN trained on ``prepared``'s real training images at
+    ``image_size``, with its ceiling (``test_accuracy``) measured on the real test images (notebook 03)."""
+    if prepared.attributes is None:
+        raise ValueError(f"{prepared.path} has no attributes.csv: an attribute judge needs a dataset with known "
+                         "attributes, such as synthetic_flowers")
+    vocab = prepared.meta["attribute_values"]
+    images = prepared.images(image_size)
+    train_ids, test_ids = prepared.split_images("train"), prepared.split_images("test")
+    return train_attribute_classifier(images[train_ids], prepared.attributes.loc[train_ids, list(vocab)],
+                                      images[test_ids], prepared.attributes.loc[test_ids, list(vocab)],
+                                      vocab=vocab, epochs=epochs, seed=seed, verbose=verbose)
 
 
 def match_rates(predicted: pd.DataFrame, target: pd.DataFrame) -> pd.Series:
@@ -187,3 +194,10 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 def feature_frechet_distance(classifier: AttributeClassifier, images_a, images_b) -> float:
     """Frechet distance on the attribute classifier's features (an FID with a domain-specific network)."""
     return frechet_distance(classifier.features(images_a), classifier.features(images_b))
+
+
+def history_frame(history: keras.callbacks.History, steps_per_epoch: int) -> pd.DataFrame:
+    """What ``fit()`` logged, one row per epoch, with the training ``step`` each epoch ended at (notebook 05)."""
+    frame = pd.DataFrame(history.history)
+    frame["step"] = (frame.index + 1) * steps_per_epoch
+    return frame

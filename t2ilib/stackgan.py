@@ -321,10 +321,8 @@ def high_frequency_energy(images, cutoff: float = 0.25) -> float:
     """Share of the images' spectral energy above ``cutoff`` of the sampling frequency (grey level, mean over
     images). A bicubic upsample cannot add any: a refining stage that raises it adds detail (or noise, which
     the attribute match and a look at the pictures tell apart)."""
-    images = np.asarray(images, "float32")
-    if images.dtype == np.uint8 or images.max() > 1.5:
-        images = images / 127.5 - 1.0
-    grey = images.mean(axis=-1)
+    # A share of energy does not change when the images are scaled or shifted: uint8 or [-1, 1] alike.
+    grey = np.asarray(images, "float32").mean(axis=-1)
     spectrum = np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
     fy = np.fft.fftfreq(grey.shape[1])[:, None]
     fx = np.fft.fftfreq(grey.shape[2])[None, :]

@@ -85,3 +85,68 @@ def test_frechet_distance_of_shifted_gaussians():
     assert metrics.frechet_distance(a, c) == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ValueError, match="at least 2"):
         metrics.frechet_distance(a[:1], b)
+
+
+def test_unit_range_scales_uint8_and_passes_floats_through_arrays_and_tensors():
+    import tensorflow as tf
+
+    from t2ilib.data import to_unit_range
+
+    pixels = np.array([[0, 255], [127, 128]], np.uint8)
+    expected = np.array([[-1.0, 1.0], [127 / 127.5 - 1, 128 / 127.5 - 1]], np.float32)
+    np.testing.assert_allclose(to_unit_range(pixels), expected, atol=1e-6)
+    np.testing.assert_allclose(to_unit_range(tf.constant(pixels)), expected, atol=1e-6)
+    # Inside a tf.data map (a graph tensor) too, where the dataset pipelines call it.
+    mapped = next(iter(tf.data.Dataset.from_tensors(pixels).map(to_unit_range)))
+    np.testing.assert_allclose(mapped, expected, atol=1e-6)
+    already = np.array([-0.5, 0.25], np.float64)  # a generator's output is not scaled again
+    assert to_unit_range(already).dtype == tf.float32
+    np.testing.assert_allclose(to_unit_range(already), already)
+
+
+@pytest.fixture(scope="module")
+def flowers(tiny_flowers):
+    from t2ilib.data import load_prepared
+
+    return load_prepared(tiny_flowers)
+
+
+def test_first_captions_take_one_caption_per_image_of_the_split(flowers):
+    rows = flowers.first_captions("test")
+    test = flowers.captions[flowers.captions.split == "test"]
+    assert rows.image_idx.is_unique and set(rows.image_idx) == set(flowers.split_images("test"))
+    assert len(test) > len(rows)  # several captions per image: one is kept
+    first = test.groupby("image_idx").caption_id.min()
+    assert rows.set_index("image_idx").caption_id.sort_index().equals(first.sort_index())
+    assert (flowers.captions.loc[rows.index, "text"] == rows.text).all()  # the index is the caption row
+    with pytest.raises(ValueError, match="'nope'"):
+        flowers.first_captions("nope")
+
+
+def test_attributes_of_captions_are_their_images_attributes(flowers):
+    rows = flowers.first_captions("test")
+    target = flowers.attributes_of(rows)
+    assert list(target.index) == list(range(len(rows)))
+    for i in (0, len(rows) - 1):
+        assert target.iloc[i].equals(flowers.attributes.loc[rows.image_idx.iloc[i]].rename(i))
+
+
+def test_attribute_judge_reads_the_datasets_attributes(flowers):
+    judge = metrics.train_attribute_judge(flowers, 32, epochs=1)
+    assert judge.vocab == {name: [str(v) for v in values]
+                           for name, values in flowers.meta["attribute_values"].items()}
+    assert list(judge.test_accuracy.index) == list(flowers.meta["attribute_values"])
+    assert judge.model.input_shape[1:] == (32, 32, 3)
+    no_attributes = type(flowers)(flowers.path, flowers.meta, flowers.captions, None)
+    with pytest.raises(ValueError, match="no attributes.csv"):
+        metrics.train_attribute_judge(no_attributes, 32)
+
+
+def test_history_frame_numbers_the_steps():
+    import keras
+
+    history = keras.callbacks.History()
+    history.history = {"d_loss": [1.0, 0.9, 0.8], "g_loss": [0.5, 0.6, 0.7]}
+    frame = metrics.history_frame(history, steps_per_epoch=25)
+    assert list(frame.step) == [25, 50, 75]
+    assert list(frame.d_loss) == [1.0, 0.9, 0.8]
