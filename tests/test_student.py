@@ -100,6 +100,8 @@ def test_the_student_version_runs_and_fails_only_at_its_exercises(path, tmp_path
     from nbclient import NotebookClient
 
     nb, blocks = student.student_version(nbformat.read(path, as_version=4), path.name)
+    if not blocks:
+        pytest.skip("no solution blocks: the student version is the notebook itself, which nbval runs")
     monkeypatch.setenv("T2I_FAST", "1")
     monkeypatch.setenv("T2I_RUNS_DIR", str(tmp_path / "runs"))  # a fresh run, not a finished checkpoint
     NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
@@ -116,4 +118,4 @@ def test_the_student_version_runs_and_fails_only_at_its_exercises(path, tmp_path
             assert errors.get(index) == "NotImplementedError", f"{path.name}, cell {index}: the stub did not raise"
         if _is_checker(cell):
             assert index in errors, f"{path.name}, cell {index}: a checker passed on the unsolved stub"
-    assert bool(errors) == bool(blocks)
+    assert errors, f"{path.name}: {blocks} solution(s) removed, yet no exercise cell failed"
