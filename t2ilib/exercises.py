@@ -12,7 +12,10 @@ check                       the student writes                                  
 ==========================  ==========================================================  ========
 ``check_tile``              ``tile(code [B, D], size) -> [B, size, size, D]``           03
 ``check_gan_cls_d_loss``    ``d_loss(real_logits, wrong_logits, fake_logits)``          04
+``check_gan_cls_pairs``     ``losses(d, images, text, wrong_text, fakes) -> (L_D, L_G)``  04
+``check_hinge``             ``hinge_d(real, wrong, fake)`` and ``hinge_g(fake)``          04
 ``check_kl``                ``kl(mean, log_var)``: CA's KL to N(0, I)                   05
+``check_gradient_penalty``  ``penalty(critic, real, fake, alpha)``: WGAN-GP's term       06
 ``check_frechet``           ``frechet(features_a, features_b)``                         07
 ``check_inception_score``   ``inception_score(probabilities)`` (one split)              07
 ``check_mmd``               ``mmd2(features_a, features_b)``: unbiased, cubic kernel    07
@@ -25,7 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["check_tile", "check_gan_cls_d_loss", "check_kl", "check_frechet", "check_inception_score", "check_mmd"]
+__all__ = ["check_tile", "check_gan_cls_d_loss", "check_gan_cls_pairs", "check_hinge", "check_kl",
+           "check_gradient_penalty", "check_frechet", "check_inception_score", "check_mmd"]
 
 
 def _number(value, what: str) -> float:
@@ -91,6 +95,82 @@ def check_gan_cls_d_loss(fn: Callable) -> bool:
     return _passed("check_gan_cls_d_loss", 3)
 
 
+def _toy_discriminator(inputs):
+    """A fixed D with the kit's interface whose logit depends on the image, the text and whether they agree."""
+    image = np.asarray(inputs["image"], dtype="float64").reshape(len(inputs["image"]), -1)
+    text = np.asarray(inputs["text"], dtype="float64")
+    return (np.sum(image * text, axis=1, keepdims=True) + 0.7 * image.mean(1, keepdims=True)).astype("float32")
+
+
+def check_gan_cls_pairs(fn: Callable) -> bool:
+    """``fn(discriminator, images, text, wrong_text, fakes) -> (d_loss, g_loss)``: GAN-CLS's three pairs, scored
+    by ``discriminator({"image": ..., "text": ...})`` (logits), and both networks' cross-entropy losses."""
+    rng = np.random.default_rng(5)
+    images, fakes = (rng.normal(size=(8, 2, 2, 1)).astype("float32") for _ in range(2))
+    text, wrong_text = (rng.normal(size=(8, 4)).astype("float32") for _ in range(2))
+
+    def score(image, caption):
+        return _toy_discriminator({"image": image, "text": caption})
+
+    real, wrong, fake = score(images, text), score(images, wrong_text), score(fakes, text)
+    terms = {"real": _softplus(-real).mean(), "wrong": _softplus(wrong).mean(), "fake": _softplus(fake).mean()}
+    result = fn(_toy_discriminator, images, text, wrong_text, fakes)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise AssertionError("return two numbers, (d_loss, g_loss)")
+    d_got, g_got = _number(result[0], "d_loss"), _number(result[1], "g_loss")
+    fake_wrong = score(fakes, wrong_text)
+    d_mistakes = {
+        "the wrong-caption pair is (real image, wrong text): you scored the wrong text with the fake image.":
+            terms["real"] + 0.5 * (_softplus(fake_wrong).mean() + terms["fake"]),
+        "the fake pair is (G's image, the right text): you paired the fakes with the wrong text.":
+            terms["real"] + 0.5 * (terms["wrong"] + _softplus(fake_wrong).mean()),
+        "the wrong-caption pair must use wrong_text: you scored (real image, right text) as fake.":
+            terms["real"] + 0.5 * (_softplus(real).mean() + terms["fake"]),
+        "weight the two 'fake' terms by 1/2 each, or the loss counts fakes twice.":
+            terms["real"] + terms["wrong"] + terms["fake"],
+        "the wrong-caption pairs are missing: a plain conditional GAN's D loss.": terms["real"] + terms["fake"],
+        "real and fake targets are swapped: real pairs have label 1, wrong and fake pairs label 0.":
+            _softplus(real).mean() + 0.5 * (_softplus(-wrong).mean() + _softplus(-fake).mean()),
+    }
+    _diagnose(d_got, terms["real"] + 0.5 * (terms["wrong"] + terms["fake"]), d_mistakes, "d_loss")
+    g_mistakes = {
+        "G's loss is the non-saturating -log D(G(z), t); you wrote the minimax log(1 - D(G(z), t)).":
+            -terms["fake"],
+        "G is scored with the right text: (G(z, t), t), not the wrong caption.": _softplus(-fake_wrong).mean(),
+        "G's loss has one pair only, (G(z, t), t): the wrong-caption pair is D's business.":
+            _softplus(-fake).mean() + 0.5 * _softplus(-wrong).mean(),
+        "G wants D to say 'real' (label 1) for its fakes: you used label 0.": terms["fake"],
+    }
+    _diagnose(g_got, _softplus(-fake).mean(), g_mistakes, "g_loss")
+    return _passed("check_gan_cls_pairs", 2)
+
+
+def check_hinge(d_fn: Callable, g_fn: Callable) -> bool:
+    """``d_fn(real, wrong, fake)``: GAN-CLS's hinge D loss
+    ``E relu(1 - s_r) + 1/2 (E relu(1 + s_w) + E relu(1 + s_f))``; ``g_fn(fake)``: the hinge G loss ``-E s_f``."""
+    rng = np.random.default_rng(6)
+    relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
+    for case in range(3):
+        real, wrong, fake = (rng.normal(scale=1.5, size=(8, 1)).astype("float32") for _ in range(3))
+        d_mistakes = {
+            "the hinge clips at the margin: relu(1 - s_r) for real pairs, relu(1 + s) for the others.":
+                (1 - real).mean() + 0.5 * ((1 + wrong).mean() + (1 + fake).mean()),
+            "the signs are swapped: real pairs pay relu(1 - s), wrong and fake pairs relu(1 + s).":
+                relu(1 + real).mean() + 0.5 * (relu(1 - wrong).mean() + relu(1 - fake).mean()),
+            "weight the wrong and fake terms by 1/2 each.":
+                relu(1 - real).mean() + relu(1 + wrong).mean() + relu(1 + fake).mean(),
+            "the wrong-caption term is missing.": relu(1 - real).mean() + 0.5 * relu(1 + fake).mean(),
+        }
+        expected = relu(1 - real).mean() + 0.5 * (relu(1 + wrong).mean() + relu(1 + fake).mean())
+        _diagnose(_number(d_fn(real, wrong, fake), "the hinge D loss"), expected, d_mistakes, f"D, case {case + 1}")
+        g_mistakes = {
+            "G's hinge loss has no margin: it is linear, -mean(s_f), not mean(relu(1 - s_f)).": relu(1 - fake).mean(),
+            "the sign: G wants D's score on its fakes high, so it minimises -mean(s_f).": fake.mean(),
+        }
+        _diagnose(_number(g_fn(fake), "the hinge G loss"), -fake.mean(), g_mistakes, f"G, case {case + 1}")
+    return _passed("check_hinge", 3)
+
+
 def check_kl(fn: Callable) -> bool:
     """``fn(mean, log_var)``: KL(N(mean, exp(log_var)) || N(0, I)), summed over features, averaged over the batch."""
     rng = np.random.default_rng(1)
@@ -111,6 +191,48 @@ def check_kl(fn: Callable) -> bool:
     if not np.isclose(zero, 0.0, atol=1e-6):
         raise AssertionError(f"KL(N(0, I) || N(0, I)) must be 0, got {zero:.6g}")
     return _passed("check_kl", 2)
+
+
+def check_gradient_penalty(fn: Callable) -> bool:
+    """``fn(critic, real, fake, alpha)``: ``mean_i (||grad critic(x_hat_i)||_2 - 1)^2`` at
+    ``x_hat_i = alpha_i real_i + (1 - alpha_i) fake_i``, the norm taken per sample."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    real, fake = rng.normal(size=(4, 3, 3, 2)).astype("float32"), rng.normal(size=(4, 3, 3, 2)).astype("float32")
+    alpha = np.array([0.1, 0.4, 0.7, 0.9], "float32")
+    scale = np.linspace(0.2, 1.0, 18, dtype="float32").reshape(1, 3, 3, 2)
+
+    def critic(images):  # D(x) = 1/2 sum(scale x^2): its gradient is scale * x
+        return 0.5 * tf.reduce_sum(scale * tf.square(images), axis=[1, 2, 3])
+
+    def penalty_at(points, per_sample=True, squared=False, minus_one=True, absolute=False):
+        gradients = scale * points
+        norms = (np.sqrt((gradients**2).sum(axis=(1, 2, 3))) if per_sample
+                 else np.full(len(points), np.sqrt((gradients**2).sum())))
+        norms = norms**2 if squared else norms
+        gap = norms - 1 if minus_one else norms
+        return float(np.abs(gap).mean() if absolute else (gap**2).mean())
+
+    a = alpha.reshape(-1, 1, 1, 1)
+    between = a * real + (1 - a) * fake
+    mistakes = {
+        "the gradient is taken at the interpolates x_hat = alpha real + (1 - alpha) fake, not at the real images.":
+            penalty_at(real),
+        "the gradient is taken at the interpolates x_hat, not at the fake images.": penalty_at(fake),
+        "alpha weighs the real image: x_hat = alpha real + (1 - alpha) fake (you swapped them).":
+            penalty_at((1 - a) * real + a * fake),
+        "take the norm per sample (sum over the pixel axes 1, 2, 3), not over the whole batch.":
+            penalty_at(between, per_sample=False),
+        "the penalty is on the norm ||g||, not on the squared norm ||g||^2: take the square root.":
+            penalty_at(between, squared=True),
+        "the penalty pulls the norm towards 1: (||g|| - 1)^2, you left out the '- 1'.":
+            penalty_at(between, minus_one=False),
+        "square the gap, (||g|| - 1)^2, rather than taking its absolute value.": penalty_at(between, absolute=True),
+    }
+    got = _number(fn(critic, real, fake, alpha), "the gradient penalty")
+    _diagnose(got, penalty_at(between), mistakes, "gradient penalty")
+    return _passed("check_gradient_penalty", 1)
 
 
 def check_frechet(fn: Callable) -> bool:

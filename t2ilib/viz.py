@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["to_uint8", "image_grid", "save_png", "show_images", "plot_history"]
+__all__ = ["to_uint8", "image_grid", "save_png", "show_images", "equilibrium", "plot_history"]
 
 
 def to_uint8(images) -> np.ndarray:
@@ -67,27 +67,44 @@ def show_images(images, captions=None, columns: int = 8, size: float = 1.6, titl
     return fig
 
 
-def plot_history(history, title: str = "training"):
+def equilibrium(loss: str = "bce", mismatch: bool = False, contrastive: bool = False) -> dict[str, float]:
+    """The logged values at the game's equilibrium (``p_G = p_data``, the optimal D), where the game has one.
+
+    ``bce`` without wrong captions: D loss 2 ln 2, G loss ln 2, D(x) = D(G(z)) = 1/2. ``bce`` with GAN-CLS's
+    wrong captions (off the data): D(x, t) = D(G(z), t) = 2/3, D(x, wrong) = 0, D loss ln(3/2) + ln(3)/2,
+    G loss ln(3/2) (notebook 04 derives them). Empty for the hinge and Wasserstein losses and with the contrastive
+    term: their losses have no single equilibrium value to compare with.
+    """
+    if loss != "bce" or contrastive:
+        return {}
+    if not mismatch:
+        return {"d_loss": 2 * np.log(2), "g_loss": np.log(2), "d_real": 0.5, "d_fake": 0.5}
+    return {"d_loss": np.log(1.5) + 0.5 * np.log(3), "g_loss": np.log(1.5),
+            "d_real": 2 / 3, "d_fake": 2 / 3, "d_wrong": 0.0}
+
+
+def plot_history(history, title: str = "training", loss: str | None = None):
     """Two panels from a loss history (a DataFrame or dict of lists): the losses, and D's mean outputs.
 
-    The dashed lines are the values at the game's equilibrium: D loss 2 ln 2, G loss ln 2, D(x) = D(G(z)) = 1/2.
+    With ``loss`` (the preset's ``loss``, e.g. ``"bce"``), dashed lines mark :func:`equilibrium`'s values in each
+    curve's colour, for the game the columns show (``d_wrong`` logged: GAN-CLS; ``d_contrastive``: the contrastive
+    term). They are the ideal game's fixed point, not a target: a run that learns sits off them.
     """
     import matplotlib.pyplot as plt
 
     history = pd.DataFrame(history)
     x = history.get("step", history.index)
+    reference = {} if loss is None else equilibrium(loss, mismatch="d_wrong" in history,
+                                                    contrastive="d_contrastive" in history)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
-    for name in ("d_loss", "g_loss"):
+    curves = [(left, "d_loss", "d_loss"), (left, "g_loss", "g_loss"), (right, "d_real", "D(x, right text)"),
+              (right, "d_wrong", "D(x, wrong text)"), (right, "d_fake", "D(G(z), text)")]
+    for ax, name, label in curves:
         if name in history:
-            left.plot(x, history[name], label=name)
-    left.axhline(2 * np.log(2), color="C0", linestyle="--", linewidth=0.8)
-    left.axhline(np.log(2), color="C1", linestyle="--", linewidth=0.8)
+            (line,) = ax.plot(x, history[name], label=label)
+            if name in reference:
+                ax.axhline(reference[name], color=line.get_color(), linestyle="--", linewidth=0.8)
     left.set_title("losses")
-    for name, label in (("d_real", "D(x, right text)"), ("d_wrong", "D(x, wrong text)"),
-                        ("d_fake", "D(G(z), text)")):
-        if name in history:
-            right.plot(x, history[name], label=label)
-    right.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
     right.set_ylim(0, 1)
     right.set_title("discriminator outputs")
     for ax in (left, right):

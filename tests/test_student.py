@@ -66,3 +66,56 @@ def test_the_course_notebooks_lose_every_solution_and_nothing_else(tmp_path):
                 assert after.source == before.source, f"{path.name}: a cell without a solution changed"
             if after.cell_type == "code" and not after.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
                 assert after.outputs == []
+
+
+STUB = "raise NotImplementedError()"
+
+
+def _is_checker(cell) -> bool:
+    return cell.cell_type == "code" and "exercises.check_" in cell.source
+
+
+def _errors(nb) -> dict[int, str]:
+    return {index: output["ename"] for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for output in cell.outputs if output.get("output_type") == "error"}
+
+
+def test_every_checker_is_called_in_the_notebook_its_table_names():
+    from t2ilib import exercises
+
+    table = {line.split()[0].strip("`"): line.split()[-1] for line in exercises.__doc__.splitlines()
+             if line.startswith("``check_")}
+    assert table.keys() == {name for name in exercises.__all__}
+    for name, number in table.items():
+        (path,) = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
+        calls = [cell for cell in nbformat.read(path, as_version=4).cells if f"exercises.{name}(" in cell.source]
+        assert calls, f"{path.name} never calls exercises.{name}"
+        assert all("### BEGIN SOLUTION" not in cell.source for cell in calls), \
+            f"{path.name}: exercises.{name} is called inside a solution block, so the student version drops it"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_the_student_version_runs_and_fails_only_at_its_exercises(path, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    nb, blocks = student.student_version(nbformat.read(path, as_version=4), path.name)
+    if not blocks:
+        pytest.skip("no solution blocks: the student version is the notebook itself, which nbval runs")
+    monkeypatch.setenv("T2I_FAST", "1")
+    monkeypatch.setenv("T2I_RUNS_DIR", str(tmp_path / "runs"))  # a fresh run, not a finished checkpoint
+    NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = _errors(nb)
+    exercise = {index for index, cell in enumerate(nb.cells) if STUB in cell.source or _is_checker(cell)}
+    outside = {index: name for index, name in errors.items() if index not in exercise}
+    assert not outside, f"{path.name}: cells outside the exercises failed: {outside}"
+    unexpected = {index: name for index, name in errors.items() if name not in ("NotImplementedError", "NameError")}
+    assert not unexpected, f"{path.name}: exercise cells failed with something other than a stub: {unexpected}"
+    # A stub inside a function fails when its checker calls it; a stub at the top level fails where it stands.
+    for index, cell in enumerate(nb.cells):
+        if STUB in cell.source.splitlines():
+            assert errors.get(index) == "NotImplementedError", f"{path.name}, cell {index}: the stub did not raise"
+        if _is_checker(cell):
+            assert index in errors, f"{path.name}, cell {index}: a checker passed on the unsolved stub"
+    assert errors, f"{path.name}: {blocks} solution(s) removed, yet no exercise cell failed"
