@@ -16,7 +16,7 @@ On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--pr
 4. and what a match rate misses (``judge``): match rates on the ``paraphrase`` split (captions in words and
    templates the training captions never use: the headline), noise diversity (16 z per caption, in the
    classifier's features and in pixels, over real images of the same colour pair), the FID ratio to real-vs-real
-   and the checkerboard energy over real images'.
+   and the checkerboard energy over that of real images.
 
 Writes ``<out>/<model>/result.json``, ``curve.csv``, ``curve.png`` and ``samples.png``, prints a markdown summary
 and, last, one JSON line with every headline figure (``headline``). Timings depend on the machine's load: the
@@ -237,6 +237,7 @@ def main(argv=None):
         card = {"model": args.model, "dataset": prepared.name, "text_encoder": text_kind, "preset": preset.name,
                 "steps": result["steps"], "training_seconds": result["training_seconds"], "seed": args.seed,
                 "test_match": {name: result["test"]["generated"][name] for name in SCORED},
+                "judged": headline(result),
                 "made_by": result["command"]}
         print("exported", pretrained.save_generator(gan.sampling_generator, args.export, card))
     curve = pd.DataFrame(timer.rows)
