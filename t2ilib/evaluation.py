@@ -11,6 +11,10 @@ Every score here compares *features*, and the feature extractor is pluggable: an
 
 Numbers from different extractors, image sizes or sample sizes are not comparable: a :class:`Score` therefore
 carries its sample size ``n`` and, where it is cheap, a spread over several runs.
+
+What a match rate misses, each as a ratio to real images (1.0 = like the data): :func:`noise_diversity` (does
+the generator use its noise?), :func:`frechet_ratio` (how far from real, in units of real-vs-real) and
+:func:`checkerboard_ratio` (transposed-convolution artefacts).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from t2ilib.data import to_unit_range
 from t2ilib.metrics import frechet_distance
 
 __all__ = ["Score", "InceptionFeatures", "fid", "mmd2_unbiased", "kid", "inception_score", "mean_pairwise_distance",
-           "truncated_normal"]
+           "truncated_normal", "diversity_ratio", "noise_diversity", "real_images_like", "frechet_ratio",
+           "power_spectrum", "checkerboard_energy", "checkerboard_ratio"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,3 +172,96 @@ def truncated_normal(shape, truncation: float | None = None, seed: int = 0) -> n
             z[outside] = rng.standard_normal(int(outside.sum()))
             outside = np.abs(z) > truncation
     return z.astype("float32")
+
+
+def diversity_ratio(generated_sets, real_sets, features=None) -> Score:
+    """Per caption, the mean pairwise distance between its generated images over that between real images of the
+    same kind (``real_sets[i]``); mean and std over captions. 0: the generator ignores its noise; 1.0: as varied
+    as the data. ``features`` (images -> ``[N, D]``, e.g. ``classifier.features``) or, if None, pixels."""
+    if len(generated_sets) != len(real_sets) or not len(generated_sets):
+        raise ValueError(f"need one set of real images per caption: got {len(generated_sets)} generated sets "
+                         f"and {len(real_sets)} real sets")
+
+    def spread(images):
+        images = to_model_range(images)
+        vectors = images.reshape(len(images), -1) if features is None else features(images)
+        return mean_pairwise_distance(vectors)
+
+    ratios = []
+    for fakes, reals in zip(generated_sets, real_sets):
+        real_spread = spread(reals)
+        if real_spread == 0:
+            raise ValueError("a set of real images is all one image: its diversity is 0, a ratio to it is undefined")
+        ratios.append(spread(fakes) / real_spread)
+    return Score(float(np.mean(ratios)), float(np.std(ratios)), len(ratios))
+
+
+def noise_diversity(generator, texts, real_sets, features=None, samples: int = 16, seed: int = 0) -> Score:
+    """:func:`diversity_ratio` of ``samples`` images per text row (each with its own z) against ``real_sets``,
+    e.g. from :func:`real_images_like`."""
+    from t2ilib.models import generate
+
+    if samples < 2:
+        raise ValueError(f"samples={samples}: diversity needs at least 2 images per caption (16 or more)")
+    texts = np.asarray(texts)
+    fakes = generate(generator, np.repeat(texts, samples, axis=0), seed=seed)
+    return diversity_ratio(fakes.reshape(len(texts), samples, *fakes.shape[1:]), real_sets, features)
+
+
+def real_images_like(attributes, images, target, by=("petal_colour", "centre_colour"), count: int = 16,
+                     seed: int = 0) -> list[np.ndarray]:
+    """For each row of ``target``, up to ``count`` real images (of ``images``, rows = ``attributes``' index) whose
+    ``by`` attributes equal that row's: the real variety a caption naming those attributes allows."""
+    rng = np.random.default_rng(seed)
+    keys = attributes[list(by)].astype(str).agg("|".join, axis=1)
+    pools = {key: group.index.to_numpy() for key, group in keys.groupby(keys)}
+    sets = []
+    for key in target[list(by)].astype(str).agg("|".join, axis=1):
+        pool = pools.get(key, np.empty(0, int))
+        if len(pool) < 2:
+            raise ValueError(f"only {len(pool)} real image(s) with {dict(zip(by, key.split('|')))}: need 2 or more")
+        sets.append(np.asarray(images[np.sort(rng.choice(pool, min(count, len(pool)), replace=False))]))
+    return sets
+
+
+def frechet_ratio(extract, generated, real) -> dict:
+    """FID of generated vs real over real vs real on the features ``extract`` gives, with two disjoint halves of
+    ``real``: images generated for the captions of half A against real half B, real A against real B.
+
+    ``generated[i]`` is drawn from a caption of ``real[i]``. 1.0 is as close as two real samples are.
+    """
+    half = len(real) // 2
+    if len(generated) != len(real) or half < 2:
+        raise ValueError(f"need as many generated as real images, at least 4 of each: got {len(generated)} "
+                         f"and {len(real)}")
+    real_features = extract(real)
+    fake_vs_real = frechet_distance(extract(generated[:half]), real_features[half:])
+    real_vs_real = frechet_distance(real_features[:half], real_features[half:])
+    return {"generated_vs_real": fake_vs_real, "real_vs_real": real_vs_real, "ratio": fake_vs_real / real_vs_real}
+
+
+def power_spectrum(images) -> np.ndarray:
+    """``|FFT|^2`` of each image's grey level minus its mean, ``[N, H, W]`` (frequencies as ``np.fft.fftfreq``)."""
+    grey = to_model_range(images).mean(axis=-1)
+    return np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
+
+
+def checkerboard_energy(images, periods=(2, 4)) -> float:
+    """Share of the spectral energy at the frequencies of patterns that repeat every ``periods`` pixels (mean over
+    images): where a stride-2 transposed convolution leaves its checkerboard, once per upsampling (Odena et al.
+    2016). Image sides must be multiples of every period."""
+    spectrum = power_spectrum(images)
+    height, width = spectrum.shape[1:]
+    if any(height % p or width % p for p in periods):
+        raise ValueError(f"images of {height}x{width} px: the sides must be multiples of the periods {periods}")
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :]
+    on_grid = np.zeros((height, width), bool)
+    for p in periods:
+        on_grid |= np.isclose(fy * p, np.round(fy * p)) & np.isclose(fx * p, np.round(fx * p))
+    on_grid[0, 0] = False  # the mean, removed already
+    return float(np.mean(spectrum[:, on_grid].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))
+
+
+def checkerboard_ratio(generated, real, periods=(2, 4)) -> float:
+    """:func:`checkerboard_energy` of generated images over that of real ones: 1.0 for a real image set."""
+    return checkerboard_energy(generated, periods) / checkerboard_energy(real, periods)

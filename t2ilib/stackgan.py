@@ -321,11 +321,9 @@ def high_frequency_energy(images, cutoff: float = 0.25) -> float:
     """Share of the images' spectral energy above ``cutoff`` of the sampling frequency (grey level, mean over
     images). A bicubic upsample cannot add any: a refining stage that raises it adds detail (or noise, which
     the attribute match and a look at the pictures tell apart)."""
-    # A share of energy does not change when the images are scaled or shifted: uint8 or [-1, 1] alike.
-    grey = np.asarray(images, "float32").mean(axis=-1)
-    spectrum = np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
-    fy = np.fft.fftfreq(grey.shape[1])[:, None]
-    fx = np.fft.fftfreq(grey.shape[2])[None, :]
+    spectrum = evaluation.power_spectrum(images)  # a share of the energy: the same for any scale of the pixels
+    fy = np.fft.fftfreq(spectrum.shape[1])[:, None]
+    fx = np.fft.fftfreq(spectrum.shape[2])[None, :]
     high = np.sqrt(fx ** 2 + fy ** 2) > cutoff
     return float(np.mean(spectrum[:, high].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))
 

@@ -18,26 +18,78 @@ def test_fixture_is_a_valid_prepared_dataset(tiny_flowers):
     assert prepared.images(64).shape == (300, 64, 64, 3)
     assert len(prepared.captions) == 300 * synthetic.CAPTIONS_PER_IMAGE
     assert list(prepared.attributes.columns) == list(synthetic.ATTRIBUTES)
-    assert set(prepared.captions.split) == {"train", "test", "compositional"}
+    assert set(prepared.captions.split) == {"train", "test", "paraphrase", "compositional"}
+    assert prepared.meta["captions_version"] == synthetic.CAPTIONS_VERSION
 
 
-def test_every_caption_names_petal_and_centre_colour(tiny_flowers):
-    prepared = load_prepared(tiny_flowers)
-    joined = prepared.captions.join(prepared.attributes, on="image_idx")
-    for row in joined.itertuples():
-        words = row.text.rstrip(".").replace(",", "").split()
-        assert row.petal_colour in words and row.centre_colour in words, row.text
-        assert {"center", "centre", "middle"} & set(words), row.text
+def words_of(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def template_pattern(template: str) -> re.Pattern:
+    """A template as a regex: each {slot} any words, "a " also "an " (the article fix), an optional full stop."""
+    body = "(.+?)".join(re.escape(part) for part in re.split(r"\{\w+\}", template))
+    return re.compile("^" + re.sub(r"(?<![a-z])a\\ ", r"an?\\ ", body) + r"\.?$")
+
+
+@pytest.fixture(scope="module")
+def many_captions():
+    attributes = synthetic.sample_attributes(3000, seed=0)
+    captions = synthetic.make_captions(attributes, synthetic.assign_splits(attributes, 0), seed=0)
+    return captions.join(attributes.set_index("image_idx"), on="image_idx")
+
+
+def test_every_caption_names_petal_and_centre_colour(many_captions):
+    for row in many_captions.itertuples():
+        words = set(words_of(row.text))
+        if row.split == "paraphrase":
+            colours, centre_words = synthetic.PARAPHRASE_COLOUR_WORDS, synthetic.PARAPHRASE_CENTRE_WORDS
+        else:
+            colours, centre_words = synthetic.COLOUR_WORDS, synthetic.CENTRE_WORDS
+        assert set(colours[row.petal_colour]) & words and set(colours[row.centre_colour]) & words, row.text
+        assert set(centre_words) & words, row.text
         assert not re.search(r"\ba [aeiou]", row.text), row.text
 
 
-def test_captions_vary_in_wording():
-    attributes = synthetic.sample_attributes(50, seed=0)
-    captions = synthetic.make_captions(attributes, synthetic.assign_splits(attributes, 0), seed=0)
-    per_image = captions.groupby("image_idx").text.nunique()
+def test_captions_vary_in_wording(many_captions):
+    assert len(synthetic.TEMPLATES) >= 30
+    per_image = many_captions.groupby("image_idx").text.nunique()
     assert (per_image == synthetic.CAPTIONS_PER_IMAGE).all()
-    words = set(" ".join(captions.text).replace(".", "").split())
-    assert {"center", "centre", "middle", "pointy", "pointed"} <= words
+    train = many_captions[many_captions.split == "train"]
+    words = set(words_of(" ".join(train.text)))
+    assert {"center", "centre", "middle", "disk", "pointy", "pointed", "florets", "bloom"} <= words
+    for name, synonyms in synthetic.COLOUR_WORDS.items():
+        assert len(synonyms) >= 3 and set(synonyms) <= words, f"{name}: not every synonym of {synonyms} is used"
+    used = {t for t in synthetic.TEMPLATES if any(template_pattern(t).match(c) for c in train.text.head(2000))}
+    assert len(used) == len(synthetic.TEMPLATES), f"templates never used: {set(synthetic.TEMPLATES) - used}"
+
+
+def paraphrase_only_words() -> set[str]:
+    tables = (synthetic.PARAPHRASE_COLOUR_WORDS, synthetic.PARAPHRASE_SHAPE_WORDS, synthetic.PARAPHRASE_SIZE_WORDS)
+    words = {w for table in tables for synonyms in table.values() for w in synonyms}
+    words |= set(synthetic.PARAPHRASE_CENTRE_WORDS) | set(synthetic.PARAPHRASE_PETAL_WORDS)
+    words |= set(synthetic.PARAPHRASE_FLOWER_WORDS) | set(synthetic.PARAPHRASE_COUNT_WORDS.values())
+    return words
+
+
+def test_the_paraphrase_split_never_shares_a_word_or_template_with_training(many_captions):
+    """Its synonyms and templates occur in no train, test or compositional caption, and it uses none of their
+    colour words: a model that scores well on it reads meanings, not the kit's vocabulary."""
+    paraphrase = many_captions[many_captions.split == "paraphrase"]
+    others = many_captions[many_captions.split != "paraphrase"]
+    assert len(paraphrase) > 1000 and set(others.split) == {"train", "test", "compositional"}
+    other_words = set(words_of(" ".join(others.text)))
+    paraphrase_words = set(words_of(" ".join(paraphrase.text)))
+    only = paraphrase_only_words()
+    assert only <= paraphrase_words, f"paraphrase words never used: {only - paraphrase_words}"
+    assert not only & other_words, f"paraphrase-only words in training captions: {only & other_words}"
+    training_colours = {w for synonyms in synthetic.COLOUR_WORDS.values() for w in synonyms}
+    assert not training_colours & paraphrase_words, training_colours & paraphrase_words
+    patterns = [template_pattern(t) for t in synthetic.PARAPHRASE_TEMPLATES]
+    assert not set(synthetic.PARAPHRASE_TEMPLATES) & set(synthetic.TEMPLATES)
+    assert all(any(p.match(text) for p in patterns) for text in paraphrase.text)
+    for text in others.text:
+        assert not any(p.match(text) for p in patterns), f"a training caption fits a paraphrase template: {text}"
 
 
 def test_compositional_pairs_never_in_train_or_test():
@@ -51,6 +103,38 @@ def test_compositional_pairs_never_in_train_or_test():
     assert {p for p, _ in train_pairs} == set(PETAL_COLOURS)
     assert {c for _, c in train_pairs} == set(CENTRE_COLOURS)
     assert 0.05 < np.mean(split == "test") < 0.15
+    assert 0.05 < np.mean(split == "paraphrase") < 0.15
+    # The paraphrase split has the training pairs, and every one of them.
+    assert {p for p, s in zip(pairs, split) if s == "paraphrase"} == train_pairs
+
+
+def test_stale_captions_are_rewritten_and_the_images_kept(tmp_path):
+    """A dataset an older data_prep made (no paraphrase split, no captions_version) gets today's captions."""
+    import json
+
+    path = synthetic.ensure(tmp_path, 60, sizes=(32,))
+    meta = json.loads((path / "meta.json").read_text())
+    old = synthetic.make_captions(synthetic.sample_attributes(60, 0), np.full(60, "train", dtype=object), 0)
+    old.to_csv(path / "captions.csv", index=False)
+    del meta["captions_version"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    stamp = (path / "images_32.npy").stat().st_mtime_ns
+    synthetic.ensure(tmp_path, 60, sizes=(32,))
+    prepared = load_prepared(path)
+    assert prepared.meta["captions_version"] == synthetic.CAPTIONS_VERSION
+    assert "paraphrase" in set(prepared.captions.split)
+    assert (path / "images_32.npy").stat().st_mtime_ns == stamp, "the images do not depend on the captions"
+
+
+def test_rewriting_captions_refuses_flowers_of_another_seed(tmp_path):
+    import json
+
+    path = synthetic.ensure(tmp_path, 40, sizes=(32,))
+    synthetic.sample_attributes(40, seed=5).to_csv(path / "attributes.csv", index=False)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "captions_version": 1}))
+    with pytest.raises(ValueError, match="attributes.csv.*Delete"):
+        synthetic.ensure(tmp_path, 40, sizes=(32,))
 
 
 def test_same_seed_same_dataset_other_seed_differs():
