@@ -183,7 +183,7 @@ def diversity_ratio(generated_sets, real_sets, features=None) -> Score:
                          f"and {len(real_sets)} real sets")
 
     def spread(images):
-        images = to_model_range(images)
+        images = np.asarray(to_unit_range(images))
         vectors = images.reshape(len(images), -1) if features is None else features(images)
         return mean_pairwise_distance(vectors)
 
@@ -242,7 +242,7 @@ def frechet_ratio(extract, generated, real) -> dict:
 
 def power_spectrum(images) -> np.ndarray:
     """``|FFT|^2`` of each image's grey level minus its mean, ``[N, H, W]`` (frequencies as ``np.fft.fftfreq``)."""
-    grey = to_model_range(images).mean(axis=-1)
+    grey = np.asarray(to_unit_range(images)).mean(axis=-1)
     return np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
 
 

@@ -43,7 +43,6 @@ __all__ = [
     "history_frame",
 ]
 
-to_model_range = to_unit_range  # the name retrieval.py still imports
 
 
 @dataclasses.dataclass
