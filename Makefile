@@ -11,7 +11,13 @@ STAMP  := $(VENV)/.installed
 FAST   ?= auto
 NB     ?= notebooks
 export T2I_DATA_DIR ?= $(CURDIR)/data
-export T2I_RUNS_DIR ?= $(CURDIR)/runs
+# Runs train from scratch unless T2I_RUNS_DIR says where to keep them: pytest (test, test-notebooks) in a temp dir
+# of its own (conftest.py), course in build/runs, emptied first.
+ifeq ($(origin T2I_RUNS_DIR),undefined)
+COURSE_RUNS = rm -rf build/runs && export T2I_RUNS_DIR=$(CURDIR)/build/runs &&
+else
+export T2I_RUNS_DIR
+endif
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
@@ -33,7 +39,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 install: $(STAMP)
 
 course: $(STAMP)
-	T2I_FAST=$(FAST) $(BIN)/python -m tools.course --notebooks $(NB) --out build
+	$(COURSE_RUNS) T2I_FAST=$(FAST) $(BIN)/python -m tools.course --notebooks $(NB) --out build
 
 test: $(STAMP)
 	T2I_FAST=1 $(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \

@@ -1,12 +1,24 @@
 """pytest configuration shared by the unit tests and `pytest --nbval notebooks`."""
 
 import os
+import shutil
+import tempfile
 
 # Set before any kernel starts: nbval's kernels inherit this environment.
 os.environ.setdefault("T2I_FAST", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The notebooks train from scratch, whatever an earlier run left in runs/ (notebook 07 would load its models and a
+# leftover checkpoint would be resumed): a fresh runs directory per session, unless T2I_RUNS_DIR names one.
+FRESH_RUNS_DIR = None
+if not os.environ.get("T2I_RUNS_DIR"):
+    FRESH_RUNS_DIR = os.environ["T2I_RUNS_DIR"] = tempfile.mkdtemp(prefix="t2i-runs-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if FRESH_RUNS_DIR is not None:
+        shutil.rmtree(FRESH_RUNS_DIR, ignore_errors=True)
 
 
 def pytest_collectstart(collector):

@@ -2,9 +2,10 @@
 
 - :class:`SampleGrid`: the same captions and the same noise every epoch, so the pictures show learning.
 - :class:`LossHistory`: losses and D's outputs per epoch to CSV (and a plot), kept across resumed runs.
-- :class:`Checkpoint`: weights, both optimizers and the epoch saved atomically in two generations; a restarted
-  ``fit`` continues from the newest intact one.
+- :class:`Checkpoint`: a backup of weights, both optimizers and the epoch, saved atomically in two generations, that
+  an interrupted ``fit`` resumes; removed when ``fit`` completes, which saves the finished model instead.
 - :class:`StopOnNaN`: stops at the first non-finite loss and says what to try.
+- :class:`TimeBudget`: stops ``fit`` cleanly once its minutes are spent (``T2I_MINUTES`` overrides them).
 
 They work with ``t2ilib.training.ConditionalGAN`` (anything with ``generator``, ``g_optimizer`` and
 ``d_optimizer``) and read the logs it returns (``d_loss``, ``g_loss``, ``d_real``, ``d_fake``, ``d_wrong``).
@@ -25,7 +26,7 @@ import pandas as pd
 
 from t2ilib import viz
 
-__all__ = ["SampleGrid", "LossHistory", "Checkpoint", "StopOnNaN", "gan_steps"]
+__all__ = ["SampleGrid", "LossHistory", "Checkpoint", "StopOnNaN", "TimeBudget", "configuration", "gan_steps"]
 
 
 def gan_steps(gan) -> int:
@@ -133,25 +134,33 @@ class LossHistory(keras.callbacks.Callback):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Save everything needed to continue - G, D, both optimizers (Adam's moments and step counts), the noise
-    generators' states, the epoch - every ``every`` epochs, and restore it when training starts again.
+    """A backup that survives an interruption, in the sense of ``keras.callbacks.BackupAndRestore``: G, D, both
+    optimizers (Adam's moments and step counts), the noise generators' states and the epoch, saved every ``every``
+    epochs while ``fit`` runs, and removed when ``fit`` completes; the finished model is saved separately, as
+    ``finished.weights.h5`` and ``finished.json``.
+
+    Continue an interrupted run by passing the epoch it reached to ``fit``::
+
+        checkpoint = callbacks.Checkpoint(run_dir / "checkpoint")
+        gan.fit(dataset, epochs=N, initial_epoch=checkpoint.resume(gan), callbacks=[..., checkpoint])
+
+    It then ends at epoch N with the same optimizer steps as a run never interrupted. A finished run is not
+    resumed: fit trains again from the start (and says so). A backup made by another configuration (other
+    widths, learning rates, GAN options) is refused with a message naming what differs.
 
     Each save is one generation: ``epoch-NNNN.weights.h5`` and then ``epoch-NNNN.json`` (the epoch, the step, the
-    noise generators' states and the SHA-256 of the weights file). Both are written to a temporary file that is
-    then renamed, and the json goes last, so a process killed mid-save (a Colab disconnect) leaves the earlier
-    generations intact. The last ``keep`` generations stay on disk: if the newest one is damaged (a truncated
-    file, a disk that filled up, a half-synced Drive folder), :meth:`restore` says which file is broken and uses
-    the one before.
-
-    Point ``directory`` at a Google Drive folder to survive the runtime itself. Run the same
-    ``fit(..., epochs=N)`` again after a crash: it continues at the saved epoch and ends at epoch N with the same
-    number of optimizer steps as a run that was never interrupted. A finished run's checkpoint is kept, so
-    re-running a finished cell trains nothing more. An epoch whose losses or weights are NaN/inf is never saved,
-    so the last good checkpoint survives a run that diverges.
+    noise states, the configuration and the SHA-256 of the weights file), each written to a temporary file and
+    renamed, the json last, so a process killed mid-save (a Colab disconnect) leaves the earlier generations
+    intact. The last ``keep`` generations stay on disk: if the newest one is damaged (a truncated file, a full
+    disk, a half-synced Drive folder), :meth:`restore` says which file is broken and uses the one before. An epoch
+    whose losses or weights are NaN/inf is never saved, and a run that ends with NaN weights keeps its backup (the
+    last good epoch) instead of saving a finished model.
 
     Put it *last* in the callback list: then everything the other callbacks write for an epoch (the loss
     history, the sample grid) is on disk before the checkpoint says that epoch is done.
     """
+
+    FINISHED = "finished"
 
     def __init__(self, directory, every: int = 1, keep: int = 2):
         super().__init__()
@@ -160,12 +169,21 @@ class Checkpoint(keras.callbacks.Callback):
         self.directory = Path(directory)
         self.every, self.keep = every, keep
         self.restored_epoch = 0
+        self._resumed = False
 
     def state_path(self, epoch: int) -> Path:
         return self.directory / f"epoch-{epoch:04d}.json"
 
     def weights_path(self, epoch: int) -> Path:
         return self.directory / f"epoch-{epoch:04d}.weights.h5"  # keras wants the .weights.h5 suffix
+
+    @property
+    def finished_weights_path(self) -> Path:
+        return self.directory / f"{self.FINISHED}.weights.h5"
+
+    @property
+    def finished_state_path(self) -> Path:
+        return self.directory / f"{self.FINISHED}.json"
 
     def saved_epochs(self) -> list[int]:
         """Epochs with a state file on disk, newest first (whether or not their files are intact)."""
@@ -176,8 +194,37 @@ class Checkpoint(keras.callbacks.Callback):
                 epochs.append(int(number))
         return sorted(epochs, reverse=True)
 
-    def on_train_begin(self, logs=None):
+    def resume(self, gan) -> int:
+        """Restore the newest intact backup into ``gan``; the epoch to pass to ``fit(initial_epoch=...)``
+        (0 when there is nothing to resume)."""
+        self.set_model(gan)
         self.restored_epoch = self.restore()
+        self._resumed = True
+        return self.restored_epoch
+
+    def on_train_begin(self, logs=None):
+        self._epochs_done = None
+        self._first_epoch = None
+        if not self._resumed:
+            self.restored_epoch = 0
+        if not self.restored_epoch and not self.saved_epochs() and self.finished_state_path.is_file():
+            finished = json.loads(self.finished_state_path.read_text(encoding="utf-8"))
+            print(f"{self.directory} holds a finished run (epoch {finished['epoch']}, step {finished['step']}); "
+                  "training from the start (its finished weights are replaced at the end).")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch is not None:
+            return
+        self._first_epoch = epoch
+        if self._resumed or not self.saved_epochs():
+            return
+        # A backup, and fit() was not told where it stopped: resuming here would redo the epochs it already did.
+        newest = self.saved_epochs()[0]
+        if epoch != newest:
+            raise RuntimeError(
+                f"{self.directory} holds the backup of an interrupted run at epoch {newest}: continue it with "
+                "gan.fit(..., initial_epoch=checkpoint.resume(gan)), or delete the directory to start over")
+        self.resume(self.model)
 
     def restore(self) -> int:
         """Load the newest intact checkpoint into the model, if there is one; returns the epoch it was saved at."""
@@ -187,12 +234,17 @@ class Checkpoint(keras.callbacks.Callback):
             if problem:
                 print(f"Checkpoint {problem}; it is left on disk and the previous checkpoint is used instead.")
                 continue
+            differences = _differences(state.get("config"), configuration(gan))
+            if differences:  # intact, but another model: a fallback would differ the same way
+                raise RuntimeError(
+                    f"the checkpoint in {self.directory} was made with another configuration ({differences}): "
+                    "train into a new directory, or delete it to start over")
             # Optimizer slots (Adam's moments) exist only once built; build them so loading has somewhere to go.
             gan.g_optimizer.build(gan.generator.trainable_variables)
             gan.d_optimizer.build(gan.discriminator.trainable_variables)
             try:
                 gan.load_weights(self.weights_path(epoch))
-            except (OSError, ValueError) as error:  # intact file, other model: a fallback would fail the same way
+            except (OSError, ValueError) as error:
                 raise RuntimeError(
                     f"cannot restore the checkpoint {self.weights_path(epoch)}: {error}. If the model or preset "
                     f"changed since it was saved, train into a new directory (or delete {self.directory} to start "
@@ -200,8 +252,6 @@ class Checkpoint(keras.callbacks.Callback):
                 ) from error
             for variable, value in zip(_noise_states(gan), state["noise"]):
                 variable.assign(value)
-            # fit() starts its epoch loop at model._initial_epoch when it is set (what keras' BackupAndRestore uses).
-            gan._initial_epoch = state["epoch"]
             print(f"Resumed from {self.directory} at epoch {state['epoch']}, step {state['step']}.")
             return state["epoch"]
         if self.saved_epochs():
@@ -224,6 +274,7 @@ class Checkpoint(keras.callbacks.Callback):
         return state, None
 
     def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done = epoch + 1
         if (epoch + 1) % self.every:
             return
         bad = _non_finite(logs) or _non_finite_weights(self.model)
@@ -234,22 +285,103 @@ class Checkpoint(keras.callbacks.Callback):
 
     def save(self, epoch: int):
         """Write generation ``epoch`` atomically, then drop the generations older than the last ``keep``."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         weights_path, state_path = self.weights_path(epoch), self.state_path(epoch)
-        partial = self.directory / f"partial.{weights_path.name}"
-        self.model.save_weights(partial)
-        state = {"epoch": epoch, "step": gan_steps(self.model), "sha256": _sha256(partial),
-                 "noise": [keras.ops.convert_to_numpy(v).tolist() for v in _noise_states(self.model)]}
-        os.replace(partial, weights_path)
-        partial_state = self.directory / f"partial.{state_path.name}"
-        partial_state.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(partial_state, state_path)
+        self._write(weights_path, state_path, epoch)
         for old in self.saved_epochs()[self.keep:]:
             self.state_path(old).unlink()  # the state first: a kill in between leaves no state without weights
             self.weights_path(old).unlink(missing_ok=True)
 
+    def _write(self, weights_path: Path, state_path: Path, epoch: int):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.directory / f"partial.{weights_path.name}"
+        self.model.save_weights(partial)
+        state = {"epoch": epoch, "step": gan_steps(self.model), "sha256": _sha256(partial),
+                 "noise": [keras.ops.convert_to_numpy(v).tolist() for v in _noise_states(self.model)],
+                 "config": configuration(self.model)}
+        os.replace(partial, weights_path)
+        partial_state = self.directory / f"partial.{state_path.name}"
+        partial_state.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(partial_state, state_path)
+
     def on_train_end(self, logs=None):
-        self.model._initial_epoch = None  # a later fit() without this callback starts where it is told
+        self._resumed = False  # the next fit() with this callback looks at the disk again
+        bad = _non_finite_weights(self.model)
+        if bad:
+            if self.saved_epochs():
+                print(f"{', '.join(bad)} ended with NaN/inf weights: no finished model is saved, and the backup "
+                      f"of epoch {self.saved_epochs()[0]} stays in {self.directory}.")
+            return
+        epoch = self._epochs_done if self._epochs_done is not None else self.restored_epoch
+        # The finished model first, then the backup goes: a kill in between leaves a backup to resume, not nothing.
+        self._write(self.finished_weights_path, self.finished_state_path, epoch)
+        for old in self.saved_epochs():
+            self.state_path(old).unlink()
+            self.weights_path(old).unlink(missing_ok=True)
+
+
+def configuration(gan) -> dict:
+    """What makes two runs the same run, as flat JSON values: the GAN's own options, each optimizer's settings
+    and each network's layers (class and config, names left out: Keras numbers them per session)."""
+    config = {"class": type(gan).__name__}
+    for name, value in vars(gan).items():
+        if name not in _keras_attributes() and isinstance(value, (bool, int, float, str, type(None))):
+            config[name] = value
+        elif isinstance(value, keras.Model):
+            for index, layer in enumerate(value.layers):
+                config[f"{name} layer {index} ({type(layer).__name__})"] = _without_names(layer.get_config())
+    for name in ("g_optimizer", "d_optimizer"):
+        optimizer = getattr(gan, name, None)
+        if optimizer is not None:
+            config[name] = _without_names(optimizer.get_config())
+    return _flat(json.loads(json.dumps(config, default=str)))
+
+
+def _keras_attributes() -> set[str]:
+    """The scalar attributes every compiled keras.Model has (its name, flags, fit() state): not the run's config."""
+    global _KERAS_ATTRIBUTES
+    if _KERAS_ATTRIBUTES is None:
+        plain = keras.Model()
+        plain.compile()
+        _KERAS_ATTRIBUTES = set(vars(plain)) | {"stop_training"}
+    return _KERAS_ATTRIBUTES
+
+
+_KERAS_ATTRIBUTES = None
+
+
+def _without_names(value):
+    if isinstance(value, dict):
+        return {key: _without_names(item) for key, item in value.items() if key != "name"}
+    if isinstance(value, (list, tuple)):
+        return [_without_names(item) for item in value]
+    return value
+
+
+def _flat(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{index}]", item) for index, item in enumerate(value))
+    else:
+        return {prefix: value}
+    flat = {}
+    for key, item in items:
+        flat.update(_flat(item, f"{prefix}{'' if key.startswith('[') or not prefix else '.'}{key}"))
+    return flat
+
+
+def _differences(saved: dict | None, current: dict, show: int = 3) -> str:
+    """The settings that differ, "name: saved -> now", the first ``show`` of them; "" when none (or no record)."""
+    if saved is None:  # a checkpoint from before configurations were recorded
+        return ""
+    names = [name for name in sorted(saved.keys() | current.keys()) if saved.get(name) != current.get(name)]
+    def readable(value):
+        return f"{value:.6g}" if isinstance(value, float) else value
+
+    shown = [f"{name}: {readable(saved.get(name, 'absent'))} -> {readable(current.get(name, 'absent'))}"
+             for name in names[:show]]
+    more = f", and {len(names) - show} more" if len(names) > show else ""
+    return "; ".join(shown) + more
 
 
 def _noise_states(gan) -> list:
@@ -293,3 +425,45 @@ class StopOnNaN(keras.callbacks.Callback):
                   "weights). Usual causes: a learning rate too high (halve both), D overpowering G (lower D's "
                   "learning rate, or use the hinge loss), input images with NaN or not in [-1, 1] (check the "
                   "dataset), or float16 overflow (set T2I_PRECISION=float32 and restart).")
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop ``fit`` at the end of the first step after ``minutes`` of training, and report the steps reached.
+
+    The epoch that is cut short still ends as usual, so the loss history, the sample grid and the checkpoint
+    record it. ``T2I_MINUTES`` (a number of minutes) replaces ``minutes`` when it is set; ``minutes=None`` means
+    no budget. ``clock`` returns seconds (tests pass a fake one).
+    """
+
+    def __init__(self, minutes: float | None, clock=time.monotonic):
+        super().__init__()
+        override = os.environ.get("T2I_MINUTES", "").strip()
+        if override:
+            try:
+                minutes = float(override)
+            except ValueError:
+                raise ValueError(f"T2I_MINUTES={override!r}: set it to a number of minutes, e.g. 10") from None
+        if minutes is not None and not minutes > 0:
+            source = f"T2I_MINUTES={override!r}" if override else f"minutes={minutes!r}"
+            raise ValueError(f"{source}: a time budget must be a positive number of minutes (or None for none)")
+        self.minutes, self.clock = minutes, clock
+        self.stopped_at: int | None = None
+        self.steps: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self.stopped_at, self._start = None, self.clock()
+        self._first_step = gan_steps(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.minutes is not None and self.clock() - self._start >= 60 * self.minutes:
+            self.stopped_at = gan_steps(self.model)
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.steps = gan_steps(self.model)
+        minutes = (self.clock() - self._start) / 60
+        if self.stopped_at is not None:
+            why = f"the budget of {self.minutes:g} min is spent"
+        else:
+            why = "all the epochs fit() was given" + (f", within {self.minutes:g} min" if self.minutes else "")
+        print(f"Trained {self.steps - self._first_step} steps (step {self.steps}) in {minutes:.1f} min: {why}.")

@@ -1,4 +1,4 @@
-"""Callbacks: sample grids, loss history, NaN stop, and a checkpoint that survives SIGKILL."""
+"""Callbacks: sample grids, loss history, NaN stop, a time budget, and a checkpoint that survives SIGKILL."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -40,8 +41,9 @@ CHILD = textwrap.dedent("""
     slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(0.1))
     history = callbacks.LossHistory(directory + "/history.csv")
     grid = callbacks.SampleGrid(data["text"][:2], directory + "/samples", per_caption=2, show=False)
-    gan.fit(dataset, epochs=epochs, steps_per_epoch=4, verbose=0,
-            callbacks=[history, grid, slow, callbacks.Checkpoint(directory)])
+    checkpoint = callbacks.Checkpoint(directory)
+    gan.fit(dataset, epochs=epochs, steps_per_epoch=4, verbose=0, initial_epoch=checkpoint.resume(gan),
+            callbacks=[history, grid, slow, checkpoint])
     print("STEPS", callbacks.gan_steps(gan), int(gan.d_optimizer.iterations))
     print("NOISE STATE", keras.ops.convert_to_numpy(gan.seed_generator.state).tolist())
 """)
@@ -83,6 +85,7 @@ def test_a_killed_run_resumes_and_ends_with_the_same_step_count(tmp_path):
     code, out, err = run_child(tmp_path / "killed", epochs)
     assert code == 0, err[-2000:]
     assert f"Resumed from {tmp_path / 'killed'} at epoch {saved['epoch']}" in out
+    assert callbacks.Checkpoint(tmp_path / "killed").saved_epochs() == []  # finished: the backup is gone
     resumed = last_line(out, "STEPS"), last_line(out, "NOISE STATE")
     assert resumed == straight  # the noise generator's state was restored with the weights
     assert resumed[0] == f"STEPS {4 * epochs} {4 * epochs}"
@@ -99,9 +102,9 @@ def test_a_killed_run_resumes_and_ends_with_the_same_step_count(tmp_path):
     assert np.abs(last[0] - last[1]).max() <= 1 / 255  # ...and draw what the run never killed draws
 
 
-def tiny_gan(mismatch=True):
+def tiny_gan(mismatch=True, lr_d=2e-4):
     gan = training.make_gan(PRESET, embedding_dim=8, mismatch=mismatch)
-    gan.compile(g_optimizer=training.dcgan_adam(), d_optimizer=training.dcgan_adam(), run_eagerly=True)
+    gan.compile(g_optimizer=training.dcgan_adam(), d_optimizer=training.dcgan_adam(lr_d), run_eagerly=True)
     return gan
 
 
@@ -113,9 +116,38 @@ def tiny_dataset(count=16, batch=8):
     return tf.data.Dataset.from_tensor_slices(data).batch(batch)
 
 
+class Disconnected(Exception):
+    """What a Colab disconnect or a kill looks like to the code after it: fit() never reaches on_train_end."""
+
+
+class DisconnectAfter(keras.callbacks.Callback):
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise Disconnected
+
+
+def interrupted_fit(gan, directory, epochs, after, dataset=None):
+    """fit() for ``epochs`` epochs, cut off after ``after`` of them, once the checkpoint has saved."""
+    with pytest.raises(Disconnected):
+        gan.fit(dataset or tiny_dataset(), epochs=epochs, verbose=0,
+                callbacks=[callbacks.Checkpoint(directory), DisconnectAfter(after)])
+    return gan
+
+
+class CountSteps(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+
 def test_checkpoint_restores_weights_and_both_optimizers(tmp_path):
-    gan = tiny_gan()
-    gan.fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    gan = interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     fresh = tiny_gan()
     checkpoint = callbacks.Checkpoint(tmp_path)
     checkpoint.set_model(fresh)
@@ -128,7 +160,7 @@ def test_checkpoint_restores_weights_and_both_optimizers(tmp_path):
 
 
 def test_checkpoint_from_another_model_fails_with_the_directory_named(tmp_path):
-    tiny_gan().fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     other = training.make_gan(PRESET.replace(g_channels=(16, 8, 8)), embedding_dim=8)
     checkpoint = callbacks.Checkpoint(tmp_path)
     checkpoint.set_model(other)
@@ -136,16 +168,96 @@ def test_checkpoint_from_another_model_fails_with_the_directory_named(tmp_path):
         checkpoint.restore()
 
 
-def test_a_finished_run_trains_nothing_more(tmp_path):
-    def run():
-        gan, history = tiny_gan(), callbacks.LossHistory(tmp_path / "history.csv")
-        gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[history, callbacks.Checkpoint(tmp_path)])
-        return gan, history
+def test_an_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    straight = tiny_gan()
+    straight.fit(tiny_dataset(), epochs=3, verbose=0)
+    keras.utils.set_random_seed(0)
+    interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
+    resumed, checkpoint, counter = tiny_gan(), callbacks.Checkpoint(tmp_path), CountSteps()
+    resumed.fit(tiny_dataset(), epochs=3, verbose=0, initial_epoch=checkpoint.resume(resumed),
+                callbacks=[counter, checkpoint])
+    assert f"Resumed from {tmp_path} at epoch 1, step 2." in capsys.readouterr().out
+    assert counter.steps == 4 and callbacks.gan_steps(resumed) == 6  # only the two epochs the first run missed
+    for a, b in zip(straight.weights, resumed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
-    first, _ = run()
-    again, history = run()
-    assert callbacks.gan_steps(again) == callbacks.gan_steps(first) == 4
-    assert history.frame.epoch.tolist() == [1, 2]  # the finished run's history is still there to plot
+
+def test_a_finished_run_keeps_its_model_drops_its_backup_and_is_not_resumed(tmp_path, capsys):
+    def run():
+        gan, counter = tiny_gan(), CountSteps()
+        history, checkpoint = callbacks.LossHistory(tmp_path / "history.csv"), callbacks.Checkpoint(tmp_path)
+        gan.fit(tiny_dataset(), epochs=2, verbose=0, initial_epoch=checkpoint.resume(gan),
+                callbacks=[counter, history, checkpoint])
+        return gan, counter, history, checkpoint
+
+    first, _, _, checkpoint = run()
+    assert checkpoint.saved_epochs() == []  # the backup exists to survive an interruption; fit() completed
+    finished = json.loads(checkpoint.finished_state_path.read_text())
+    assert (finished["epoch"], finished["step"]) == (2, 4)
+    reloaded = tiny_gan()
+    reloaded.load_weights(checkpoint.finished_weights_path)
+    for a, b in zip(first.weights, reloaded.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    capsys.readouterr()
+
+    again, counter, history, _ = run()
+    out = capsys.readouterr().out
+    assert counter.steps == 4 and callbacks.gan_steps(again) == 4  # trained again from the start...
+    assert "Resumed" not in out and f"{tmp_path} holds a finished run (epoch 2, step 4)" in out  # ...and said so
+    assert history.frame.epoch.tolist() == [1, 2]  # one history, the new run's
+
+
+def test_fit_without_resume_refuses_to_redo_an_interrupted_run(tmp_path):
+    interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=2)
+    gan = tiny_gan()
+    with pytest.raises(RuntimeError, match=r"interrupted run at epoch 2: .*initial_epoch=checkpoint.resume\(gan\)"):
+        gan.fit(tiny_dataset(), epochs=3, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    assert callbacks.gan_steps(gan) == 0
+
+
+def test_a_backup_from_another_configuration_is_refused_naming_what_differs(tmp_path):
+    interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
+    assert callbacks.Checkpoint(tmp_path).resume(tiny_gan()) == 1  # the same configuration resumes
+    for other, differs in ((tiny_gan(mismatch=False), "mismatch: True -> False"),
+                           (tiny_gan(lr_d=1e-4), "d_optimizer.learning_rate: 0.0002 -> 0.0001")):
+        with pytest.raises(RuntimeError, match=f"another configuration .*{differs}.*delete it to start over"):
+            callbacks.Checkpoint(tmp_path).resume(other)
+
+
+def test_time_budget_stops_fit_and_the_other_callbacks_still_record_the_cut_epoch(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("T2I_MINUTES", raising=False)
+    now = [0.0]
+
+    def clock():  # each call is 20 s later: the budget of one minute is spent at the third step
+        now[0] += 20.0
+        return now[0]
+
+    gan, budget = tiny_gan(), callbacks.TimeBudget(1, clock=clock)
+    history, checkpoint = callbacks.LossHistory(tmp_path / "history.csv"), callbacks.Checkpoint(tmp_path / "ckpt")
+    gan.fit(tiny_dataset(), epochs=10, verbose=0, callbacks=[budget, history, checkpoint])
+    assert budget.stopped_at == budget.steps == callbacks.gan_steps(gan) == 3
+    assert "Trained 3 steps (step 3) in" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "history.csv").step.tolist() == [2, 3]  # the cut epoch has its row
+    assert json.loads(checkpoint.finished_state_path.read_text())["step"] == 3
+
+
+def test_t2i_minutes_overrides_the_budget_and_bad_values_are_named(monkeypatch):
+    monkeypatch.setenv("T2I_MINUTES", "0.5")
+    assert callbacks.TimeBudget(10).minutes == 0.5
+    monkeypatch.setenv("T2I_MINUTES", "ten")
+    with pytest.raises(ValueError, match="T2I_MINUTES='ten': set it to a number of minutes"):
+        callbacks.TimeBudget(10)
+    monkeypatch.delenv("T2I_MINUTES")
+    with pytest.raises(ValueError, match="minutes=0: a time budget must be a positive number"):
+        callbacks.TimeBudget(0)
+
+
+def test_without_a_budget_fit_runs_all_its_epochs(monkeypatch):
+    monkeypatch.delenv("T2I_MINUTES", raising=False)
+    gan, budget = tiny_gan(), callbacks.TimeBudget(None, clock=iter(range(0, 10**6, 3600)).__next__)
+    gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[budget])
+    assert budget.stopped_at is None and budget.steps == 4
 
 
 def test_sample_grid_saves_the_same_noise_every_epoch(tmp_path):
@@ -181,7 +293,7 @@ def test_stop_on_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert stop.stopped_at == 3  # 2 good steps from the first fit, then the first NaN step
     out = capsys.readouterr().out
     assert "Stopped at optimizer step 3" in out and "became NaN" in out and "learning rate" in out
-    assert "Not saving epoch 2" in out
+    assert "Not saving epoch 1" in out
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == saved
 
 
@@ -196,8 +308,7 @@ def test_checkpoint_never_saves_nan_weights_even_without_stop_on_nan(tmp_path, c
 
 
 def test_checkpoint_keeps_two_generations_and_falls_back_from_a_damaged_one(tmp_path, capsys):
-    gan = tiny_gan()
-    gan.fit(tiny_dataset(), epochs=3, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    interrupted_fit(tiny_gan(), tmp_path, epochs=4, after=3)
     checkpoint = callbacks.Checkpoint(tmp_path)
     assert checkpoint.saved_epochs() == [3, 2]  # epoch 1 was dropped once epoch 3 was safely on disk
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -214,7 +325,7 @@ def test_checkpoint_keeps_two_generations_and_falls_back_from_a_damaged_one(tmp_
 
 
 def test_a_damaged_state_file_falls_back_and_all_damaged_is_an_error(tmp_path, capsys):
-    tiny_gan().fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=2)
     checkpoint = callbacks.Checkpoint(tmp_path)
     checkpoint.state_path(2).write_text('{"epoch": 2, "st')  # cut mid-write by something other than the kit
     checkpoint.set_model(tiny_gan())

@@ -163,12 +163,17 @@ def test_embeddings_are_gathered_by_caption_row(prepared, tmp_path, monkeypatch)
     """With text=<encoder>, each caption's embedding row is delivered (here: a row whose value is its index)."""
     import t2ilib.data
 
-    table = np.repeat(np.arange(len(prepared.captions), dtype=np.float32)[:, None], 3, axis=1)
+    table = np.arange(len(prepared.captions), dtype=np.float32)[:, None] + np.array([0.0, 0.25, 0.5], np.float32)
     monkeypatch.setattr(t2ilib.data.PreparedDataset, "embeddings", lambda self, encoder: table)
     batch = next(iter(make_dataset(prepared, image_size=32, text="sentence", batch_size=8)))
     rows = batch["text"].numpy()[:, 0].astype(int)
-    assert batch["text"].shape == (8, 3)
-    assert set(prepared.captions.split[rows]) == {"train"}
+    np.testing.assert_array_equal(batch["text"].numpy(), table[rows])  # whole rows, not mixed columns
+    assert set(prepared.captions.split.iloc[rows]) == {"train"}
+    # Each caption row belongs to the image it comes with: the image of that caption, not another one's.
+    owners = prepared.captions.image_idx.iloc[rows].to_numpy()
+    np.testing.assert_allclose(batch["image"].numpy(), prepared.images(32)[owners] / 127.5 - 1.0, atol=1e-5)
+    wrong = batch["wrong_text"].numpy()[:, 0].astype(int)
+    assert (prepared.captions.image_idx.iloc[wrong].to_numpy() != owners).all()  # wrong: another image's caption
 
 
 def _copy(tiny_flowers, tmp_path):
@@ -210,21 +215,6 @@ def test_images_of_wrong_shape_are_detected(tiny_flowers, tmp_path):
     np.save(path / "images_32.npy", np.zeros((10, 32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match=r"images_32.npy.*\(300, 32, 32, 3\)"):
         load_prepared(path)
-
-
-def test_pipeline_outpaces_a_64px_train_step(prepared, tokens):
-    """A 64x64 GAN train step at batch 64 takes ~0.3 s on a CPU: the pipeline must be at least 5x faster."""
-    import time
-
-    vectorizer, _ = tokens
-    batches = iter(make_dataset(prepared, image_size=64, text="tokens", vectorizer=vectorizer, batch_size=64,
-                                flip=True, repeat=True))
-    next(batches)  # building the graph is a one-off
-    start = time.perf_counter()
-    for _ in range(30):
-        next(batches)
-    per_batch = (time.perf_counter() - start) / 30
-    assert per_batch < 0.3 / 5, f"{per_batch * 1000:.0f} ms per batch"
 
 
 @pytest.mark.parametrize("near_miss", [0.0, 1.0])

@@ -479,3 +479,26 @@ def test_no_source_file_unpickles_evaluates_or_extracts_unsafely():
     found = [line for package in ("t2ilib", "data_prep", "tools")
              for path in sorted((ROOT / package).rglob("*.py")) for line in forbidden_lines(path)]
     assert not found, "\n".join(found)
+
+
+def test_a_pytest_session_trains_in_a_fresh_runs_directory_unless_told(tmp_path):
+    """nbval must not resume or load what an earlier session left in runs/: conftest.py gives each session a new,
+    empty runs directory (removed at the end); T2I_RUNS_DIR, when set, still wins."""
+    probe = tmp_path / "test_probe.py"
+    probe.write_text("import os\n\ndef test_where():\n"
+                     "    runs = os.environ['T2I_RUNS_DIR']\n    print('RUNS', runs, os.listdir(runs))\n")
+
+    def runs_dir_seen(**env):
+        clean = {k: v for k, v in os.environ.items() if k != "T2I_RUNS_DIR"}
+        result = subprocess.run([sys.executable, "-m", "pytest", str(probe), "-q", "-s", "-p", "conftest",
+                                 "-p", "no:cacheprovider"], cwd=ROOT, env={**clean, **env},
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return next(line.split()[1:] for line in result.stdout.splitlines() if line.startswith("RUNS"))
+
+    first, second = runs_dir_seen(), runs_dir_seen()
+    assert first[0] != second[0] and first[1] == second[1] == "[]"  # new and empty each time...
+    assert not Path(first[0]).exists()  # ...and gone afterwards
+    (tmp_path / "mine").mkdir()
+    assert runs_dir_seen(T2I_RUNS_DIR=str(tmp_path / "mine"))[0] == str(tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir()  # a directory it was given is never removed

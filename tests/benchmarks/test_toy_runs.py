@@ -1,0 +1,49 @@
+"""The quality benchmarks (``quality.py``, ``source_e.py``), which produce the numbers in docs/results.md, run end
+to end at toy size: 300 flowers, the smoke preset, seconds of training. This checks that they run and write what
+they say, not the numbers (those are measured by ``make bench``-style runs on a quiet machine)."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from t2ilib import config
+from tests.benchmarks import quality, source_e
+
+
+@pytest.fixture
+def toy_data(tiny_flowers, tmp_path, monkeypatch):
+    """A private copy of the 300-flower dataset as the data directory (the benchmarks add embeddings to it)."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_flowers, root / tiny_flowers.name)
+    monkeypatch.setenv("T2I_DATA_DIR", str(root))
+    real_prepare = quality.prepare
+    monkeypatch.setattr(quality, "prepare", lambda data_root, num_images: real_prepare(data_root, 300))
+    return root
+
+
+def test_quality_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
+    result = quality.main(["--model", "gan_cls", "--preset", "smoke", "--num-images", "300", "--minutes", "0.05",
+                           "--eval-every", "1", "--out", str(tmp_path / "bench")])
+    out = tmp_path / "bench" / "gan_cls"
+    assert result["steps"] > 0 and result["preset"] == "smoke" and result["mismatch"] is True
+    assert json.loads((out / "result.json").read_text())["steps"] == result["steps"]
+    curve = pd.read_csv(out / "curve.csv")
+    assert len(curve) >= 1 and {"seconds", "step", "petal_colour", "centre_colour"} <= set(curve.columns)
+    assert set(result["test"]) >= {"generated"} and set(result["test"]["generated"]) >= set(quality.SCORED)
+    assert (out / "samples.png").stat().st_size > 0 and (out / "curve.png").stat().st_size > 0
+    assert f"## gan_cls: {result['steps']} steps" in capsys.readouterr().out
+
+
+def test_source_e_benchmark_runs_end_to_end(toy_data, tmp_path, capsys, monkeypatch):
+    # Batch 8 instead of source E's 64: the run's one epoch of 50 steps then takes seconds.
+    monkeypatch.setattr(source_e, "SOURCE_E", source_e.SOURCE_E.replace(batch_size=8))
+    source_e.main(["fixed", "--steps", "50", "--out", str(tmp_path / "source_e")])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [row["setup"] for row in rows] == ["fixed"] and rows[0]["steps"] == 50
+    assert {"d_real", "d_wrong", "d_fake"} <= set(rows[0]) and rows[0]["d_wrong"] is not None
+    history = pd.read_csv(tmp_path / "source_e" / "fixed_50.csv")
+    assert len(history) == 1 and {"d_real", "d_wrong", "d_fake"} <= set(history.columns)
+    assert (tmp_path / "source_e" / "fixed_50.keras").stat().st_size > 0
+    assert config.data_dir() == toy_data  # the toy data, not the 10,000 flowers of data/
