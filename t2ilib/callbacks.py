@@ -24,9 +24,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from t2ilib import viz
+from t2ilib import config, models, viz
 
-__all__ = ["SampleGrid", "LossHistory", "Checkpoint", "StopOnNaN", "TimeBudget", "configuration", "gan_steps"]
+__all__ = ["SampleGrid", "LossHistory", "Checkpoint", "StopOnNaN", "TimeBudget", "budget", "configuration", "gan_steps"]
 
 
 def gan_steps(gan) -> int:
@@ -60,17 +60,13 @@ class SampleGrid(keras.callbacks.Callback):
         self.z = None
         self.last_path: Path | None = None
 
-    def _generator(self):
-        # A GAN with a weight average (ConditionalGAN(ema_decay=...)) draws its pictures from the average.
-        return getattr(self.model, "sampling_generator", self.model.generator)
-
     def grid(self) -> np.ndarray:
         """The current grid as a uint8 picture."""
         repeated = np.repeat(self.text, self.per_caption, axis=0)
         if self.z is None:
-            z_dim = self._generator().input["z"].shape[-1]
-            self.z = np.random.default_rng(self.seed).standard_normal((len(repeated), z_dim)).astype("float32")
-        images = self._generator()({"z": self.z, "text": repeated}, training=False)
+            width = models.z_dim(self.model.generator)
+            self.z = np.random.default_rng(self.seed).standard_normal((len(repeated), width)).astype("float32")
+        images = self.model.generator({"z": self.z, "text": repeated}, training=False)
         return viz.image_grid(keras.ops.convert_to_numpy(images), columns=self.per_caption)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -431,21 +427,13 @@ class TimeBudget(keras.callbacks.Callback):
     """Stop ``fit`` at the end of the first step after ``minutes`` of training, and report the steps reached.
 
     The epoch that is cut short still ends as usual, so the loss history, the sample grid and the checkpoint
-    record it. ``T2I_MINUTES`` (a number of minutes) replaces ``minutes`` when it is set; ``minutes=None`` means
-    no budget. ``clock`` returns seconds (tests pass a fake one).
+    record it. ``minutes=None`` means no budget. ``clock`` returns seconds (tests pass a fake one).
     """
 
     def __init__(self, minutes: float | None, clock=time.monotonic):
         super().__init__()
-        override = os.environ.get("T2I_MINUTES", "").strip()
-        if override:
-            try:
-                minutes = float(override)
-            except ValueError:
-                raise ValueError(f"T2I_MINUTES={override!r}: set it to a number of minutes, e.g. 10") from None
         if minutes is not None and not minutes > 0:
-            source = f"T2I_MINUTES={override!r}" if override else f"minutes={minutes!r}"
-            raise ValueError(f"{source}: a time budget must be a positive number of minutes (or None for none)")
+            raise ValueError(f"minutes={minutes!r}: a time budget must be a positive number of minutes (or None)")
         self.minutes, self.clock = minutes, clock
         self.stopped_at: int | None = None
         self.steps: int | None = None
@@ -467,3 +455,9 @@ class TimeBudget(keras.callbacks.Callback):
         else:
             why = "all the epochs fit() was given" + (f", within {self.minutes:g} min" if self.minutes else "")
         print(f"Trained {self.steps - self._first_step} steps (step {self.steps}) in {minutes:.1f} min: {why}.")
+
+
+def budget(minutes: float) -> list:
+    """The callbacks that bound a full-mode ``fit`` to ``minutes`` (notebook 03): none in fast mode, whose fixed
+    tiny step counts keep CI deterministic."""
+    return [] if config.is_fast() else [TimeBudget(minutes)]

@@ -19,7 +19,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-__all__ = ["Preset", "PRESETS", "REED_ET_AL", "IMPROVED", "is_fast", "get_preset", "override", "data_dir", "runs_dir"]
+__all__ = ["Preset", "PRESETS", "REED_ET_AL", "IMPROVED", "is_fast", "minutes", "get_preset", "override", "data_dir",
+           "runs_dir"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +103,21 @@ def is_fast(environ: dict[str, str] | None = None) -> bool:
 
         return not device.detect().has_gpu
     raise ValueError(f"T2I_FAST={value!r} is not understood: use 1 (fast), 0 (full) or auto")
+
+
+def minutes(default: float, environ: dict[str, str] | None = None) -> float:
+    """A notebook's full-mode training budget: ``T2I_MINUTES`` if set, else ``default`` (notebook 03 introduces it)."""
+    env = os.environ if environ is None else environ
+    value = env.get("T2I_MINUTES", "").strip()
+    if not value:
+        return float(default)
+    try:
+        budget = float(value)
+    except ValueError:
+        budget = float("nan")
+    if not budget > 0:
+        raise ValueError(f"T2I_MINUTES={value!r}: set it to a positive number of minutes, e.g. 10")
+    return budget
 
 
 def get_preset(name: str | None = None, *, environ: dict[str, str] | None = None) -> Preset:

@@ -29,7 +29,7 @@ from t2ilib.layers import (
     spectral,
 )
 
-__all__ = ["build_generator", "build_discriminator", "projection_head", "text_input", "generate"]
+__all__ = ["build_generator", "build_discriminator", "projection_head", "text_input", "z_dim", "generate"]
 
 
 def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None,
@@ -195,6 +195,11 @@ def _checked_text(generator, text) -> np.ndarray:
     return text
 
 
+def z_dim(generator) -> int:
+    """The width of the noise ``z`` a generator (or a GAN class with ``z_dim``) reads. Introduced in notebook 03."""
+    return getattr(generator, "z_dim", None) or generator.input["z"].shape[-1]
+
+
 def generate(generator: keras.Model, text, z=None, seed: int = 0, batch_size: int = 256):
     """Images (float32 in [-1, 1]) for a batch of text inputs; ``z`` is drawn from N(0, I) with ``seed`` if absent.
     Introduced in notebook 03.
@@ -206,11 +211,11 @@ def generate(generator: keras.Model, text, z=None, seed: int = 0, batch_size: in
     """
     text = _checked_text(generator, text)
     count = len(text)
-    z_dim = getattr(generator, "z_dim", None) or generator.input["z"].shape[-1]
+    width = z_dim(generator)
     if z is None:
-        z = np.random.default_rng(seed).standard_normal((count, z_dim)).astype("float32")
-    elif np.shape(z) != (count, z_dim):
-        raise ValueError(f"z has shape {np.shape(z)}, expected {(count, z_dim)}: one {z_dim}-d noise row per text row")
+        z = np.random.default_rng(seed).standard_normal((count, width)).astype("float32")
+    elif np.shape(z) != (count, width):
+        raise ValueError(f"z has shape {np.shape(z)}, expected {(count, width)}: one {width}-d noise row per text row")
     images = [generator({"z": z[i : i + batch_size], "text": text[i : i + batch_size]}, training=False)
               for i in range(0, count, batch_size)]
     return ops.convert_to_numpy(ops.concatenate(images, axis=0)).astype("float32")

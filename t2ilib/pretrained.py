@@ -22,6 +22,7 @@ import keras
 import t2ilib.layers  # noqa: F401  (registers the custom layers a saved generator is made of)
 import t2ilib.stackgan  # noqa: F401  (registers ResidualBlock, which Stage-II generators hold)
 import t2ilib.text  # noqa: F401  (registers LSTMTextEncoder)
+from t2ilib import models
 
 __all__ = ["ASSETS", "PRETRAINED_GAN_CLS", "save_generator", "load_generator", "card_path"]
 
@@ -47,7 +48,7 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
         raise ValueError("the card must name the 'text_encoder' the generator reads (e.g. 'sentence')")
     path.parent.mkdir(parents=True, exist_ok=True)
     card = {**card, "embedding_dim": int(generator.input["text"].shape[-1]),
-            "z_dim": int(generator.input["z"].shape[-1]), "image_size": int(generator.output.shape[1])}
+            "z_dim": int(models.z_dim(generator)), "image_size": int(generator.output.shape[1])}
     temp = path.with_name(f".{path.stem}.partial.keras")
     generator.save(temp)
     os.replace(temp, path)

@@ -328,10 +328,6 @@ def high_frequency_energy(images, cutoff: float = 0.25) -> float:
     return float(np.mean(spectrum[:, high].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))
 
 
-def _z_dim(model) -> int:
-    return model.z_dim if hasattr(model, "z_dim") else model.input["z"].shape[-1]
-
-
 def sample_images(model, text, z=None, seed: int = 0, batch_size: int = 128) -> np.ndarray:
     """Images in [-1, 1] from a generator or a :class:`StageGAN` (anything called on ``{"z", "text"}``)."""
     return models.generate(model, np.asarray(text, "float32"), z=z, seed=seed, batch_size=batch_size)
@@ -358,7 +354,7 @@ def caption_walk(model, text_a, text_b, frames: int = 9, seed: int = 0) -> np.nd
     """``frames`` images along ``(1 - t) text_a + t text_b`` with one fixed z and the CA at its mean."""
     t = np.linspace(0.0, 1.0, frames, dtype="float32")[:, None]
     text = (1.0 - t) * np.asarray(text_a, "float32")[None] + t * np.asarray(text_b, "float32")[None]
-    z = np.repeat(np.random.default_rng(seed).standard_normal((1, _z_dim(model))), frames, 0).astype("float32")
+    z = np.repeat(np.random.default_rng(seed).standard_normal((1, models.z_dim(model))), frames, 0).astype("float32")
     with ca_at_mean(model):
         return sample_images(model, text, z=z)
 

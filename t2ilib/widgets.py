@@ -99,7 +99,7 @@ def generate_grid(generator, text_vector: np.ndarray, count: int = 8, seed: int 
                          "e.g. encoder([caption])[0]")
     if count < 1:
         raise ValueError(f"count={count}: ask for at least one image")
-    z = truncated_normal((count, generator.input["z"].shape[-1]), truncation, seed)
+    z = truncated_normal((count, models.z_dim(generator)), truncation, seed)
     images = models.generate(generator, np.repeat(text_vector[None], count, axis=0), z=z)
     return viz.image_grid(images, columns=min(columns, count))
 

@@ -243,14 +243,21 @@ def test_time_budget_stops_fit_and_the_other_callbacks_still_record_the_cut_epoc
 
 
 def test_t2i_minutes_overrides_the_budget_and_bad_values_are_named(monkeypatch):
-    monkeypatch.setenv("T2I_MINUTES", "0.5")
-    assert callbacks.TimeBudget(10).minutes == 0.5
-    monkeypatch.setenv("T2I_MINUTES", "ten")
-    with pytest.raises(ValueError, match="T2I_MINUTES='ten': set it to a number of minutes"):
-        callbacks.TimeBudget(10)
-    monkeypatch.delenv("T2I_MINUTES")
+    assert config.minutes(10, environ={}) == 10.0
+    assert config.minutes(10, environ={"T2I_MINUTES": "0.5"}) == 0.5
+    for bad in ("ten", "0", "-3"):
+        with pytest.raises(ValueError, match=f"T2I_MINUTES='{bad}': set it to a positive number of minutes"):
+            config.minutes(10, environ={"T2I_MINUTES": bad})
     with pytest.raises(ValueError, match="minutes=0: a time budget must be a positive number"):
         callbacks.TimeBudget(0)
+
+
+def test_fast_mode_has_no_budget_and_full_mode_one(monkeypatch):
+    monkeypatch.setenv("T2I_FAST", "1")
+    assert callbacks.budget(5) == []
+    monkeypatch.setenv("T2I_FAST", "0")
+    [only] = callbacks.budget(5)
+    assert isinstance(only, callbacks.TimeBudget) and only.minutes == 5
 
 
 def test_without_a_budget_fit_runs_all_its_epochs(monkeypatch):
