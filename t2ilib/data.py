@@ -245,7 +245,7 @@ def _text_table(prepared, rows: np.ndarray, text: str, vectorizer) -> np.ndarray
 def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str = "sentence", vectorizer=None,
                  batch_size: int = 64, shuffle: bool = True, seed: int = 0, flip: bool = False,
                  repeat: bool = False, drop_remainder: bool = True, crop: bool = False, near_miss: float = 0.5):
-    """Batches of ``{"image", "text", "wrong_text"}`` from one split of a prepared dataset.
+    """Batches of ``{"image", "text", "wrong_text", "group"}`` from one split of a prepared dataset.
 
     - ``image``: float32 ``[B, image_size, image_size, 3]`` in [-1, 1], horizontally flipped at random if ``flip``,
       and if ``crop`` a random window of 8/9 of each side resized back (StackGAN's 64 px crops of 76 px images).
@@ -256,6 +256,8 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
       attributes: from an image that differs in exactly one of them (the same petal colour with another centre
       colour, or the reverse). Drawn from any other group, nearly every wrong caption names another petal colour,
       so D learns to check the petals and never the small centre, and G never learns the centre either.
+    - ``group``: int64 ``[B]``, the image's group: captions of one group say the same thing, so the contrastive
+      term does not count them as wrong for each other.
 
     The split's images are read once into memory (the cache); batches are gathered from it, so one batch costs
     a few milliseconds. Everything random is seeded by ``seed``.
@@ -293,6 +295,7 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
     table, order = tf.constant(table), tf.constant(order)
     starts, counts = tf.constant(starts), tf.constant(counts)
     group_start, group_count = tf.constant(group_start), tf.constant(group_count)
+    group_of = tf.constant(groups.astype("int64"))
     num = len(image_ids)
 
     def pick(u, low, count):  # a uniform integer in [low, low + count) from u in [0, 1)
@@ -324,7 +327,8 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
             corner = u[:, 4:6] * (1 - CROP_FRACTION)  # y, x of the window's top-left corner, in [0, 1]
             boxes = tf.concat([corner, corner + CROP_FRACTION], axis=1)
             image = tf.image.crop_and_resize(image, boxes, tf.range(batch), [image_size, image_size])
-        return {"image": image, "text": tf.gather(table, caption), "wrong_text": tf.gather(table, wrong)}
+        return {"image": image, "text": tf.gather(table, caption), "wrong_text": tf.gather(table, wrong),
+                "group": tf.gather(group_of, index)}
 
     ds = tf.data.Dataset.range(num)
     if shuffle:

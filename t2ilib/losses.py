@@ -174,21 +174,26 @@ def pair_similarity(image_features, text_features, temperature: float = 0.1):
     return ops.matmul(unit(image_features), ops.transpose(unit(text_features))) / temperature
 
 
-def contrastive_matching_loss(similarity):
+def contrastive_matching_loss(similarity, groups=None):
     """Which caption of the batch is mine? ``similarity[i, j]`` scores image i against caption j; the right
     caption of image i is caption i. Cross-entropy over each row (image -> caption) and each column (caption ->
     image), averaged (CLIP's loss; XMC-GAN, Zhang et al. 2021, trains a text-to-image GAN with it). Every other
-    caption of the batch is a wrong caption, so one matrix product gives B - 1 mismatched pairs per image."""
+    caption of the batch is a wrong caption, so one matrix product gives B - 1 mismatched pairs per image; with
+    ``groups`` (``[B]`` ids), captions of another image of the *same* group are left out: they are not wrong."""
     similarity = _f32(similarity)
+    if groups is not None:
+        same = ops.equal(ops.expand_dims(groups, 1), ops.expand_dims(groups, 0))
+        others = ops.logical_and(same, ops.logical_not(ops.eye(ops.shape(similarity)[0]) > 0))
+        similarity = ops.where(others, -1e9, similarity)  # out of both softmaxes
     rows = -ops.diagonal(ops.log_softmax(similarity, axis=1))  # image i picks caption i
     columns = -ops.diagonal(ops.log_softmax(similarity, axis=0))  # caption j picks image j
     return 0.5 * (ops.mean(rows) + ops.mean(columns))
 
 
-def contrastive_loss(image_features, text_features, temperature: float = 0.1):
+def contrastive_loss(image_features, text_features, groups=None, temperature: float = 0.1):
     """:func:`contrastive_matching_loss` of the batch's :func:`pair_similarity`: D's projection vectors in, one
     number out (the contrastive term of ``ConditionalGAN``, notebook 04)."""
-    return contrastive_matching_loss(pair_similarity(image_features, text_features, temperature))
+    return contrastive_matching_loss(pair_similarity(image_features, text_features, temperature), groups)
 
 
 # The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss. "wgan-gp" is

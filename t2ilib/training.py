@@ -14,7 +14,8 @@ phase. One class trains every GAN of the course, by switches:
   batch's (XMC-GAN, Zhang et al. 2021), for D on real images and for G on its fakes.
 
 StackGAN's stage trainer (``t2ilib.stackgan.StageGAN``) is a subclass that changes only :meth:`draw`.
-The dataset yields dicts ``{"image", "text", "wrong_text"}`` (``t2ilib.data.make_dataset``), optionally ``"z"``.
+The dataset yields dicts ``{"image", "text", "wrong_text"}`` (``t2ilib.data.make_dataset``), optionally ``"z"`` and
+``"group"`` (captions of one group are not wrong for each other in the contrastive term).
 Discriminators return a dict: ``"logits"`` and, with the projection head, ``"image_features"`` and
 ``"text_features"`` (``t2ilib.models.build_discriminator``).
 """
@@ -136,7 +137,8 @@ class ConditionalGAN(keras.Model):
                     logs["gp"] = self._penalty(images, text, fakes, data.get("wrong_text"))
                     d_loss += self.gp_weight * logs["gp"]
                 if self.contrastive_weight:  # each real image picks its own caption among the batch's
-                    logs["d_contrastive"] = losses.contrastive_loss(real["image_features"], real["text_features"])
+                    logs["d_contrastive"] = losses.contrastive_loss(real["image_features"], real["text_features"],
+                                                                 data.get("group"))
                     d_loss += self.contrastive_weight * logs["d_contrastive"]
             apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
 
@@ -149,7 +151,8 @@ class ConditionalGAN(keras.Model):
                 mixed = self.interpolation_beta * text + (1.0 - self.interpolation_beta) * ops.roll(text, 1, axis=0)
                 g_loss += g_loss_of(self.score(self.draw(z, mixed)[0], mixed)["logits"])
             if self.contrastive_weight:  # each fake picks its own caption among the batch's
-                logs["g_contrastive"] = losses.contrastive_loss(scored["image_features"], scored["text_features"])
+                logs["g_contrastive"] = losses.contrastive_loss(scored["image_features"], scored["text_features"],
+                                                                 data.get("group"))
                 g_loss += self.contrastive_weight * logs["g_contrastive"]
         apply_gradients(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
 

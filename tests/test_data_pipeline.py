@@ -60,13 +60,19 @@ def test_text_belongs_to_the_image_and_wrong_text_to_another_colour_pair(prepare
     pair = prepared.attributes.petal_colour + "/" + prepared.attributes.centre_colour
     images = prepared.images(32)
     ds = make_dataset(prepared, image_size=32, text="tokens", vectorizer=vectorizer, batch_size=16, flip=False)
+    pairs_of_group = {}
     for batch in ds.take(5):
-        for image, text, wrong in zip(batch["image"].numpy(), batch["text"].numpy(), batch["wrong_text"].numpy()):
+        for image, text, wrong, group in zip(batch["image"].numpy(), batch["text"].numpy(),
+                                             batch["wrong_text"].numpy(), batch["group"].numpy()):
             owner = _matching_image(image, owners[by_id[text[0]]], images)
             assert owner is not None, "the caption must describe the image it comes with"
+            pairs_of_group.setdefault(int(group), set()).add(pair[owner])
             # Images sharing a text share its colour pair (the text names both colours).
             wrong_pairs = {pair[i] for i in owners[by_id[wrong[0]]]}
             assert len(wrong_pairs) == 1 and pair[owner] not in wrong_pairs
+    # The batch's group is the image's colour pair: one pair per group, another pair in each other group.
+    assert len(pairs_of_group) > 1 and all(len(pairs) == 1 for pairs in pairs_of_group.values())
+    assert len(set.union(*pairs_of_group.values())) == len(pairs_of_group)
 
 
 def test_split_is_respected_and_one_epoch_sees_each_image_once(prepared, tokens):

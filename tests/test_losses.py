@@ -96,3 +96,21 @@ def test_contrastive_matching_loss_by_hand():
     # Uniform scores: each row is a guess among 3, ln 3; a sharp diagonal drives it to 0.
     assert float(losses.contrastive_matching_loss(np.zeros((3, 3)))) == pytest.approx(math.log(3), rel=1e-6)
     assert float(losses.contrastive_matching_loss(20.0 * np.eye(3))) < 1e-6
+
+
+def test_contrastive_negatives_of_the_same_group_are_left_out():
+    # Images 0 and 1 share a group (the same colour pair): caption 1 is not a wrong caption for image 0, nor
+    # caption 0 for image 1, so those two entries leave both softmaxes; image 2's row and column are untouched.
+    similarity = np.array([[2.0, 0.0, -1.0], [0.5, 1.0, 0.0], [0.0, 3.0, 0.5]], "float32")
+    kept = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1]], bool)
+
+    def cross_entropy(matrix, mask):
+        return float(np.mean([np.log(np.exp(row[m]).sum()) - row[i] for i, (row, m) in enumerate(zip(matrix, mask))]))
+
+    by_hand = 0.5 * (cross_entropy(similarity, kept) + cross_entropy(similarity.T, kept.T))
+    masked = float(losses.contrastive_matching_loss(similarity, groups=np.array([4, 4, 7])))
+    assert masked == pytest.approx(by_hand, rel=1e-6)
+    assert masked != pytest.approx(float(losses.contrastive_matching_loss(similarity)), rel=1e-3)
+    # Every image in its own group: the plain loss.
+    assert float(losses.contrastive_matching_loss(similarity, groups=np.arange(3))) == pytest.approx(
+        float(losses.contrastive_matching_loss(similarity)), rel=1e-6)

@@ -241,6 +241,24 @@ def test_contrastive_term_adds_exactly_its_weight_times_the_matching_loss_to_d_a
     assert on["d_contrastive"] == pytest.approx(contrastive_by_hand(real), rel=1e-5)
 
 
+def test_the_contrastive_term_leaves_out_captions_of_the_same_group():
+    # Images 0-3 share a group (one colour pair): their captions are not wrong for each other.
+    batch = dict(pairs_batch(), group=tf.constant([0, 0, 0, 0, 1, 2, 3, 4], "int64"))
+    preset = PRESET.replace(projection=True)
+    grouped, plain = one_step(batch, preset, contrastive_weight=1.0)[1], one_step(pairs_batch(), preset,
+                                                                                contrastive_weight=1.0)[1]
+    _, d = networks(preset)
+    real = d_outputs(d, batch["image"], batch["text"])
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)
+    similarity = unit(real["image_features"]) @ unit(real["text_features"]).T / 0.1
+    same = batch["group"].numpy()[:, None] == batch["group"].numpy()[None, :]
+    similarity[same & ~np.eye(8, dtype=bool)] = -np.inf
+    rows = np.log(np.exp(similarity).sum(1)) - np.diag(similarity)
+    columns = np.log(np.exp(similarity).sum(0)) - np.diag(similarity)
+    assert grouped["d_contrastive"] == pytest.approx(0.5 * (rows.mean() + columns.mean()), rel=1e-5)
+    assert grouped["d_contrastive"] < plain["d_contrastive"]  # fewer negatives, a smaller loss
+
+
 @pytest.mark.parametrize("loss, n_critic", [("bce", 1), ("wgan-gp", 3)])
 def test_the_critic_takes_n_critic_steps_per_generator_step(loss, n_critic):
     gan = make_gan(loss=loss, n_critic=n_critic)
