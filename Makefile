@@ -68,7 +68,7 @@ test-notebooks: $(TEST_STAMP)
 
 # JupyterLab in headless chromium: notebook 07's demo and build/index.html (run `make course` first)
 browser-test: $(TEST_STAMP)
-	T2I_FAST=1 $(BIN)/python -m pytest tests/browser -s $(PYTEST_ARGS)
+	T2I_FAST=1 $(BIN)/python -m pytest tests/browser/browser_jupyterlab.py $(PYTEST_ARGS)
 
 student: $(STAMP)
 	$(BIN)/python -m tools.student --notebooks notebooks --out build/student
