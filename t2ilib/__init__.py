@@ -37,11 +37,12 @@ def setup(seed: int = 0, preset: str | None = None, quiet: bool = False) -> Sess
     """Seed everything, pick the preset (``smoke`` in fast mode) and report the environment in one line."""
     from t2ilib import config, device
 
-    device.import_tensorflow()  # first, so that its start-up log lines are held back
-    import keras
+    with device.tensorflow_startup_log_held_back():  # its first import and device probe log from C++
+        device.import_tensorflow()
+        import keras
 
-    keras.utils.set_random_seed(seed)
-    info = device.detect()
+        keras.utils.set_random_seed(seed)
+        info = device.detect()
     fast = config.is_fast()
     chosen = config.get_preset(preset)
     session = Session(fast=fast, preset=chosen, seed=seed, data_dir=config.data_dir(),

@@ -7,6 +7,7 @@ Every probe can be injected, so the tests fake Colab, a T4 or an M1 on any machi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -80,23 +81,31 @@ def keep_tensorflow_symbols_local() -> bool:
     return True
 
 
-def import_tensorflow():
-    """``import tensorflow``, holding back its start-up log lines (TF_STARTUP_NOISE); other output is passed on."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    keep_tensorflow_symbols_local()
+@contextlib.contextmanager
+def tensorflow_startup_log_held_back():
+    """Hold back TensorFlow's start-up log lines (TF_STARTUP_NOISE) written inside the block; pass on the rest."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)  # the C++ side writes to file descriptor 2, not to sys.stderr
         try:
-            import tensorflow as tf
+            yield
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
             sys.stderr.write("".join(line for line in lines if not TF_STARTUP_NOISE.search(line)))
+
+
+def import_tensorflow():
+    """``import tensorflow`` with its start-up log lines held back."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    keep_tensorflow_symbols_local()
+    with tensorflow_startup_log_held_back():
+        import tensorflow as tf
     return tf
 
 

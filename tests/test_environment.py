@@ -57,3 +57,14 @@ def test_setup_prints_the_kits_report_and_nothing_on_stderr(tmp_path):
     assert stderr == "", f"the setup cell wrote to stderr:\n{stderr}"
     stdout = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
     assert "TensorFlow" in stdout and "preset" in stdout, stdout
+
+
+def test_nbval_stderr_check_fails_on_warnings_but_not_on_progress_bars():
+    from tests.nbval_stderr import unexpected_stderr
+
+    def stream(text, name="stderr"):
+        return {"output_type": "stream", "name": name, "text": text}
+
+    warning = "/x/epoch_iterator.py:74: UserWarning: `shuffle=True` was passed, but will be ignored\n"
+    assert unexpected_stderr([stream(warning), stream("fine\n", "stdout")]) == [warning.strip()]
+    assert unexpected_stderr([stream("preparing: 100%|##########| 300/300 [00:01<00:00, 250.1it/s]\n")]) == []
