@@ -66,6 +66,7 @@ def lab(tmp_path_factory):
                                             metadata={"kernelspec": kernel}), folder / "demo.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MPLBACKEND", None)  # a student's kernel draws inline; Agg (set by conftest.py) would draw nothing
     with open(folder / "server.log", "w") as log:  # the child keeps its own copy of the file
         server = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
