@@ -1,12 +1,23 @@
 # The kit's commands. Each sets up .venv by itself on a fresh machine.
 #   make course   install, prepare the default dataset, execute every notebook into build/
-#   make test     install, run the unit tests and every notebook under pytest --nbval
-# Options: FAST=0 (full presets instead of fast mode), PYTHON=python3.11, NB=notebooks/03_lstm_gan.ipynb
+#   make lab      install, open the notebooks in JupyterLab
+#   make test     install (with requirements-test.txt), run the unit tests and every notebook under pytest --nbval
+# Options: FAST=0 (full presets instead of fast mode), PYTHON=python3.11, NB=notebooks/03_lstm_gan.ipynb,
+#   VENV=.venv-floors CONSTRAINTS=constraints-floors.txt (another environment: .ci/run's version matrix)
 
-PYTHON ?= python3
-VENV   := .venv
+PYTHON      ?= python3
+VENV        ?= .venv
+CONSTRAINTS ?= constraints.txt
+# Packages of requirements.txt to leave out (.ci/run's Python 3.13 job: no CPU torch wheel for it)
+WITHOUT     ?=
+TEST_REQUIREMENTS ?= requirements-test.txt
+PYTEST_ARGS ?=
+LAB_ARGS    ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+empty :=
+space := $(empty) $(empty)
 # auto = fast mode unless a GPU is found (t2ilib.config.is_fast)
 FAST   ?= auto
 NB     ?= notebooks
@@ -21,35 +32,49 @@ endif
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
-.PHONY: help install course test test-unit test-notebooks student bench lint clean
+.PHONY: help install course lab test test-unit test-notebooks browser-test student bench lint clean
 
 help:
-	@sed -n '1,5p' Makefile
+	@sed -n '1,7p' Makefile
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt $(CONSTRAINTS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(strip $(WITHOUT)),grep -vE '^($(subst $(space),|,$(strip $(WITHOUT))))([^A-Za-z0-9_.-]|$$)',cat) \
+		requirements.txt > $(VENV)/requirements.txt
 	@start=$$(date +%s); \
-	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt && \
+	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements.txt -c $(CONSTRAINTS) && \
 	$(BIN)/python -m pip install --quiet --no-deps -e . && \
 	echo "install took $$(( $$(date +%s) - start )) s"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+$(TEST_STAMP): $(STAMP) $(TEST_REQUIREMENTS)
+	$(if $(TEST_REQUIREMENTS),$(BIN)/python -m pip install --quiet -r $(TEST_REQUIREMENTS) -c $(CONSTRAINTS))
+	touch $@
+
 install: $(STAMP)
+
+# JupyterLab on the notebooks; LAB_ARGS="--ip=127.0.0.1 --port=8888 --no-browser" for a server only
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 course: $(STAMP)
 	$(COURSE_RUNS) T2I_FAST=$(FAST) $(BIN)/python -m tools.course --notebooks $(NB) --out build
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	T2I_FAST=1 $(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env \
-		--nbval-cell-timeout=900 --durations=15
+		--nbval-cell-timeout=900 --durations=15 $(PYTEST_ARGS)
 
-test-unit: $(STAMP)
-	T2I_FAST=1 $(BIN)/python -m pytest tests
+test-unit: $(TEST_STAMP)
+	T2I_FAST=1 $(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
-test-notebooks: $(STAMP)
-	T2I_FAST=1 $(BIN)/python -m pytest $(NB) --nbval --nbval-current-env --nbval-cell-timeout=900
+test-notebooks: $(TEST_STAMP)
+	T2I_FAST=1 $(BIN)/python -m pytest $(NB) --nbval --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
+
+# JupyterLab in headless chromium: notebook 07's demo and build/index.html (run `make course` first)
+browser-test: $(TEST_STAMP)
+	T2I_FAST=1 $(BIN)/python -m pytest tests/browser/browser_jupyterlab.py $(PYTEST_ARGS)
 
 student: $(STAMP)
 	$(BIN)/python -m tools.student --notebooks notebooks --out build/student

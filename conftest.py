@@ -4,6 +4,9 @@ import os
 import shutil
 import tempfile
 
+# Fails a notebook cell that writes unexpected text to stderr (under pytest --nbval).
+pytest_plugins = ["tests.nbval_stderr"]
+
 # Set before any kernel starts: nbval's kernels inherit this environment.
 os.environ.setdefault("T2I_FAST", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -57,9 +57,10 @@ def extract(archive, dest) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"{archive} is truncated or not a valid archive ({err}); delete it and run again "
                          f"to download it afresh") from err
-    except UnsafeArchiveError:
+    except UnsafeArchiveError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise UnsafeArchiveError(f"{err}. Nothing was extracted: delete {archive} and use a copy from the "
+                                 f"dataset's own site") from None
     tmp.mkdir(parents=True, exist_ok=True)  # an empty archive still extracts to a folder
     os.replace(tmp, dest)
     return dest

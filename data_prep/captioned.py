@@ -8,6 +8,7 @@ not UTF-8, and a caption file without an image are each counted and named in the
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from data_prep import archives, store
 from data_prep import download as download_module
 
 REED_SPLIT_FILES = {"train": "trainclasses.txt", "val": "valclasses.txt", "test": "testclasses.txt"}
+REED_SPLIT_BY = "Reed et al. (2016) class lists: trainclasses.txt / valclasses.txt / testclasses.txt"
 
 
 @dataclasses.dataclass
@@ -212,15 +214,50 @@ def write(out: Path, name: str, items: list[Item], sizes, meta: dict, summary: s
     })
 
 
+def prepare(out: Path, source: Path, name: str, collect, sources: list[dict], captions_archive: str,
+            captions_drive_id: str, crop: str, sizes, download_missing: bool = True,
+            progress: bool = True) -> store.Summary:
+    """The prepare() of a dataset with Reed et al.'s captions: ``collect`` the items, report orphans, write.
+
+    ``sources`` lists the dataset's own raw files; the caption archive's entry (with the sha256 of the copy
+    used, as Reed et al. publish no checksum) is added here.
+    """
+    summary = store.Summary(name)
+    if store.already_prepared(out, name, sizes):
+        return summary
+    items, text_c10, notes = collect(source, download_missing, progress)
+    report_orphan_captions(text_c10, items, summary)
+    archive = source / captions_archive
+    sources = [*sources, {"file": captions_archive, "url": f"https://drive.google.com/file/d/{captions_drive_id}",
+                          "sha256": download_module.file_digest(archive, "sha256") if archive.is_file() else None}]
+    write(out, name, items, sizes, {
+        "sources": sources,
+        "notes": notes,
+        "split_by": REED_SPLIT_BY,
+        "made_by": {"command": f"python -m data_prep {name}", "crop": crop},
+    }, summary, progress)
+    return summary
+
+
 def run_prepare(args, name: str, prepare) -> int:
-    """The CLI body the captioned datasets share: default folders under the data dir, timing, the summary."""
+    """The CLI body the captioned datasets share: default folders under the data dir, timing, the summary.
+
+    A failed run leaves no output folder behind if it made one (the raw files it fetched stay, to resume).
+    """
     from t2ilib.config import data_dir
 
-    out = args.out or data_dir() / name
-    source = args.source or data_dir() / "raw" / name
-    source.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out or data_dir() / name)
+    source = Path(args.source or data_dir() / "raw" / name)
+    if not args.no_download:
+        source.mkdir(parents=True, exist_ok=True)
+    made_out = not out.exists()
     start = time.perf_counter()
-    summary = prepare(out, source, args.sizes, download_missing=not args.no_download)
+    try:
+        summary = prepare(out, source, args.sizes, download_missing=not args.no_download)
+    except BaseException:
+        if made_out:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary.counts["seconds"] = round(time.perf_counter() - start, 1)
     summary.report(out)
     return 0

@@ -73,23 +73,9 @@ def collect(source: Path, download_missing: bool = True, progress: bool = True):
 
 def prepare(out: Path, source: Path, sizes=DEFAULT_SIZES, download_missing: bool = True,
             progress: bool = True) -> store.Summary:
-    summary = store.Summary(NAME)
-    if store.already_prepared(out, NAME, sizes):
-        return summary
-    items, text_c10, notes = collect(source, download_missing, progress)
-    captioned.report_orphan_captions(text_c10, items, summary)
-    captions_archive = source / CAPTIONS_ARCHIVE
-    captioned.write(out, NAME, items, sizes, {
-        "sources": [
-            {"file": CUB_ARCHIVE, "url": CUB_URL, "md5": CUB_MD5},
-            {"file": CAPTIONS_ARCHIVE, "url": f"https://drive.google.com/file/d/{CAPTIONS_DRIVE_ID}",
-             "sha256": download.file_digest(captions_archive, "sha256") if captions_archive.is_file() else None},
-        ],
-        "notes": notes,
-        "split_by": "Reed et al. (2016) class lists: trainclasses.txt / valclasses.txt / testclasses.txt",
-        "made_by": {"command": "python -m data_prep cub200", "crop": "bounding box, 1.5x its larger side"},
-    }, summary, progress)
-    return summary
+    return captioned.prepare(out, source, NAME, collect, [{"file": CUB_ARCHIVE, "url": CUB_URL, "md5": CUB_MD5}],
+                             CAPTIONS_ARCHIVE, CAPTIONS_DRIVE_ID, crop="bounding box, 1.5x its larger side",
+                             sizes=sizes, download_missing=download_missing, progress=progress)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 import zlib
 from collections import Counter
@@ -418,11 +417,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    try:
-        path = ensure(args.dataset, args.encoder, name=args.name, force=args.force, **settings_from_args(args))
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    path = ensure(args.dataset, args.encoder, name=args.name, force=args.force, **settings_from_args(args))
     from t2ilib import text as t2itext
 
     info = t2itext.read_cache_info(args.dataset, args.name or args.encoder)

@@ -80,22 +80,9 @@ def collect(source: Path, download_missing: bool = True, progress: bool = True):
 
 def prepare(out: Path, source: Path, sizes=DEFAULT_SIZES, download_missing: bool = True,
             progress: bool = True) -> store.Summary:
-    summary = store.Summary(NAME)
-    if store.already_prepared(out, NAME, sizes):
-        return summary
-    items, text_c10, notes = collect(source, download_missing, progress)
-    captioned.report_orphan_captions(text_c10, items, summary)
-    captions_archive = source / CAPTIONS_ARCHIVE
-    sources = [{"file": name, "url": OXFORD_URL + name, "md5": md5} for name, md5 in OXFORD_FILES.items()]
-    sources.append({"file": CAPTIONS_ARCHIVE, "url": f"https://drive.google.com/file/d/{CAPTIONS_DRIVE_ID}",
-                    "sha256": download.file_digest(captions_archive, "sha256") if captions_archive.is_file() else None})
-    captioned.write(out, NAME, items, sizes, {
-        "sources": sources,
-        "notes": notes,
-        "split_by": "Reed et al. (2016) class lists: trainclasses.txt / valclasses.txt / testclasses.txt",
-        "made_by": {"command": "python -m data_prep flowers102", "crop": "centre square"},
-    }, summary, progress)
-    return summary
+    oxford = [{"file": name, "url": OXFORD_URL + name, "md5": md5} for name, md5 in OXFORD_FILES.items()]
+    return captioned.prepare(out, source, NAME, collect, oxford, CAPTIONS_ARCHIVE, CAPTIONS_DRIVE_ID,
+                             crop="centre square", sizes=sizes, download_missing=download_missing, progress=progress)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -363,7 +363,8 @@ def run(args: argparse.Namespace) -> int:
     from t2ilib.config import data_dir
 
     if args.num_images < 1 or any(s < 8 for s in args.sizes):
-        raise SystemExit(f"--num-images must be >= 1 and --sizes >= 8 (got {args.num_images}, {args.sizes})")
+        raise ValueError(f"--num-images must be >= 1 and --sizes >= 8 (got {args.num_images}, {args.sizes}): "
+                         f"pass a positive count and sizes of 8 pixels or more")
     out = args.out or data_dir() / default_dirname(args.num_images, args.seed)
     start = time.perf_counter()
     try:

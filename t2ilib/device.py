@@ -7,12 +7,16 @@ Every probe can be injected, so the tests fake Colab, a T4 or an M1 on any machi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
+import re
 import sys
+import tempfile
 import time
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,10 +55,62 @@ class DeviceInfo:
                 f"Keras {self.keras_version}")
 
 
-def _import_tf():
-    import tensorflow as tf
+# What TensorFlow's C++ side prints to stderr while it loads, before it reads TF_CPP_MIN_LOG_LEVEL: no environment
+# variable silences these, so import_tensorflow() holds them back (anything else is passed on).
+TF_STARTUP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|Could not find cuda drivers"
+    r"|cpu_feature_guard|This TensorFlow binary is optimized|To enable the following instructions"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|TF-TRT Warning"
+    r"|cuInit: UNKNOWN ERROR \(303\)|failed call to cuInit"
+)
+TF_GLOBAL_FLAGS_MODULE = "tensorflow.python.pywrap_dlopen_global_flags"
 
+
+def keep_tensorflow_symbols_local() -> bool:
+    """Make TensorFlow load its C++ core privately (RTLD_LOCAL), as it does when built with the framework library.
+
+    TensorFlow >= 2.21 on Linux loads it with RTLD_GLOBAL, which exports its bundled LLVM/MLIR to every library
+    loaded later: triton's libtriton.so (PyPI's CUDA torch brings triton; transformers imports it) then binds to
+    TensorFlow's LLVM instead of its own and crashes the process (SIGSEGV). Only before TensorFlow is imported.
+    """
+    if sys.platform != "linux" or "tensorflow" in sys.modules or TF_GLOBAL_FLAGS_MODULE in sys.modules:
+        return False
+    local = types.ModuleType(TF_GLOBAL_FLAGS_MODULE)
+    local.set_dlopen_flags = local.reset_dlopen_flags = lambda: None
+    sys.modules[TF_GLOBAL_FLAGS_MODULE] = local
+    return True
+
+
+@contextlib.contextmanager
+def tensorflow_startup_log_held_back():
+    """Hold back TensorFlow's start-up log lines (TF_STARTUP_NOISE) written inside the block; pass on the rest."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)  # the C++ side writes to file descriptor 2, not to sys.stderr
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not TF_STARTUP_NOISE.search(line)))
+
+
+def import_tensorflow():
+    """``import tensorflow`` with its start-up log lines held back."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    keep_tensorflow_symbols_local()
+    with tensorflow_startup_log_held_back():
+        import tensorflow as tf
     return tf
+
+
+def _import_tf():
+    return import_tensorflow()
 
 
 def detect(environ: Mapping[str, str] | None = None, modules: Mapping[str, Any] | None = None,

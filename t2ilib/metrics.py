@@ -185,7 +185,7 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
         raise ValueError("a Frechet distance needs at least 2 feature vectors per set")
     mu_a, mu_b = features_a.mean(axis=0), features_b.mean(axis=0)
     cov_a, cov_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = linalg.sqrtm(cov_a @ cov_b)  # scipy 1.18 dropped disp=; the error estimate was unused
     root = root.real  # sqrtm returns tiny imaginary parts from rounding
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
 

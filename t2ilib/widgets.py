@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -134,9 +135,21 @@ def _enable_colab_widgets() -> None:
         output.enable_custom_widget_manager()
 
 
+class DemoWidgets(typing.NamedTuple):
+    """``(state, box)``; a cell that ends with it (or with ``box``) shows the demo once."""
+
+    state: Demo
+    box: object  # ipywidgets.VBox, or None without ipywidgets
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box if self.box is not None else self.state)
+
+
 def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
-         count: int = 8, show: bool = True):
-    """Build (and by default display) the widget demo; returns ``(Demo, widgets_box)`` (``box`` None if no widgets)."""
+         count: int = 8, show: bool = False) -> DemoWidgets:
+    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead)."""
     state = Demo(models, encoder, count)
     try:
         import ipywidgets as w
@@ -144,7 +157,7 @@ def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with re
     except ImportError:
         print("ipywidgets is not installed: call t2ilib.widgets.generate_grid(generator, encoder([caption])[0]) "
               "or state.generate(caption, model) directly.")
-        return state, None
+        return DemoWidgets(state, None)
     _enable_colab_widgets()
     text = w.Text(value=caption, description="Caption", layout=w.Layout(width="520px"))
     model = w.Dropdown(options=sorted(models), description="Model")
@@ -170,4 +183,4 @@ def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with re
     box = w.VBox([text, w.HBox([model, button]), w.HBox([seed, truncation]), out])
     if show:
         display(box)
-    return state, box
+    return DemoWidgets(state, box)

@@ -167,6 +167,66 @@ def test_oxford_wrong_checksum_of_a_supplied_file_is_named(oxford_source, tmp_pa
         flowers102.prepare(tmp_path / "out", oxford_source, sizes=(32,), download_missing=False, progress=False)
 
 
+def _cli_error(capsys, argv, out):
+    """Run the CLI; its error must be one line naming the problem, exit 2, and leave no output folder."""
+    from data_prep.__main__ import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    return err
+
+
+def _oxford_argv(source, out, *more):
+    return ["flowers102", "--out", str(out), "--source", str(source), "--no-download", "--sizes", "32", *more]
+
+
+def test_oxford_cli_wrong_checksum_is_one_line(oxford_source, tmp_path, capsys):
+    (oxford_source / "setid.mat").write_bytes(b"not the real file")
+    err = _cli_error(capsys, _oxford_argv(oxford_source, tmp_path / "out"), tmp_path / "out")
+    assert "setid.mat" in err and "a5357ecc9cb78c4bef273ce3793fc85c" in err and "delete it" in err
+
+
+def test_oxford_cli_missing_raw_file_without_download_is_one_line(oxford_source, tmp_path, capsys):
+    (oxford_source / "cvpr2016_flowers.tar.gz").unlink()
+    err = _cli_error(capsys, _oxford_argv(oxford_source, tmp_path / "out"), tmp_path / "out")
+    assert "cvpr2016_flowers.tar.gz is missing and --no-download" in err and "put the file there" in err
+
+
+def test_oxford_cli_unsafe_archive_is_one_line(oxford_source, tmp_path, capsys):
+    _tar(oxford_source / "cvpr2016_flowers.tar.gz", {"cvpr2016_flowers/../../evil.txt": b"x"})
+    err = _cli_error(capsys, _oxford_argv(oxford_source, tmp_path / "out"), tmp_path / "out")
+    assert "cvpr2016_flowers.tar.gz" in err and "'..'" in err and "use a copy from the dataset's own site" in err
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_oxford_cli_missing_reed_class_lists_is_one_line(oxford_source, tmp_path, capsys):
+    with tarfile.open(oxford_source / "cvpr2016_flowers.tar.gz") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()
+                 if m.isfile() and not m.name.endswith("classes.txt")}
+    _tar(oxford_source / "cvpr2016_flowers.tar.gz", files)
+    err = _cli_error(capsys, _oxford_argv(oxford_source, tmp_path / "out"), tmp_path / "out")
+    assert "class split files not found" in err and "cvpr2016_*.tar.gz" in err
+
+
+def test_cli_debug_shows_the_traceback(oxford_source, tmp_path, monkeypatch):
+    from data_prep.__main__ import main
+
+    (oxford_source / "setid.mat").write_bytes(b"not the real file")
+    with pytest.raises(RuntimeError, match="setid.mat"):
+        main(_oxford_argv(oxford_source, tmp_path / "out", "--debug"))
+    monkeypatch.setenv("T2I_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="setid.mat"):
+        main(_oxford_argv(oxford_source, tmp_path / "out"))
+
+
+def test_cli_bad_value_is_one_line(tmp_path, capsys):
+    err = _cli_error(capsys, ["synthetic_flowers", "--num-images", "0", "--out", str(tmp_path / "out")],
+                     tmp_path / "out")
+    assert "--num-images must be >= 1" in err
+
+
 # CUB-200 --------------------------------------------------------------------------------------------------------
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 

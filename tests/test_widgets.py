@@ -76,6 +76,18 @@ def test_widgets_button_calls_the_callback(generator):
         "a white flower", "smoke", 7, 0.7))
 
 
+def test_demo_is_shown_once_by_the_cell_that_ends_with_it(generator, monkeypatch):
+    pytest.importorskip("ipywidgets", reason="the widget front needs ipywidgets")
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects, **_: shown.extend(objects))
+    result = widgets.demo({"smoke": generator}, widgets.CaptionEncoder(CountingEncoder()))
+    assert shown == []  # building it displays nothing: the cell's value does
+    result._ipython_display_()
+    assert shown == [result.box]
+
+
 def test_generators_save_and_load_safely_with_their_card(generator, tmp_path):
     from t2ilib import pretrained
 
