@@ -125,7 +125,7 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
 
     dataset = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=seed)
                .map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    model.fit(dataset, epochs=epochs, verbose=verbose)
+    model.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)  # tf.data shuffles
     classifier = AttributeClassifier(model, vocab)
     if test_images is not None:
         classifier.test_accuracy = match_rates(classifier.predict(test_images), test_attributes[list(vocab)])

@@ -100,7 +100,7 @@ def train_dual_encoder(prepared, encoder: str = "sentence", image_size: int = 32
     embedding_dim = int(prepared.embeddings(encoder).shape[1])
     model = DualEncoder(image_size=image_size, embedding_dim=embedding_dim)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    model.fit(dataset, epochs=epochs, verbose=verbose)
+    model.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)  # tf.data shuffles
     return model
 
 

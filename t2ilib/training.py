@@ -67,6 +67,10 @@ class ConditionalGAN(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True  # both networks are built functional models; saving weights needs this flag
 
+    def fit(self, *args, shuffle=False, **kwargs):
+        # Batches come shuffled from tf.data (make_dataset): Keras' default shuffle=True would only warn.
+        return super().fit(*args, shuffle=shuffle, **kwargs)
+
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         """One optimizer per network (default: DCGAN's Adam for both), loss-scaled under ``mixed_float16``."""
         super().compile(**kwargs)
