@@ -16,7 +16,7 @@ from tools import standins
 
 ROOT = Path(__file__).resolve().parent.parent
 # The notebooks whose every cell runs on a dataset without attributes (the others still assume the synthetic flowers).
-NOTEBOOKS_ON_REAL_DATA = ["03_lstm_gan.ipynb"]
+NOTEBOOKS_ON_REAL_DATA = ["03_lstm_gan.ipynb", "04_gan_cls.ipynb", "07_evaluation_and_demo.ipynb"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,8 @@ def standin_dir(tmp_path_factory):
 def test_standins_are_prepared_through_the_real_layouts(standin_dir):
     flowers = load_prepared(standin_dir / "flowers102")
     assert flowers.num_images == standins.FLOWER_CLASSES * standins.IMAGES_PER_CLASS
-    assert sorted(flowers.attributes.label.unique()) == [f"class_{c:05d}" for c in range(1, 9)]
+    classes = [f"class_{c:05d}" for c in range(1, standins.FLOWER_CLASSES + 1)]
+    assert sorted(flowers.attributes.label.unique()) == classes
     assert set(flowers.captions.split) == {"train", "val", "test"}
     cifar = load_prepared(standin_dir / "cifar10")
     assert cifar.num_images == 5 * standins.CIFAR_TRAIN_PER_BATCH + standins.CIFAR_TEST
