@@ -7,6 +7,10 @@ Three presets, one per kind of machine a student has:
 - ``paper``: a Colab T4. The published widths of Reed et al. (2016).
 
 ``is_fast()`` reads ``T2I_FAST`` so the same notebook runs in seconds under CI and for real elsewhere.
+
+Configuration lives in one layer: every design choice the builders (``t2ilib.models``) and ``make_gan`` read is a
+``Preset`` field, and a variant is ``preset.replace(field=...)``. ``REED_ET_AL`` and ``IMPROVED`` are two named sets
+of those fields. "Off" is ``False`` for a switch and ``0.0`` for a weight, never ``None``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ __all__ = ["Preset", "PRESETS", "REED_ET_AL", "IMPROVED", "is_fast", "get_preset
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """Sizes and optimiser settings of one training run. Frozen: derive variants with ``replace``."""
+    """Sizes, design and optimiser settings of one training run. Frozen: derive variants with ``replace``.
+    Introduced in notebook 00."""
 
     name: str
     image_size: int
@@ -36,20 +41,20 @@ class Preset:
     num_images: int = 10_000  # synthetic flowers to prepare for this preset
     # Named improvements over the DCGAN / Reed et al. defaults (all off in `paper`; see t2ilib.models):
     projection: bool = False  # D adds a projection term <W text, image features> (Miyato & Koyama 2018)
-    projection_sizes: tuple[int, ...] = (4,)  # D's feature sizes the projection compares text with: (4,) or (4, 8)
     upsample: str = "transpose"  # "nearest": upsample + conv in G instead of transposed convs (Odena et al.)
     loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017)
     g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)
-    d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018)
-    ema_decay: float = 0.0  # > 0: sample from a moving average of G's weights (Karras et al. 2018); 0: off
-    contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN)
+    d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018); "none" (WGAN-GP)
+    contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN); 0: off
 
     def __post_init__(self):
-        for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral"))):
+        for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral", "none")),
+                               ("upsample", ("transpose", "nearest")), ("loss", ("bce", "hinge", "wgan-gp"))):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"preset {self.name!r}: {field}={getattr(self, field)!r}, use one of {allowed}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"preset {self.name!r}: ema_decay={self.ema_decay!r}, use 0 (off) or a decay below 1")
+        if self.contrastive_weight < 0:
+            raise ValueError(f"preset {self.name!r}: contrastive_weight={self.contrastive_weight!r}, use 0 (off) or "
+                             "a positive weight")
 
     def replace(self, **changes) -> Preset:
         return dataclasses.replace(self, **changes)

@@ -28,6 +28,7 @@ from t2ilib import losses
 __all__ = [
     "dcgan_init",
     "batch_normalization",
+    "spectral",
     "TextProjection",
     "SpatialTile",
     "UpBlock",
@@ -62,7 +63,9 @@ def batch_normalization(**kwargs) -> layers.BatchNormalization:
     return layers.BatchNormalization(synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1, **kwargs)
 
 
-def _maybe_spectral(layer, spectral_norm: bool):
+def spectral(layer, spectral_norm: bool = True):
+    """``layer`` wrapped in spectral normalisation when ``spectral_norm`` is true, else ``layer`` itself (the one
+    place D's weights get wrapped; introduced in notebook 04)."""
     return layers.SpectralNormalization(layer) if spectral_norm else layer
 
 
@@ -78,7 +81,7 @@ class TextProjection(layers.Layer):
         super().__init__(**kwargs)
         self.units = units
         self.spectral_norm = spectral_norm
-        self.dense = _maybe_spectral(layers.Dense(units, kernel_initializer=dcgan_init()), spectral_norm)
+        self.dense = spectral(layers.Dense(units, kernel_initializer=dcgan_init()), spectral_norm)
         self.activation = layers.LeakyReLU(0.2)
 
     def build(self, input_shape):
@@ -230,7 +233,7 @@ class DownBlock(layers.Layer):
         self.filters, self.batch_norm, self.spectral_norm = filters, batch_norm, spectral_norm
         conv = layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=not batch_norm,
                              kernel_initializer=dcgan_init())
-        self.conv = _maybe_spectral(conv, spectral_norm)
+        self.conv = spectral(conv, spectral_norm)
         self.norm = batch_normalization() if batch_norm else None
         self.activation = layers.LeakyReLU(0.2)
 

@@ -1,10 +1,14 @@
-"""GAN losses as pure functions of discriminator logits.
+"""GAN losses as pure functions of discriminator logits, and the tables the trainer picks them from by name.
 
 Every function takes raw logits (before any sigmoid) and returns a scalar float32 tensor, so the same code runs
-under mixed precision. Two families:
+under mixed precision. Three families, the entries of :data:`D_LOSSES` / :data:`G_LOSSES`:
 
-- the *cross-entropy* GAN of Goodfellow et al. (2014), with the non-saturating generator loss they recommend;
-- the *hinge* GAN (Lim & Ye 2017, Miyato et al. 2018), a margin loss that stops pushing once D is confident.
+- ``"bce"``: the *cross-entropy* GAN of Goodfellow et al. (2014), with the non-saturating generator loss they
+  recommend (notebook 03);
+- ``"hinge"``: the *hinge* GAN (Lim & Ye 2017, Miyato et al. 2018), a margin loss that stops pushing once D is
+  confident (notebook 04);
+- ``"wgan-gp"``: the Wasserstein critic (Arjovsky et al. 2017), kept 1-Lipschitz by :func:`gradient_penalty`,
+  which the trainer adds to D's loss as a separate term (notebook 06).
 
 Each has a plain conditional form (real pairs vs fake pairs) and the GAN-CLS form of Reed et al. (2016), where D
 also learns to reject a real image paired with the *wrong* text:
@@ -13,7 +17,9 @@ also learns to reject a real image paired with the *wrong* text:
 
 from __future__ import annotations
 
-import tensorflow as tf
+import keras
+import tensorflow as tf  # only for the gradient penalty's tape
+from keras import ops
 
 __all__ = [
     "LN2",
@@ -34,7 +40,9 @@ __all__ = [
     "wasserstein_g_loss",
     "gradient_penalty",
     "reconstruction_loss",
+    "pair_similarity",
     "contrastive_matching_loss",
+    "contrastive_loss",
     "D_LOSSES",
     "G_LOSSES",
 ]
@@ -45,19 +53,17 @@ LN2 = 0.6931471805599453
 
 
 def _f32(logits):
-    return tf.cast(logits, tf.float32)
+    return ops.cast(logits, "float32")
 
 
 def bce_real(logits):
     """Mean of ``-log sigmoid(logits)``: D's loss for calling these pairs real (also G's non-saturating loss)."""
-    logits = _f32(logits)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(logits), logits=logits))
+    return ops.mean(ops.softplus(-_f32(logits)))  # -log sigmoid(x) = softplus(-x), stable for large |x|
 
 
 def bce_fake(logits):
     """Mean of ``-log(1 - sigmoid(logits))``: D's loss for calling these pairs fake."""
-    logits = _f32(logits)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(logits), logits=logits))
+    return ops.mean(ops.softplus(_f32(logits)))
 
 
 def d_loss(real_logits, fake_logits):
@@ -82,12 +88,12 @@ def gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
 
 def hinge_real(logits):
     """Mean of ``max(0, 1 - logits)``: zero once D scores a real pair above the margin."""
-    return tf.reduce_mean(tf.nn.relu(1.0 - _f32(logits)))
+    return ops.mean(ops.relu(1.0 - _f32(logits)))
 
 
 def hinge_fake(logits):
     """Mean of ``max(0, 1 + logits)``: zero once D scores a fake pair below the margin."""
-    return tf.reduce_mean(tf.nn.relu(1.0 + _f32(logits)))
+    return ops.mean(ops.relu(1.0 + _f32(logits)))
 
 
 def hinge_d_loss(real_logits, fake_logits):
@@ -96,7 +102,7 @@ def hinge_d_loss(real_logits, fake_logits):
 
 def hinge_g_loss(fake_logits):
     """The hinge generator loss is unbounded: ``-mean(D(G(z)))``."""
-    return -tf.reduce_mean(_f32(fake_logits))
+    return -ops.mean(_f32(fake_logits))
 
 
 def hinge_gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
@@ -110,44 +116,44 @@ def kl_loss(mean, log_var):
     The regulariser of Conditioning Augmentation (StackGAN): it keeps the sampled text codes near a unit Gaussian.
     """
     mean, log_var = _f32(mean), _f32(log_var)
-    return tf.reduce_mean(0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1.0 - log_var, axis=-1))
+    return ops.mean(0.5 * ops.sum(ops.exp(log_var) + ops.square(mean) - 1.0 - log_var, axis=-1))
 
 
 def wasserstein_d_loss(real_scores, fake_scores):
     """The WGAN critic loss ``E[D(fake)] - E[D(real)]``: its negative estimates the Wasserstein-1 distance
     (Arjovsky et al. 2017), provided the critic is kept 1-Lipschitz (see :func:`gradient_penalty`)."""
-    return tf.reduce_mean(_f32(fake_scores)) - tf.reduce_mean(_f32(real_scores))
+    return ops.mean(_f32(fake_scores)) - ops.mean(_f32(real_scores))
 
 
 def wasserstein_cls_d_loss(real_scores, wrong_scores, fake_scores):
     """The critic loss with the conditional (matching-aware) term: real image + wrong text counts as fake,
     with the GAN-CLS weights ``real + (wrong + fake) / 2``."""
-    return (0.5 * (tf.reduce_mean(_f32(wrong_scores)) + tf.reduce_mean(_f32(fake_scores)))
-            - tf.reduce_mean(_f32(real_scores)))
+    return 0.5 * (ops.mean(_f32(wrong_scores)) + ops.mean(_f32(fake_scores))) - ops.mean(_f32(real_scores))
 
 
 def wasserstein_g_loss(fake_scores):
     """The WGAN generator loss ``-E[D(fake)]``."""
-    return -tf.reduce_mean(_f32(fake_scores))
+    return -ops.mean(_f32(fake_scores))
 
 
 def gradient_penalty(critic, real, fake, alpha=None, seed=None):
     """WGAN-GP (Gulrajani et al. 2017): ``E[(||grad_x critic(x_hat)||_2 - 1)^2]`` on random points
     ``x_hat = alpha * real + (1 - alpha) * fake`` between real and fake images, one ``alpha ~ U(0, 1)`` per
-    sample (or the ``alpha`` given, shape ``[B]``). ``critic`` maps a batch of images to scores; close over the
-    text to penalise a conditional critic. Multiply by the weight (10 in the paper) yourself.
+    sample (or the ``alpha`` given, shape ``[B]``; ``seed`` is a ``keras.random.SeedGenerator`` or an int).
+    ``critic`` maps a batch of images to scores; close over the text to penalise a conditional critic. Multiply by
+    the weight (10 in the paper) yourself; ``ConditionalGAN(loss="wgan-gp")`` adds it to D's loss.
     """
     real, fake = _f32(real), _f32(fake)
     if alpha is None:
-        alpha = tf.random.uniform(tf.shape(real)[:1], seed=seed)
-    alpha = tf.reshape(_f32(alpha), [-1] + [1] * (len(real.shape) - 1))
+        alpha = keras.random.uniform(ops.shape(real)[:1], seed=seed)
+    alpha = ops.reshape(_f32(alpha), [-1] + [1] * (len(real.shape) - 1))
     between = alpha * real + (1.0 - alpha) * fake
     with tf.GradientTape() as tape:
         tape.watch(between)
         scores = _f32(critic(between))
     gradients = tape.gradient(scores, between)
-    norms = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=tf.range(1, tf.rank(gradients))) + 1e-12)
-    return tf.reduce_mean(tf.square(norms - 1.0))
+    norms = ops.sqrt(ops.sum(ops.square(gradients), axis=tuple(range(1, len(gradients.shape)))) + 1e-12)
+    return ops.mean(ops.square(norms - 1.0))
 
 
 def reconstruction_loss(high_res, low_res):
@@ -157,8 +163,15 @@ def reconstruction_loss(high_res, low_res):
     factor = high_res.shape[1] // low_res.shape[1]
     if factor < 1 or high_res.shape[1] != factor * low_res.shape[1]:
         raise ValueError(f"reconstruction_loss: {high_res.shape[1]} px is not a multiple of {low_res.shape[1]} px")
-    shrunk = tf.nn.avg_pool2d(high_res, factor, factor, "VALID") if factor > 1 else high_res
-    return tf.reduce_mean(tf.abs(shrunk - low_res))
+    shrunk = ops.average_pool(high_res, factor, factor, "valid") if factor > 1 else high_res
+    return ops.mean(ops.abs(shrunk - low_res))
+
+
+def pair_similarity(image_features, text_features, temperature: float = 0.1):
+    """``[B, B]`` cosine of every image's features with every caption's, over ``temperature`` (XMC-GAN's 0.1):
+    the same scale whatever D's norms are. Row i is image i; column j is caption j."""
+    unit = lambda x: ops.normalize(_f32(x), axis=-1)
+    return ops.matmul(unit(image_features), ops.transpose(unit(text_features))) / temperature
 
 
 def contrastive_matching_loss(similarity):
@@ -167,13 +180,19 @@ def contrastive_matching_loss(similarity):
     image), averaged (CLIP's loss; XMC-GAN, Zhang et al. 2021, trains a text-to-image GAN with it). Every other
     caption of the batch is a wrong caption, so one matrix product gives B - 1 mismatched pairs per image."""
     similarity = _f32(similarity)
-    labels = tf.range(tf.shape(similarity)[0])
-    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits
-    rows = cross_entropy(labels=labels, logits=similarity)
-    columns = cross_entropy(labels=labels, logits=tf.transpose(similarity))
-    return 0.5 * (tf.reduce_mean(rows) + tf.reduce_mean(columns))
+    rows = -ops.diagonal(ops.log_softmax(similarity, axis=1))  # image i picks caption i
+    columns = -ops.diagonal(ops.log_softmax(similarity, axis=0))  # caption j picks image j
+    return 0.5 * (ops.mean(rows) + ops.mean(columns))
 
 
-# The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss.
-D_LOSSES = {"bce": (d_loss, gan_cls_d_loss), "hinge": (hinge_d_loss, hinge_gan_cls_d_loss)}
-G_LOSSES = {"bce": g_loss_nonsaturating, "hinge": hinge_g_loss}
+def contrastive_loss(image_features, text_features, temperature: float = 0.1):
+    """:func:`contrastive_matching_loss` of the batch's :func:`pair_similarity`: D's projection vectors in, one
+    number out (the contrastive term of ``ConditionalGAN``, notebook 04)."""
+    return contrastive_matching_loss(pair_similarity(image_features, text_features, temperature))
+
+
+# The discriminator and generator losses by name: (plain conditional, GAN-CLS) pairs and the G loss. "wgan-gp" is
+# the Wasserstein pair; its gradient penalty is a separate D term (gradient_penalty) that the trainer adds.
+D_LOSSES = {"bce": (d_loss, gan_cls_d_loss), "hinge": (hinge_d_loss, hinge_gan_cls_d_loss),
+            "wgan-gp": (wasserstein_d_loss, wasserstein_cls_d_loss)}
+G_LOSSES = {"bce": g_loss_nonsaturating, "hinge": hinge_g_loss, "wgan-gp": wasserstein_g_loss}

@@ -8,8 +8,8 @@ as in the LSTM-GAN.
 The defaults are the architecture the notebooks teach (the DCGAN rules). The options are named improvements from
 later papers; the ``cpu`` preset turns some on to learn fast on a laptop: ``text_stats`` (the text standardised
 inside the model), ``preset.g_norm="conditional"`` (text-conditional batch norm in every G block, de Vries et al.
-2017), ``preset.d_norm="spectral"`` and ``projection`` (Miyato et al. 2018), ``upsample="nearest"`` (Odena et
-al. 2016) and ``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
+2017), ``preset.d_norm="spectral"`` and ``preset.projection`` (Miyato et al. 2018), ``preset.upsample="nearest"``
+(Odena et al. 2016) and ``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
 """
 
 from __future__ import annotations
@@ -26,22 +26,21 @@ from t2ilib.layers import (
     UpBlock,
     batch_normalization,
     dcgan_init,
+    spectral,
 )
 
-__all__ = ["build_generator", "build_discriminator", "projection_term", "text_input", "generate"]
+__all__ = ["build_generator", "build_discriminator", "projection_head", "text_input", "generate"]
 
 
 def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None,
                text_stats=None):
-    """The ``text`` input of G or D, and the text vector it becomes inside the model.
+    """The ``text`` input of G or D, and the text vector it becomes inside the model. Introduced in notebook 03.
 
     Either ``embedding_dim`` (a cached embedding arrives) or ``text_encoder`` + ``sequence_length`` (token ids
     arrive and the encoder, trained with the GAN, turns them into a vector).
 
     ``text_stats=(mean, variance)`` of the training embeddings (``PreparedDataset.embedding_stats``) standardises each
-    embedding dimension first, inside the model. Sentence embeddings of captions that share a template are nearly
-    parallel unit vectors: what tells one colour from another is a small part of each vector, and a freshly
-    initialised layer passes it on at a hundredth of the noise's scale. Standardised, it arrives at full scale.
+    embedding dimension first, inside the model (why: notebook 04, section 3). Introduced in notebook 03.
     """
     if (embedding_dim is None) == (text_encoder is None):
         raise ValueError("give either embedding_dim (cached embeddings) or text_encoder + sequence_length "
@@ -64,17 +63,17 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
 
 
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
-                    sequence_length: int | None = None, text_stats=None, upsample: str | None = None,
-                    conditioning: str = "dense", kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
-    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square.
+                    sequence_length: int | None = None, text_stats=None, conditioning: str = "dense",
+                    kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
+    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square. Introduced in notebook 03.
 
     text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
     -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
-    with tanh and no batch norm. ``upsample`` defaults to the preset's (``"transpose"``: DCGAN). With
+    with tanh and no batch norm, upsampling as ``preset.upsample`` says (``"transpose"``: DCGAN). With
     ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block.
     ``kl_weight`` weighs CA's KL term in G's loss (StackGAN's 2 by default; notebook 05 measures a smaller one).
     """
-    upsample = upsample or preset.upsample
+    upsample = preset.upsample
     if conditioning not in ("dense", "ca"):
         raise ValueError(f"conditioning={conditioning!r}: use 'dense' (Reed et al.) or 'ca' (StackGAN)")
     z = keras.Input((preset.z_dim,), name="z")
@@ -97,80 +96,73 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
 
 
 def build_discriminator(preset, *, embedding_dim: int | None = None, text_encoder=None,
-                        sequence_length: int | None = None, text_stats=None, spectral_norm: bool | None = None,
-                        batch_norm: bool | None = None, projection: bool | None = None,
+                        sequence_length: int | None = None, text_stats=None,
                         name: str = "discriminator") -> keras.Model:
-    """``(image, text) -> one logit per pair``: is this a real image that matches this text?
+    """``(image, text) -> {"logits": one logit per pair}``: is this a real image that matches this text?
+    Introduced in notebook 03.
 
     image -> one ``DownBlock`` per width of ``preset.d_channels`` (no batch norm on the first) down to 4x4;
     text -> ``TextProjection`` -> tiled at 4x4 and concatenated in depth -> 1x1 conv + BN + LeakyReLU -> a 4x4
-    conv to one logit (Reed et al. 2016).
+    conv to one logit (Reed et al. 2016). ``preset.d_norm`` normalises D: ``"batch"`` (DCGAN), ``"spectral"``
+    (Miyato et al. 2018, every conv/dense weight) or ``"none"`` (WGAN-GP, whose penalty is per sample).
 
-    ``projection=True`` adds Miyato & Koyama's (2018) projection term ``<W code, pool(features)>`` to the logit:
-    an inner product that lets text and image agree directly, on top of the concatenation path. It compares at
-    each of ``preset.projection_sizes`` (4: the last block's features; 8 adds the block before, whose finer
-    cells see a small part such as the flower's centre on its own).
-    ``projection=None`` takes the preset's choice. ``spectral_norm=True`` normalises every conv/dense weight;
-    pair it with ``batch_norm=False``. Left at ``None``, the two follow ``preset.d_norm``.
+    ``preset.projection`` adds Miyato & Koyama's (2018) projection term (:func:`projection_head`) to the logit,
+    and D also returns the term's two vectors as ``"image_features"`` and ``"text_features"`` (what
+    ``ConditionalGAN``'s contrastive term compares).
     """
-    projection = preset.projection if projection is None else projection
-    spectral_norm = preset.d_norm == "spectral" if spectral_norm is None else spectral_norm
-    batch_norm = not spectral_norm if batch_norm is None else batch_norm
+    if preset.d_norm not in ("batch", "spectral", "none"):
+        raise ValueError(f"preset {preset.name!r}: d_norm={preset.d_norm!r}, use 'batch', 'spectral' or 'none'")
+    spectral_norm, batch_norm = preset.d_norm == "spectral", preset.d_norm == "batch"
     if preset.image_size // 2 ** len(preset.d_channels) != 4:
         raise ValueError(f"preset {preset.name!r}: {len(preset.d_channels)} down-blocks take "
                          f"{preset.image_size}px to {preset.image_size // 2 ** len(preset.d_channels)}px, not 4px")
     image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
     text, vector = text_input(embedding_dim, text_encoder, sequence_length, text_stats)
-    wrap = (lambda layer: layers.SpectralNormalization(layer)) if spectral_norm else (lambda layer: layer)
 
     x = image
-    features_at = {}  # spatial size -> that block's output
     for i, filters in enumerate(preset.d_channels):
         x = DownBlock(filters, batch_norm=batch_norm and i > 0, spectral_norm=spectral_norm, name=f"down{i + 1}")(x)
-        features_at[x.shape[1]] = x
     features = x  # [B, 4, 4, d_channels[-1]]
-    unknown = sorted(set(preset.projection_sizes) - set(features_at))
-    if projection and unknown:
-        raise ValueError(f"preset {preset.name!r}: projection_sizes {unknown} are not sizes D's blocks produce "
-                         f"({sorted(features_at)})")
 
     code = TextProjection(preset.text_dim, spectral_norm=spectral_norm, name="text_projection")(vector)
     joint = layers.Concatenate(name="image_and_text")([features, SpatialTile(4, name="tile_text")(code)])
-    joint = wrap(layers.Conv2D(preset.d_channels[-1], 1, use_bias=not batch_norm,
-                               kernel_initializer=dcgan_init()))(joint)
+    joint = spectral(layers.Conv2D(preset.d_channels[-1], 1, use_bias=not batch_norm,
+                                   kernel_initializer=dcgan_init()), spectral_norm)(joint)
     if batch_norm:
         joint = batch_normalization()(joint)
     joint = layers.LeakyReLU(0.2)(joint)
-    logit = wrap(layers.Conv2D(1, 4, padding="valid", kernel_initializer=dcgan_init()))(joint)
+    logit = spectral(layers.Conv2D(1, 4, padding="valid", kernel_initializer=dcgan_init()), spectral_norm)(joint)
     logit = layers.Flatten()(logit)  # [B, 1]
 
-    if projection:
-        terms = [projection_term(features_at[size], code, suffix="" if size == 4 else f"_{size}", wrap=wrap)
-                 for size in preset.projection_sizes]
-        logit = layers.Add()([logit, *terms])
+    outputs = {}
+    if preset.projection:
+        outputs = projection_head(features, code, spectral_norm=spectral_norm)
+        logit = layers.Add()([logit, outputs.pop("agreement")])
     # Logits leave in float32 whatever the precision policy: the losses need the range.
-    logit = layers.Activation("linear", dtype="float32", name="logit")(logit)
-    return keras.Model({"image": image, "text": text}, logit, name=name)
+    outputs["logits"] = layers.Activation("linear", dtype="float32", name="logit")(logit)
+    return keras.Model({"image": image, "text": text}, outputs, name=name)
 
 
-def projection_term(features, code, *, suffix: str = "", wrap=None):
-    """Miyato & Koyama's projection term ``<W code, pool(features)>``, one number per pair ``[B, 1]``.
+def projection_head(features, code, *, spectral_norm: bool = False) -> dict:
+    """Miyato & Koyama's projection term ``<W code, pool(features)>``, one number per pair ``[B, 1]``, as
+    ``{"agreement", "image_features": pool(features), "text_features": W code}``. Introduced in notebook 04.
 
-    ``wrap`` wraps the Dense ``W`` (e.g. in spectral norm). The layers are named ``pool_image{suffix}``,
-    ``projection{suffix}`` and ``text_image_agreement{suffix}``; ``ConditionalGAN``'s contrastive term finds the
-    two vectors of every such term by that last name.
+    The layers are named ``pool_image``, ``projection`` (``W``, spectrally normalised with ``spectral_norm``)
+    and ``text_image_agreement``.
     """
-    pooled = layers.GlobalAveragePooling2D(name=f"pool_image{suffix}")(features)
-    dense = layers.Dense(pooled.shape[-1], use_bias=False, kernel_initializer=dcgan_init(), name=f"projection{suffix}")
-    text_weights = (wrap(dense) if wrap else dense)(code)
-    return layers.Dot(axes=1, name=f"text_image_agreement{suffix}")([pooled, text_weights])
+    pooled = layers.GlobalAveragePooling2D(name="pool_image")(features)
+    dense = layers.Dense(pooled.shape[-1], use_bias=False, kernel_initializer=dcgan_init(), name="projection")
+    text_weights = spectral(dense, spectral_norm)(code)
+    agreement = layers.Dot(axes=1, name="text_image_agreement")([pooled, text_weights])
+    return {"agreement": agreement, "image_features": pooled, "text_features": text_weights}
 
 
 def _text_spec(generator):
-    """The ``text`` input a generator (or the network inside a GAN class) declares, or None if it has none."""
-    network = getattr(generator, "stage1", None) or getattr(generator, "generator", None) or generator
+    """The ``text`` input a generator declares (a GAN class declares its ``text_spec``), or None if it has none."""
+    if hasattr(generator, "text_spec"):
+        return generator.text_spec
     try:
-        return network.input["text"]
+        return generator.input["text"]
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 
@@ -205,6 +197,7 @@ def _checked_text(generator, text) -> np.ndarray:
 
 def generate(generator: keras.Model, text, z=None, seed: int = 0, batch_size: int = 256):
     """Images (float32 in [-1, 1]) for a batch of text inputs; ``z`` is drawn from N(0, I) with ``seed`` if absent.
+    Introduced in notebook 03.
 
     ``generator`` is a generator model or anything called on ``{"z", "text"}`` that has a ``z_dim`` (a GAN class).
     ``text`` is what it reads, one row per image: float embeddings ``[N, D]`` or integer token ids ``[N, L]``.

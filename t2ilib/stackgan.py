@@ -69,10 +69,11 @@ SOURCE_E = Preset(
 
 def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, text_stats=None,
                              kl_weight: float = 2.0, name: str = "source_e_generator") -> keras.Model:
-    """``(z, text) -> 64x64 image``: CA -> concat z -> Dense (no bias) to 4x4x1024 -> four (transposed conv 4x4
-    stride 2, no bias, BN, ReLU) blocks -> 3x3 conv (no bias) to RGB, tanh.
+    """``(z, text) -> 64x64 image``: CA -> concat z -> Dense (no bias) to 4x4x1024 -> ReLU -> four (transposed
+    conv 4x4 stride 2, no bias, BN, ReLU) blocks -> 3x3 conv (no bias) to RGB, tanh. Introduced in notebook 05.
 
-    The Dense has no bias because batch norm follows it (BN's own offset replaces the bias). Two fixes, both off
+    Exactly source E's summary (14,980,800 parameters at the published sizes): no batch norm between the Dense
+    and the first up-block. Two fixes, both off
     in the published model: ``text_stats=(mean, variance)`` standardises the text before CA
     (``models.text_input``), and ``preset.g_norm="conditional"`` lets the CA code set every up-block's batch norm.
     """
@@ -82,8 +83,7 @@ def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 
     x = layers.Concatenate(name="text_and_z")([code, z])
     x = layers.Dense(4 * 4 * preset.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
                      name="project")(x)
-    x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
-    x = layers.ReLU()(batch_normalization(name="project_bn")(x))
+    x = layers.ReLU()(layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x))
     conditional = preset.g_norm == "conditional"
     for i, filters in enumerate(preset.g_channels[1:], start=1):
         block = UpBlock(filters, conditional=conditional, name=f"up{i}")
@@ -96,8 +96,10 @@ def build_source_e_generator(preset: Preset = SOURCE_E, *, embedding_dim: int = 
 def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: int = 384, text_stats=None,
                                  augment: str | None = None, dropout: float = 0.3, text_code: str = "ca",
                                  projection: bool = False, name: str = "source_e_discriminator") -> keras.Model:
-    """``(image, text) -> one logit``: augmentation -> four stride-2 conv blocks 64..512 to 4x4 -> concat the
-    text code tiled to 4x4x128 -> 1x1 conv 512 + BN + LeakyReLU -> flatten -> dropout -> Dense to one logit.
+    """``(image, text) -> {"logits"}``: augmentation -> four stride-2 conv blocks 64..512 (conv without bias, BN,
+    LeakyReLU; source E normalises the first block too) to 4x4 -> concat the text code tiled to 4x4x128 -> 1x1
+    conv 512 + BN + LeakyReLU -> flatten -> dropout -> Dense to one logit. Exactly source E's summary (3,195,905
+    parameters at the published sizes). Introduced in notebook 05.
 
     ``augment`` is the :class:`~t2ilib.layers.DiffAugment` policy (``None``: no augmentation, ``""`` keeps
     the layer but does nothing). ``text_stats`` standardises the text first, as in the generator.
@@ -106,15 +108,16 @@ def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: in
     part of D's loss), so in training D reads a *sampled* code, ``mu + sigma * eps`` with ``sigma`` near 1 from the
     start, while a fresh layer's ``mu`` differs between captions by a fraction of that. ``text_code="projection"``
     reads the caption deterministically (``TextProjection``, Dense + LeakyReLU to the same 128), and
-    ``projection=True`` adds the projection term ``<W code, pool(features)>`` (Miyato & Koyama 2018) to the logit.
+    ``projection=True`` adds the projection term ``<W code, pool(features)>`` (Miyato & Koyama 2018) to the logit,
+    and D also returns ``"image_features"`` and ``"text_features"`` (``models.projection_head``).
     """
     if text_code not in ("ca", "projection"):
         raise ValueError(f"text_code={text_code!r}: use 'ca' (source E: D's own sampled CA) or 'projection'")
     image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
     text, vector = models.text_input(embedding_dim, text_stats=text_stats)
     x = DiffAugment(augment, name="augment")(image) if augment is not None else image
-    for i, filters in enumerate(preset.d_channels):
-        x = DownBlock(filters, batch_norm=i > 0, name=f"down{i + 1}")(x)
+    for i, filters in enumerate(preset.d_channels, start=1):
+        x = DownBlock(filters, name=f"down{i}")(x)
     features = x
     if text_code == "ca":
         code = ConditioningAugmentation(preset.text_dim, kl_weight=0.0, name="text_ca")(vector)
@@ -125,13 +128,16 @@ def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: in
     x = layers.LeakyReLU(0.2)(batch_normalization(name="joint_bn")(x))
     x = layers.Dropout(dropout)(layers.Flatten()(x))
     logit = layers.Dense(1, kernel_initializer=dcgan_init(), dtype="float32", name="logit")(x)
+    outputs = {}
     if projection:
-        logit = layers.Add(dtype="float32", name="logit_and_agreement")([logit, models.projection_term(features, code)])
-    return keras.Model({"image": image, "text": text}, logit, name=name)
+        outputs = models.projection_head(features, code)
+        logit = layers.Add(dtype="float32", name="logit_and_agreement")([logit, outputs.pop("agreement")])
+    outputs["logits"] = logit
+    return keras.Model({"image": image, "text": text}, outputs, name=name)
 
 
 # Notebook 05's three source-E setups, knob by knob (tests/benchmarks/source_e.py measures them and one fix undone
-# at a time). "balanced" is the first fix set tried: it balances the game, but D still ignores the caption.
+# at a time; what each gave: notebook 05 and docs/results.md).
 SOURCE_E_SETUPS = {
     "as published": dict(standardise=False, g_norm="batch", kl_weight=2.0, lr_g=2e-4, lr_d=1e-4, mismatch=False,
                          augment=None, text_code="ca", projection=False),
@@ -145,7 +151,7 @@ SOURCE_E_SETUPS = {
 def build_source_e_gan(setup: dict, preset: Preset = SOURCE_E, *, text_stats=None,
                        embedding_dim: int = 384) -> ConditionalGAN:
     """Source E's G and D for one of :data:`SOURCE_E_SETUPS` (or a dict with the same keys), in a compiled
-    ``ConditionalGAN``. ``text_stats`` are used only where the setup says ``standardise``."""
+    ``ConditionalGAN``. ``text_stats`` are used only where the setup says ``standardise``. Introduced in notebook 05."""
     stats = text_stats if setup["standardise"] else None
     if setup["standardise"] and text_stats is None:
         raise ValueError("this setup standardises the text: pass text_stats (PreparedDataset.embedding_stats)")
@@ -195,7 +201,7 @@ class ResidualBlock(layers.Layer):
 def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
                            channels: int = 128, residual_blocks: int = 2, kl_weight: float = 2.0,
                            name: str = "stage2_generator") -> keras.Model:
-    """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run).
+    """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run). Introduced in notebook 06.
 
     The Stage-I image (``preset.image_size``) is encoded down to 16x16 x ``channels``; the text (standardised
     first when ``text_stats`` is given, see ``models.text_input``) gets its own CA vector, tiled there and joined
@@ -231,118 +237,61 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
 
 
 def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
-                               batch_norm: bool | None = None, name: str = "stage2_discriminator") -> keras.Model:
+                               name: str = "stage2_discriminator") -> keras.Model:
     """The DCGAN discriminator of ``t2ilib.models`` at ``image_size``: one more down-block per doubling (widths
-    doubling from ``preset.d_channels[0]``), the text head at 4x4, normalised as ``preset.d_norm`` says.
-    ``batch_norm=False`` for WGAN-GP, whose penalty is per sample and must not see batch statistics."""
+    doubling from ``preset.d_channels[0]``), the text head at 4x4, normalised as ``preset.d_norm`` says
+    (``"none"`` for WGAN-GP, whose penalty is per sample and must not see batch statistics). Introduced in
+    notebook 06."""
     blocks = int(np.log2(image_size // 4))
     widths = tuple(min(preset.d_channels[0] * 2 ** i, 512) for i in range(blocks))
     return models.build_discriminator(preset.replace(image_size=image_size, d_channels=widths),
-                                      embedding_dim=embedding_dim, text_stats=text_stats, batch_norm=batch_norm,
-                                      name=name)
+                                      embedding_dim=embedding_dim, text_stats=text_stats, name=name)
 
 
-class StageGAN(keras.Model):
-    """Trains one StackGAN stage with ``fit()`` on ``{"image", "text", "wrong_text"}`` batches.
+class StageGAN(ConditionalGAN):
+    """``ConditionalGAN`` for one StackGAN stage, on ``{"image", "text", "wrong_text"}`` batches. Introduced in
+    notebook 06.
 
-    - Stage I: ``generator`` maps ``{"z", "text"}`` to an image.
+    - Stage I: ``generator`` maps ``{"z", "text"}`` to an image; this is ``ConditionalGAN`` itself.
     - Stage II: pass the trained Stage-I generator as ``stage1``; it is frozen (not trainable, run in inference
       mode) and ``generator`` maps ``{"image": Stage-I image, "text"}`` to the larger image. The dataset's images
-      must be the larger size.
+      must be the larger size. ``reconstruction_weight`` > 0 adds source C's loss between stages: the Stage-II
+      image, shrunk, should stay close to the Stage-I image.
 
-    ``loss="bce"``: GAN-CLS cross-entropy (Reed et al.), as StackGAN. ``loss="wgan-gp"``: the conditional
-    Wasserstein loss with a gradient penalty (``gp_weight``, 10 in Gulrajani et al.) and ``n_critic`` critic
-    steps per generator step (source C). ``reconstruction_weight`` > 0 adds source C's loss between stages:
-    the Stage-II image, shrunk, should stay close to the Stage-I image. The CA layers' KL terms join G's loss.
+    Everything else (GAN-CLS, ``loss="wgan-gp"`` with ``gp_weight`` and ``n_critic``, the CA layers' KL terms) is
+    ``ConditionalGAN``'s: this class changes only how images are drawn (:meth:`draw`).
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, stage1: keras.Model | None = None,
-                 loss: str = "bce", n_critic: int | None = None, gp_weight: float = 10.0,
                  reconstruction_weight: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        if loss not in ("bce", "wgan-gp"):
-            raise ValueError(f"loss={loss!r}: use 'bce' (GAN-CLS, StackGAN) or 'wgan-gp' (source C)")
         if reconstruction_weight and stage1 is None:
             raise ValueError("reconstruction_weight compares Stage II with Stage I: also pass stage1")
-        self.generator, self.discriminator, self.stage1 = generator, discriminator, stage1
+        super().__init__(generator, discriminator, **kwargs)
+        self.stage1, self.reconstruction_weight = stage1, reconstruction_weight
         if stage1 is not None:
             stage1.trainable = False
-        self.loss_name, self.gp_weight, self.reconstruction_weight = loss, gp_weight, reconstruction_weight
-        self.n_critic = n_critic or (5 if loss == "wgan-gp" else 1)
-        noise_source = stage1 if stage1 is not None else generator
-        self.z_dim = noise_source.input["z"].shape[-1]
-        self.seed_generator = keras.random.SeedGenerator(0)
-        names = ["d_loss", "g_loss"] + (["d_real", "d_wrong", "d_fake"] if loss == "bce" else ["wasserstein", "gp"])
+            self.z_dim = stage1.input["z"].shape[-1]
         if reconstruction_weight:
-            names.append("reconstruction")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
-        self.built = True
-
-    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
-        """One Adam per network (default: DCGAN's); WGAN-GP's paper values (lr 1e-4, beta_1 0.0, beta_2 0.9) are a
-        good start for ``loss="wgan-gp"``. Under ``mixed_float16`` each is loss-scaled, as in ``ConditionalGAN``."""
-        super().compile(**kwargs)
-        self.g_optimizer = ConditionalGAN._loss_scaled(g_optimizer or dcgan_adam())
-        self.d_optimizer = ConditionalGAN._loss_scaled(d_optimizer or dcgan_adam())
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
+            self.trackers["reconstruction"] = keras.metrics.Mean(name="reconstruction")
 
     def call(self, inputs, training=False):
         """``{"z", "text"}`` -> this stage's image (through the frozen Stage I for Stage II)."""
-        return self.generate(inputs["z"], inputs["text"], training=training)[0]
-
-    def generate(self, z, text, training=False):
-        """This stage's images and, for Stage II, the Stage-I images they refine (else ``None``)."""
         if self.stage1 is None:
-            return self.generator({"z": z, "text": text}, training=training), None
+            return self.generator(inputs, training=training)
+        low = self.stage1(inputs, training=False)
+        return self.generator({"image": low, "text": inputs["text"]}, training=training)
+
+    def draw(self, z, text):
+        """This stage's images in training mode and G's extra terms: CA's KL and, for Stage II, the weighted
+        reconstruction loss against the frozen Stage I's images."""
+        if self.stage1 is None:
+            return super().draw(z, text)
         low = self.stage1({"z": z, "text": text}, training=False)
-        return self.generator({"image": low, "text": text}, training=training), low
-
-    def train_step(self, data):
-        images, text, wrong = data["image"], data["text"], data["wrong_text"]
-        batch_size = ops.shape(images)[0]
-        critic = lambda x, t: self.discriminator({"image": x, "text": t}, training=True)
-
-        for _ in range(self.n_critic):
-            z = keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
-            fakes = ops.stop_gradient(self.generate(z, text, training=True)[0])
-            with tf.GradientTape() as tape:
-                real, wrong_scores, fake = critic(images, text), critic(images, wrong), critic(fakes, text)
-                if self.loss_name == "bce":
-                    d_loss = losses.gan_cls_d_loss(real, wrong_scores, fake)
-                else:
-                    gp = losses.gradient_penalty(lambda x: critic(x, text), images, fakes)
-                    d_loss = losses.wasserstein_cls_d_loss(real, wrong_scores, fake) + self.gp_weight * gp
-            ConditionalGAN._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
-
-        z = keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
-        with tf.GradientTape() as tape:
-            fakes, low = self.generate(z, text, training=True)
-            fake_for_g = critic(fakes, text)
-            g_loss = (losses.g_loss_nonsaturating if self.loss_name == "bce" else losses.wasserstein_g_loss)(fake_for_g)
-            if self.generator.losses:  # the KL term of Conditioning Augmentation
-                g_loss += ops.cast(ops.sum(self.generator.losses), "float32")
-            if self.reconstruction_weight:
-                reconstruction = losses.reconstruction_loss(fakes, low)
-                g_loss += self.reconstruction_weight * reconstruction
-        # Loss scaling under mixed_float16 and 1/replicas under tf.distribute, as ConditionalGAN applies them.
-        ConditionalGAN._apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
-
-        values = {"d_loss": d_loss, "g_loss": g_loss}
-        if self.loss_name == "bce":
-            values.update(d_real=ops.mean(ops.sigmoid(real)), d_wrong=ops.mean(ops.sigmoid(wrong_scores)),
-                          d_fake=ops.mean(ops.sigmoid(fake)))
-        else:
-            values.update(wasserstein=ops.mean(real) - ops.mean(fake), gp=gp)
+        images = self.generator({"image": low, "text": text}, training=True)
+        terms = self.generator_terms()
         if self.reconstruction_weight:
-            values["reconstruction"] = reconstruction
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+            terms["reconstruction"] = self.reconstruction_weight * losses.reconstruction_loss(images, low)
+        return images, terms
 
 
 # --- Measurements ---------------------------------------------------------------------------------------------

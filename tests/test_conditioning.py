@@ -69,6 +69,10 @@ def test_diff_augment_rejects_unknown_ops_and_survives_save_load(tmp_path):
     assert loaded.layers[-1].get_config()["policy"] == "color,cutout"
 
 
+def trainable(model):
+    return sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+
+
 def bn(channels):
     return 4 * channels  # gamma, beta (trained) + moving mean, moving variance
 
@@ -77,7 +81,7 @@ def test_source_e_generator_has_the_published_parameter_count():
     g = stackgan.build_source_e_generator()
     by_hand = (
         384 * 256 + 256  # CA: Dense 384 -> 2 x 128 (mean, log-variance)
-        + (128 + 100) * 4 * 4 * 1024 + bn(1024)  # Dense without bias to 4x4x1024
+        + (128 + 100) * 4 * 4 * 1024  # Dense without bias to 4x4x1024, then ReLU (no batch norm in the source)
         + 4 * 4 * 1024 * 512 + bn(512)  # four 4x4 transposed convs without bias
         + 4 * 4 * 512 * 256 + bn(256)
         + 4 * 4 * 256 * 128 + bn(128)
@@ -85,13 +89,15 @@ def test_source_e_generator_has_the_published_parameter_count():
         + 3 * 3 * 64 * 3  # 3x3 conv without bias to RGB
     )
     assert g.count_params() == by_hand
+    # Source E's own model summary, all three numbers.
+    assert (g.count_params(), trainable(g), g.count_params() - trainable(g)) == (14_980_800, 14_978_880, 1_920)
     assert g.output.shape == (None, 64, 64, 3)
 
 
 def test_source_e_discriminator_has_the_published_parameter_count():
     d = stackgan.build_source_e_discriminator(augment="color,translation,cutout")
     by_hand = (
-        4 * 4 * 3 * 64 + 64  # first block: conv with bias, no batch norm (DCGAN)
+        4 * 4 * 3 * 64 + bn(64)  # first block: conv without bias and batch norm, as in the source (EncConv64)
         + 4 * 4 * 64 * 128 + bn(128)
         + 4 * 4 * 128 * 256 + bn(256)
         + 4 * 4 * 256 * 512 + bn(512)
@@ -100,6 +106,7 @@ def test_source_e_discriminator_has_the_published_parameter_count():
         + 4 * 4 * 512 + 1  # flatten, dropout, one logit
     )
     assert d.count_params() == by_hand
+    assert (d.count_params(), trainable(d), d.count_params() - trainable(d)) == (3_195_905, 3_192_961, 2_944)
     assert isinstance(d.get_layer("augment"), layers.DiffAugment)
     assert d.get_layer("tile_text").output.shape == (None, 4, 4, 128)
 
@@ -123,9 +130,10 @@ def test_source_e_discriminator_can_read_the_text_without_sampling():
     inputs = {"image": rng.uniform(-1, 1, (4, 64, 64, 3)).astype("float32"),
               "text": rng.standard_normal((4, 12)).astype("float32")}
     # Deterministic in training too (the published D's sampled CA code is not), and the caption matters.
-    np.testing.assert_allclose(np.asarray(d(inputs, training=True)), np.asarray(d(inputs, training=True)), atol=1e-6)
+    logits = lambda x, training: np.asarray(d(x, training=training)["logits"])
+    np.testing.assert_allclose(logits(inputs, True), logits(inputs, True), atol=1e-6)
     shuffled = {**inputs, "text": inputs["text"][::-1]}
-    assert not np.allclose(np.asarray(d(inputs, training=False)), np.asarray(d(shuffled, training=False)))
+    assert not np.allclose(logits(inputs, False), logits(shuffled, False))
     with pytest.raises(ValueError, match="text_code"):
         stackgan.build_source_e_discriminator(preset, embedding_dim=12, text_code="lstm")
 

@@ -60,10 +60,12 @@ def test_data_and_runs_dirs_follow_the_environment(monkeypatch, tmp_path):
 
 def test_override_parses_each_field_to_its_type():
     cpu = config.PRESETS["cpu"]
-    changed = config.override(cpu, ["batch_size=32", "g_channels=128,64,32,16", "lr_d=4e-4", "projection=no",
-                                    "d_norm=spectral"])
-    assert (changed.batch_size, changed.g_channels, changed.lr_d) == (32, (128, 64, 32, 16), 4e-4)
-    assert changed.projection is False and changed.d_norm == "spectral" and changed.z_dim == cpu.z_dim
+    # Every value differs from the cpu preset's, so each assertion sees a parse.
+    changed = config.override(cpu, ["batch_size=8", "g_channels=64,32,16,8", "lr_d=1e-4", "projection=no",
+                                    "d_norm=none", "contrastive_weight=0.5"])
+    assert (changed.batch_size, changed.g_channels, changed.lr_d) == (8, (64, 32, 16, 8), 1e-4)
+    assert changed.projection is False and changed.d_norm == "none" and changed.contrastive_weight == 0.5
+    assert changed.z_dim == cpu.z_dim
     with pytest.raises(ValueError, match="batchsize"):
         config.override(cpu, ["batchsize=3"])
     with pytest.raises(ValueError, match="d_norm='layer'"):

@@ -43,7 +43,10 @@ _TWO_REPLICAS = textwrap.dedent("""
     def run(strategy, initial_weights):
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            gan = training.make_gan(preset, embedding_dim=dim, ema_decay=0.9)  # the average must follow too
+            gan = training.make_gan(preset, embedding_dim=dim)
+            # Plain SGD: its step is proportional to the gradient, so gradients doubled by a missing 1/replicas
+            # would double the step (Adam divides most of that out).
+            gan.compile(g_optimizer=keras.optimizers.SGD(0.05), d_optimizer=keras.optimizers.SGD(0.05))
             if initial_weights is not None:
                 gan.set_weights(initial_weights)
         start = [w.copy() for w in gan.get_weights()]
@@ -82,8 +85,9 @@ def test_mirrored_two_replicas_train_like_one_device():
         assert one.shape == (3,) and np.isfinite(one).all()
         # Three steps: the later ones compare weights that both runs updated, not only the shared start.
         np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-5, err_msg=name)
-    assert result["weight_change"] > 1e-4, "training must move the weights, else equal losses prove nothing"
-    assert result["weight_gap"] < 1e-4 * max(1.0, result["weight_change"])
+    assert result["weight_change"] > 1e-3, "training must move the weights, else equal losses prove nothing"
+    # Far below one step: a missing 1/replicas would make the gap as large as the change itself.
+    assert result["weight_gap"] < 1e-2 * result["weight_change"]
 
 
 class _FakeTPU:

@@ -78,9 +78,11 @@ def test_losses_come_back_in_float32_from_bfloat16_logits():
 
 
 def test_loss_tables_pair_plain_and_cls_losses():
-    assert set(losses.D_LOSSES) == set(losses.G_LOSSES) == {"bce", "hinge"}
+    assert set(losses.D_LOSSES) == set(losses.G_LOSSES) == {"bce", "hinge", "wgan-gp"}
     plain, cls = losses.D_LOSSES["bce"]
     assert plain is losses.d_loss and cls is losses.gan_cls_d_loss
+    assert losses.D_LOSSES["wgan-gp"] == (losses.wasserstein_d_loss, losses.wasserstein_cls_d_loss)
+    assert losses.G_LOSSES["wgan-gp"] is losses.wasserstein_g_loss
 
 
 def test_contrastive_matching_loss_by_hand():

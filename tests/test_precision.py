@@ -46,7 +46,7 @@ def test_mixed_precision_step_keeps_float32_where_it_matters(policy, compute):
     assert sum(moved) >= 0.9 * len(moved), "gradients reached the weights (no underflow, no missing gradients)"
 
     images = gan({"z": np.zeros((2, PRESET.z_dim), "float32"), "text": data["text"][:2]})
-    logits = gan.discriminator({"image": images, "text": tf.constant(data["text"][:2])})
+    logits = gan.discriminator({"image": images, "text": tf.constant(data["text"][:2])})["logits"]
     assert images.dtype == "float32" and logits.dtype == "float32"
     assert float(np.max(np.abs(images))) <= 1.0
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from t2ilib import config, models, training
+from t2ilib import config, losses, models, training
 from t2ilib.text import LSTMTextEncoder
 
 PRESET = config.PRESETS["smoke"]
@@ -67,12 +67,10 @@ def test_one_train_step_changes_both_networks(text_kind, options):
     assert ("d_wrong" in history) is options.get("mismatch", True)
 
 
-def test_logged_d_outputs_are_probabilities_and_losses_near_equilibrium_at_start():
-    # Traced (tf.function), as fit() runs it for real.
+def test_losses_near_equilibrium_at_start_when_traced():
+    # Traced (tf.function), as fit() runs it for real. Fresh D outputs ~1/2, so the GAN-CLS loss starts near
+    # 2 ln 2 and G's near ln 2.
     history = make_gan(run_eagerly=False).fit(tiny_dataset(), epochs=1, verbose=0).history
-    for name in ("d_real", "d_fake", "d_wrong"):
-        assert 0.0 < history[name][0] < 1.0
-    # Fresh D outputs ~1/2, so the GAN-CLS loss starts near 2 ln 2 and G's near ln 2.
     assert abs(history["d_loss"][0] - 2 * np.log(2)) < 0.5
     assert abs(history["g_loss"][0] - np.log(2)) < 0.5
 
@@ -80,21 +78,14 @@ def test_logged_d_outputs_are_probabilities_and_losses_near_equilibrium_at_start
 def test_interpolation_of_token_ids_is_refused():
     with pytest.raises(ValueError, match="token ids"):
         make_gan("tokens", interpolate=True)
+    with pytest.raises(ValueError, match="token ids"):  # WGAN-GP's penalty between the right and the wrong caption
+        make_gan("tokens", loss="wgan-gp")
+    make_gan("tokens", loss="wgan-gp", mismatch=False)  # no wrong caption, no penalty between captions
 
 
 def test_unknown_loss_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="hinge"):
         make_gan(loss="wasserstein")
-
-
-def test_generator_extra_losses_are_trained_too():
-    # Conditioning Augmentation adds a KL term through add_loss: the train step must include it in G's loss.
-    generator = models.build_generator(PRESET, embedding_dim=EMBEDDING_DIM, conditioning="ca")
-    discriminator = models.build_discriminator(PRESET, embedding_dim=EMBEDDING_DIM)
-    with_ca = training.ConditionalGAN(generator, discriminator)
-    with_ca.compile(run_eagerly=True)
-    g_loss = with_ca.fit(tiny_dataset(), epochs=1, verbose=0).history["g_loss"][0]
-    assert g_loss > 0.5  # KL of an untrained CA (weight 2) is added to the ~ln 2 adversarial loss
 
 
 def test_compile_defaults_to_dcgan_adam():
@@ -111,40 +102,7 @@ def test_make_gan_follows_the_preset():
     gan = training.make_gan(preset, embedding_dim=EMBEDDING_DIM, interpolate=True)
     assert gan.loss_name == "hinge" and gan.interpolate and gan.mismatch
     assert float(gan.d_optimizer.learning_rate) == pytest.approx(1e-4)
-    assert gan.discriminator.get_layer("text_image_agreement") is not None
-
-
-def test_weight_average_follows_the_trained_generator_by_the_ramped_decay(tmp_path):
-    gan = make_gan(ema_decay=0.999)
-    assert gan.sampling_generator is gan.generator_ema
-    start = [np.array(v) for v in gan.generator.weights]
-    np.testing.assert_array_equal(np.array(gan.generator_ema.weights[0]), start[0])  # starts as a copy
-    gan.fit(tiny_dataset(), epochs=1, verbose=0)
-    # After optimizer step 1 the decay is min(0.999, (1 + 1) / (10 + 1)): the average moved 9/11 of the way.
-    decay = 2 / 11
-    trained = [np.array(v) for v in gan.generator.weights]
-    for before, after, average in zip(start, trained, gan.generator_ema.weights):
-        np.testing.assert_allclose(np.array(average), decay * before + (1 - decay) * after, rtol=1e-5, atol=1e-7)
-    assert any(not np.allclose(b, a) for b, a in zip(start, trained)), "the step must move G, else this proves nothing"
-
-    # The average is part of the GAN's weights, so checkpoints keep it.
-    path = tmp_path / "gan.weights.h5"
-    gan.save_weights(path)
-    restored = make_gan(ema_decay=0.999)
-    restored.load_weights(path)
-    for saved, loaded in zip(gan.generator_ema.weights, restored.generator_ema.weights):
-        np.testing.assert_array_equal(np.array(saved), np.array(loaded))
-
-
-def test_without_an_average_pictures_come_from_the_trained_generator():
-    gan = make_gan()
-    assert gan.generator_ema is None and gan.sampling_generator is gan.generator
-
-
-@pytest.mark.parametrize("decay", [1.0, -0.1, 1.5])
-def test_a_decay_outside_zero_one_is_refused(decay):
-    with pytest.raises(ValueError, match="ema_decay"):
-        make_gan(ema_decay=decay)
+    assert "image_features" in gan.discriminator.output
 
 
 def test_contrastive_term_trains_both_networks_on_all_pairs_of_the_batch():
@@ -153,11 +111,6 @@ def test_contrastive_term_trains_both_networks_on_all_pairs_of_the_batch():
     discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
     gan = training.ConditionalGAN(generator, discriminator, contrastive_weight=1.0)
     gan.compile(run_eagerly=True)
-    batch = next(iter(tiny_dataset()))
-    logits, similarity = gan._score(batch["image"], batch["text"])
-    np.testing.assert_allclose(np.asarray(logits), np.asarray(discriminator(
-        {"image": batch["image"], "text": batch["text"]}, training=True)), atol=1e-5)  # the same D, the same weights
-    assert similarity.shape == (8, 8) and np.abs(np.asarray(similarity)).max() <= 10.0 + 1e-4  # cosines / 0.1
     history = gan.fit(tiny_dataset(), epochs=15, verbose=0).history
     # On one fixed batch D learns which caption belongs to which real image.
     assert history["d_contrastive"][-1] < 0.8 * history["d_contrastive"][0]
@@ -175,3 +128,141 @@ def test_make_gan_takes_the_preset_contrastive_weight_only_with_mismatched_pairs
     assert training.make_gan(preset, embedding_dim=EMBEDDING_DIM, mismatch=False).contrastive_weight == 0.0
     assert config.PRESETS["cpu"].contrastive_weight > 0  # part of config.IMPROVED
     assert config.PRESETS["cpu"].replace(**config.REED_ET_AL).contrastive_weight == 0.0
+
+
+# --- What D sees and what each loss term adds, computed apart from the trainer -----------------------------------
+
+def pairs_batch(count=8):
+    """A batch whose wrong captions are independent draws (not a roll of the right ones), with G's noise in it."""
+    rng = np.random.default_rng(7)
+    return {"image": tf.constant(rng.uniform(-1, 1, (count, 32, 32, 3)).astype("float32")),
+            "text": tf.constant(rng.standard_normal((count, EMBEDDING_DIM)).astype("float32")),
+            "wrong_text": tf.constant(rng.standard_normal((count, EMBEDDING_DIM)).astype("float32")),
+            "z": tf.constant(rng.standard_normal((count, PRESET.z_dim)).astype("float32"))}
+
+
+def networks(preset=PRESET, **generator_options):
+    """G and D with the same initial weights (and the same CA seeds) on every call."""
+    keras.utils.set_random_seed(0)
+    return (models.build_generator(preset, embedding_dim=EMBEDDING_DIM, **generator_options),
+            models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM))
+
+
+def one_step(batch, preset=PRESET, lr_g=0.0, lr_d=0.0, generator_options=None, **options):
+    """One train_step with plain SGD (lr 0: the step changes no weight, so every term uses the start weights)."""
+    gan = training.ConditionalGAN(*networks(preset, **(generator_options or {})), **options)
+    gan.compile(g_optimizer=keras.optimizers.SGD(lr_g), d_optimizer=keras.optimizers.SGD(lr_d), run_eagerly=True)
+    logs = {name: float(value) for name, value in gan.train_step(batch).items()}
+    return gan, logs
+
+
+def d_outputs(d, images, text):
+    return {name: np.asarray(value) for name, value in d({"image": images, "text": text}, training=True).items()}
+
+
+def sigmoid_mean(logits):
+    return float(np.mean(1.0 / (1.0 + np.exp(-logits))))
+
+
+def softplus_mean(x):  # -log sigmoid(-x), the non-saturating G loss of logits -x
+    return float(np.mean(np.logaddexp(0.0, x)))
+
+
+def contrastive_by_hand(outputs, temperature=0.1):
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)
+    similarity = unit(outputs["image_features"]) @ unit(outputs["text_features"]).T / temperature
+    rows = np.log(np.exp(similarity).sum(1)) - np.diag(similarity)
+    columns = np.log(np.exp(similarity).sum(0)) - np.diag(similarity)
+    return 0.5 * (rows.mean() + columns.mean())
+
+
+def test_d_scores_the_right_the_wrong_and_the_fake_pairs_it_is_given():
+    batch = pairs_batch()
+    _, logs = one_step(batch)
+    g, d = networks()
+    fakes = g({"z": batch["z"], "text": batch["text"]}, training=True)
+    expected = {"d_real": sigmoid_mean(d_outputs(d, batch["image"], batch["text"])["logits"]),
+                "d_wrong": sigmoid_mean(d_outputs(d, batch["image"], batch["wrong_text"])["logits"]),
+                "d_fake": sigmoid_mean(d_outputs(d, fakes, batch["text"])["logits"])}
+    values = sorted(expected.values())
+    assert min(np.diff(values)) > 1e-4, "the three pairs must score apart, else a swapped pair would pass"
+    for name, value in expected.items():
+        assert logs[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_the_wrong_caption_changes_d_loss_and_d_gradients():
+    batch = pairs_batch()
+    other = {**batch, "wrong_text": tf.constant(np.random.default_rng(8).standard_normal(
+        batch["wrong_text"].shape).astype("float32"))}
+    steps = [one_step(b, lr_d=1.0) for b in (batch, other)]  # SGD lr 1: D's weight change is minus its gradient
+    assert abs(steps[0][1]["d_loss"] - steps[1][1]["d_loss"]) > 1e-5
+    assert not all(np.allclose(a, b, atol=1e-7) for a, b in zip(*(snapshot(gan.discriminator) for gan, _ in steps)))
+    plain = [one_step(b, lr_d=1.0, mismatch=False)[1]["d_loss"] for b in (batch, other)]
+    assert plain[0] == pytest.approx(plain[1], abs=1e-7)  # without GAN-CLS the wrong caption is never read
+
+
+def test_conditioning_augmentation_adds_exactly_its_weighted_kl_to_g_loss():
+    batch = pairs_batch()
+    on = one_step(batch, generator_options={"conditioning": "ca", "kl_weight": 2.0})[1]
+    off = one_step(batch, generator_options={"conditioning": "ca", "kl_weight": 0.0})[1]
+    g, _ = networks(conditioning="ca")
+    ca = g.get_layer("text_ca")
+    kernel, bias = (np.asarray(w) for w in ca.dense.weights)
+    stats = np.asarray(batch["text"]) @ kernel + bias
+    stats = np.where(stats > 0, stats, 0.2 * stats)  # LeakyReLU(0.2)
+    mean, log_var = stats[:, :ca.units], stats[:, ca.units:]
+    kl = np.mean(0.5 * np.sum(np.exp(log_var) + mean**2 - 1.0 - log_var, axis=1))
+    assert kl > 1e-3
+    assert on["g_loss"] - off["g_loss"] == pytest.approx(2.0 * kl, rel=1e-4)
+    assert on["d_loss"] == pytest.approx(off["d_loss"], abs=1e-6)
+
+
+def test_interpolation_adds_g_loss_on_the_mixed_captions_and_leaves_d_alone():
+    batch = pairs_batch()
+    on, off = one_step(batch, interpolate=True)[1], one_step(batch)[1]
+    g, d = networks()
+    text = np.asarray(batch["text"])
+    mixed = 0.5 * text + 0.5 * np.roll(text, 1, axis=0)
+    mixed = tf.constant(mixed)
+    mixed_logits = d_outputs(d, g({"z": batch["z"], "text": mixed}, training=True), mixed)["logits"]
+    assert on["g_loss"] - off["g_loss"] == pytest.approx(softplus_mean(-mixed_logits), rel=1e-5)
+    assert on["d_loss"] == pytest.approx(off["d_loss"], abs=1e-6)
+
+
+def test_contrastive_term_adds_exactly_its_weight_times_the_matching_loss_to_d_and_to_g():
+    batch = pairs_batch()
+    preset = PRESET.replace(projection=True)
+    on, off = one_step(batch, preset, contrastive_weight=0.5)[1], one_step(batch, preset)[1]
+    g, d = networks(preset)
+    real = d_outputs(d, batch["image"], batch["text"])
+    fake = d_outputs(d, g({"z": batch["z"], "text": batch["text"]}, training=True), batch["text"])
+    assert on["d_loss"] - off["d_loss"] == pytest.approx(0.5 * contrastive_by_hand(real), rel=1e-4)
+    assert on["g_loss"] - off["g_loss"] == pytest.approx(0.5 * contrastive_by_hand(fake), rel=1e-4)
+    assert on["d_contrastive"] == pytest.approx(contrastive_by_hand(real), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss, n_critic", [("bce", 1), ("wgan-gp", 3)])
+def test_the_critic_takes_n_critic_steps_per_generator_step(loss, n_critic):
+    gan = make_gan(loss=loss, n_critic=n_critic)
+    history = gan.fit(tiny_dataset().repeat(2), epochs=1, verbose=0).history
+    assert (int(gan.d_optimizer.iterations), int(gan.g_optimizer.iterations)) == (2 * n_critic, 2)
+    if loss == "wgan-gp":
+        assert history["gp"][0] > 0 and "wasserstein" in history and "d_real" not in history
+
+
+@pytest.mark.parametrize("mismatch", [True, False])
+def test_wgan_gp_also_penalises_between_the_right_and_the_wrong_caption(monkeypatch, mismatch):
+    batch, penalties = pairs_batch(), []
+    original = losses.gradient_penalty
+
+    def recording(critic, real, fake, alpha=None, seed=None):
+        penalties.append((np.asarray(real), np.asarray(fake), float(original(critic, real, fake, alpha, seed))))
+        return penalties[-1][2]
+
+    monkeypatch.setattr(losses, "gradient_penalty", recording)
+    _, logs = one_step(batch, PRESET.replace(d_norm="none"), loss="wgan-gp", mismatch=mismatch)
+    lines = [(real.shape, np.array_equal(real, batch["text"]) and np.array_equal(fake, batch["wrong_text"]))
+             for real, fake, _ in penalties]
+    assert lines[0][0] == tuple(batch["image"].shape)  # real -> fake images, the right caption
+    assert [between_captions for _, between_captions in lines[1:]] == ([True] if mismatch else [])
+    assert logs["gp"] == pytest.approx(np.mean([value for *_, value in penalties]), rel=1e-5)

@@ -118,7 +118,7 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget (evaluation excluded)")
     parser.add_argument("--eval-every", type=float, default=60.0, help="seconds of training between evaluations")
     parser.add_argument("--no-projection", action="store_true", help="the plain Reed et al. discriminator")
-    parser.add_argument("--loss", choices=["bce", "hinge"], default=None, help="default: the preset's")
+    parser.add_argument("--loss", choices=["bce", "hinge", "wgan-gp"], default=None, help="default: the preset's")
     parser.add_argument("--precision", default=None, help="float32 or mixed_bfloat16 (default: t2ilib.device)")
     parser.add_argument("--num-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks")
@@ -180,31 +180,24 @@ def main(argv=None):
     half = len(test_ids) // 2
 
     def evaluate():
-        rates = {}
-        # With a weight average, the trained generator is scored too ("trained_..."), to see what the average adds.
-        generators = {"": gan.sampling_generator}
-        if gan.generator_ema is not None:
-            generators["trained_"] = gan.generator
-        for prefix, generator in generators.items():
-            fakes = models.generate(generator, test_text, seed=args.seed + 1)
-            rates.update({prefix + name: round(rate, 4) for name, rate in
-                          metrics.match_rates(classifier.predict(fakes), test_target[list(SCORED)]).items()})
-        return rates
+        fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
+        return {name: round(rate, 4) for name, rate in
+                metrics.match_rates(classifier.predict(fakes), test_target[list(SCORED)]).items()}
 
     timer = TimedEvaluation(evaluate, args.eval_every, 60.0 * args.minutes)
     history = callbacks.LossHistory(out / "history.csv")
     gan.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0,
             callbacks=[timer, history, callbacks.StopOnNaN()])
 
-    fakes = models.generate(gan.sampling_generator, test_text, seed=args.seed + 1)
-    comp_fakes = models.generate(gan.sampling_generator, comp_text, seed=args.seed + 2)
+    fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
+    comp_fakes = models.generate(gan.generator, comp_text, seed=args.seed + 2)
     real = images[test_ids]
     result = {
         "model": args.model, "preset": preset.name, "precision": precision,
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
         "jit_compile": args.jit, "near_miss": args.near_miss,
-        "g_norm": preset.g_norm, "d_norm": preset.d_norm, "ema_decay": preset.ema_decay,
-        "projection_sizes": list(preset.projection_sizes), "standardised_text": text_kind == "sentence" and not raw,
+        "g_norm": preset.g_norm, "d_norm": preset.d_norm, "contrastive_weight": gan.contrastive_weight,
+        "standardised_text": text_kind == "sentence" and not raw,
         "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
         "steps": callbacks.gan_steps(gan), "training_seconds": timer.rows[-1]["seconds"] if timer.rows else None,
         "seconds_per_step": round(timer.rows[-1]["seconds"] / max(1, timer.rows[-1]["step"]), 3),
@@ -223,7 +216,7 @@ def main(argv=None):
                 "steps": result["steps"], "training_seconds": result["training_seconds"], "seed": args.seed,
                 "test_match": {name: result["test"]["generated"][name] for name in SCORED},
                 "made_by": result["command"]}
-        print("exported", pretrained.save_generator(gan.sampling_generator, args.export, card))
+        print("exported", pretrained.save_generator(gan.generator, args.export, card))
     curve = pd.DataFrame(timer.rows)
     curve.to_csv(out / "curve.csv", index=False)
     save_curve(curve, out / "curve.png", args.model)
