@@ -86,7 +86,7 @@ PRESETS: dict[str, Preset] = {
         d_channels=(64, 128, 256, 512), batch_size=64, steps=60_000,
     ),
 }
-PRESETS["paper"] = PRESETS["reed2016"]  # the name it had before the GPU default became `gpu`
+ALIASES = {"paper": "reed2016"}  # the name it had before the GPU default became `gpu`
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -121,7 +121,7 @@ def get_preset(name: str | None = None, *, environ: dict[str, str] | None = None
 
             name = "gpu" if device.detect().has_gpu else "cpu"
     try:
-        return PRESETS[name]
+        return PRESETS[ALIASES.get(name, name)]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
 

@@ -16,7 +16,7 @@ from tools import standins
 
 ROOT = Path(__file__).resolve().parent.parent
 # The notebooks whose every cell runs on a dataset without attributes (the others still assume the synthetic flowers).
-NOTEBOOKS_ON_REAL_DATA = ["03_lstm_gan.ipynb", "04_gan_cls.ipynb", "07_evaluation_and_demo.ipynb"]
+NOTEBOOKS_ON_REAL_DATA = ["03_lstm_gan.ipynb", "04_gan_cls.ipynb", "06_stackgan.ipynb", "07_evaluation_and_demo.ipynb"]
 
 
 @pytest.fixture(scope="module")
