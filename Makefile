@@ -32,7 +32,7 @@ endif
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
-.PHONY: help install course lab test test-unit test-notebooks browser-test student bench lint clean
+.PHONY: help install course lab test test-unit test-notebooks test-datasets browser-test student bench lint clean
 
 help:
 	@sed -n '1,7p' Makefile
@@ -75,6 +75,10 @@ test-notebooks: $(TEST_STAMP)
 # JupyterLab in headless chromium: notebook 07's demo and build/index.html (run `make course` first)
 browser-test: $(TEST_STAMP)
 	T2I_FAST=1 $(BIN)/python -m pytest tests/browser/browser_jupyterlab.py $(PYTEST_ARGS)
+
+# Notebooks 03, 04 and 07 on stand-in flowers102 and cifar10 in the real raw formats (also part of `make test`)
+test-datasets: $(STAMP)
+	T2I_FAST=1 $(BIN)/python -m pytest tests/test_datasets_standin.py
 
 student: $(STAMP)
 	$(BIN)/python -m tools.student --notebooks notebooks --out build/student

@@ -1,16 +1,19 @@
 """cifar10: CIFAR-10 (60,000 photos, 10 classes, 32x32) with captions made from the class name.
 
-Loaded with keras.datasets.cifar10 (downloaded once into ~/.keras/datasets). Five captions per image from
+Read from cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/) in --source if there, else loaded with
+keras.datasets.cifar10 (downloaded once into ~/.keras/datasets). Five captions per image from
 templates ("a photo of a cat", "a blurry photo of a cat", ...): the text carries only the class, which is what
 source project C trained on. Splits: CIFAR's 10,000 test images are test; of its 50,000 training images a
 seeded 5,000 are val, the rest train. Sizes above 32 are upsampled (bicubic) and stay blurry: no detail is added.
 
   python -m data_prep cifar10 --out data/cifar10 --sizes 32 64
+  python -m data_prep cifar10 --source ~/Downloads --out data/cifar10
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from data_prep import store
+from data_prep import archives, captioned, store
 
 NAME = "cifar10"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # what keras.datasets.cifar10 downloads
@@ -29,8 +32,39 @@ VAL_IMAGES = 5_000
 DEFAULT_SIZES = (32, 64)
 
 
-def load_arrays():
-    """((x_train, y_train), (x_test, y_test)) as keras.datasets.cifar10 returns them."""
+ARCHIVE = "cifar-10-python.tar.gz"
+BATCHES = "cifar-10-batches-py"
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch of the published python layout: b"data" [N, 3072] (RGB planes), b"labels" [N]."""
+    with open(path, "rb") as file:
+        batch = pickle.load(file, encoding="bytes")
+    images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, np.asarray(batch[b"labels"], dtype=np.int64).reshape(-1, 1)
+
+
+def load_local(source: Path):
+    """The arrays from ``source``'s cifar-10-batches-py/ (extracted from cifar-10-python.tar.gz if needed), or None."""
+    folder = captioned.find_dir(source, BATCHES, marker="test_batch")
+    if folder is None and (source / ARCHIVE).is_file():
+        folder = captioned.find_dir(archives.extract(source / ARCHIVE, source / "cifar-10-python"), BATCHES,
+                                    marker="test_batch")
+    if folder is None:
+        return None
+    batches = sorted(folder.glob("data_batch_*"))
+    if not batches:
+        raise ValueError(f"{folder} has a test_batch but no data_batch_1..5: is it the python version of CIFAR-10?")
+    train = [_read_batch(path) for path in batches]
+    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), _read_batch(
+        folder / "test_batch")
+
+
+def load_arrays(source: Path | None = None):
+    """((x_train, y_train), (x_test, y_test)) as keras.datasets.cifar10 returns them, from ``source`` if there."""
+    local = load_local(source) if source is not None and source.is_dir() else None
+    if local is not None:
+        return local
     import keras
 
     return keras.datasets.cifar10.load_data()
@@ -41,13 +75,14 @@ def captions_for(name: str) -> list[str]:
     return [template.format(a=article, name=name) for template in TEMPLATES]
 
 
-def prepare(out: Path, sizes=DEFAULT_SIZES, seed: int = 0, progress: bool = True) -> store.Summary:
+def prepare(out: Path, sizes=DEFAULT_SIZES, seed: int = 0, progress: bool = True,
+            source: Path | None = None) -> store.Summary:
     from tqdm.auto import tqdm
 
     summary = store.Summary(NAME)
     if store.already_prepared(out, NAME, sizes):
         return summary
-    (x_train, y_train), (x_test, y_test) = load_arrays()
+    (x_train, y_train), (x_test, y_test) = load_arrays(source)
     images = np.concatenate([x_train, x_test])
     labels = np.concatenate([y_train, y_test]).ravel()
     if images.shape[1:] != (32, 32, 3) or len(images) != len(labels):
@@ -93,6 +128,8 @@ def prepare(out: Path, sizes=DEFAULT_SIZES, seed: int = 0, progress: bool = True
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     store.add_output_arguments(parser, NAME, DEFAULT_SIZES)
     parser.add_argument("--seed", type=int, default=0, help="seed of the val split drawn from CIFAR's train set")
+    parser.add_argument("--source", type=Path, default=None,
+                        help=f"folder with {ARCHIVE} or its extracted {BATCHES}/ (default: keras.datasets.cifar10)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or data_dir() / NAME
     start = time.perf_counter()
-    summary = prepare(out, args.sizes, args.seed)
+    summary = prepare(out, args.sizes, args.seed, source=args.source)
     summary.counts["seconds"] = round(time.perf_counter() - start, 1)
     summary.report(out)
     return 0

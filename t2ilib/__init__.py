@@ -18,7 +18,10 @@ __version__ = "0.1.0"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _device.keep_tensorflow_symbols_local()
 
-__all__ = ["setup", "Session"]
+__all__ = ["setup", "Session", "DATASETS"]
+
+# What `setup(dataset=...)` and T2I_DATASET accept: the names `python -m data_prep` prepares (docs/data_format.md).
+DATASETS = ("synthetic_flowers", "flowers102", "cub200", "cifar10")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +34,20 @@ class Session:
     data_dir: Path
     runs_dir: Path
     device: object  # t2ilib.device.DeviceInfo
+    dataset: str = DATASETS[0]  # one of DATASETS: what the notebook's data cell prepares and trains on
 
 
-def setup(seed: int = 0, preset: str | None = None, quiet: bool = False) -> Session:
-    """Seed everything, pick the preset (``smoke`` in fast mode) and report the environment in one line."""
+def dataset_name(name: str | None = None) -> str:
+    """``name``, else T2I_DATASET, else ``synthetic_flowers``; a name not in DATASETS is refused."""
+    chosen = name or os.environ.get("T2I_DATASET") or DATASETS[0]
+    if chosen not in DATASETS:
+        origin = "dataset" if name else "T2I_DATASET"
+        raise ValueError(f"{origin}={chosen!r} is not a dataset the kit prepares: choose one of {', '.join(DATASETS)}")
+    return chosen
+
+
+def setup(seed: int = 0, preset: str | None = None, quiet: bool = False, dataset: str | None = None) -> Session:
+    """Seed everything, pick the preset (``smoke`` in fast mode) and the dataset, and report the environment."""
     from t2ilib import config, device
 
     with device.tensorflow_startup_log_held_back():  # its first import and device probe log from C++
@@ -46,9 +59,10 @@ def setup(seed: int = 0, preset: str | None = None, quiet: bool = False) -> Sess
     fast = config.is_fast()
     chosen = config.get_preset(preset)
     session = Session(fast=fast, preset=chosen, seed=seed, data_dir=config.data_dir(),
-                      runs_dir=config.runs_dir(), device=info)
+                      runs_dir=config.runs_dir(), device=info, dataset=dataset_name(dataset))
     if not quiet:
         mode = "FAST mode (tiny models, a few steps: checks the code, not the results)" if fast else "full mode"
         print(info.describe())
-        print(f"{mode}; preset '{chosen.name}' at {chosen.image_size}x{chosen.image_size}; data in {session.data_dir}")
+        print(f"{mode}; preset '{chosen.name}' at {chosen.image_size}x{chosen.image_size}; "
+              f"dataset {session.dataset} in {session.data_dir}")
     return session

@@ -49,6 +49,11 @@ class PreparedDataset:
         return sorted(self.meta["sizes"])
 
     @property
+    def attribute_values(self) -> dict | None:
+        """{attribute: values} of what every caption names and a judge can check (synthetic_flowers), else None."""
+        return self.meta.get("attribute_values")
+
+    @property
     def num_images(self) -> int:
         return int(self.meta["num_images"])
 

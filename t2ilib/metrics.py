@@ -136,10 +136,10 @@ def train_attribute_judge(prepared, image_size: int, *, epochs: int = 4, seed: i
                           verbose: int = 0) -> AttributeClassifier:
     """The judge of notebooks 03-07: the attribute CNN trained on ``prepared``'s real training images at
     ``image_size``, with its ceiling (``test_accuracy``) measured on the real test images (notebook 03)."""
-    if prepared.attributes is None:
-        raise ValueError(f"{prepared.path} has no attributes.csv: an attribute judge needs a dataset with known "
-                         "attributes, such as synthetic_flowers")
-    vocab = prepared.meta["attribute_values"]
+    vocab = prepared.attribute_values
+    if prepared.attributes is None or vocab is None:
+        raise ValueError(f"{prepared.path} ({prepared.name}) has no attributes its captions name: an attribute judge "
+                         "needs a dataset with known attributes, such as synthetic_flowers")
     images = prepared.images(image_size)
     train_ids, test_ids = prepared.split_images("train"), prepared.split_images("test")
     return train_attribute_classifier(images[train_ids], prepared.attributes.loc[train_ids, list(vocab)],

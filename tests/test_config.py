@@ -37,7 +37,7 @@ def test_unknown_preset_lists_the_known_ones():
 
 
 def test_paper_preset_has_the_published_widths():
-    paper = config.PRESETS["paper"]
+    paper = config.get_preset("paper")  # the old name of reed2016
     assert paper.g_channels == (1024, 512, 256, 128)
     assert paper.d_channels == (64, 128, 256, 512)
     assert (paper.z_dim, paper.text_dim, paper.batch_size) == (100, 128, 64)

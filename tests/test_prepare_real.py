@@ -283,7 +283,7 @@ def test_cifar10_captions_from_class_names(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     train = (rng.integers(0, 255, (60, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, (60, 1)))
     test = (rng.integers(0, 255, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, (20, 1)))
-    monkeypatch.setattr(cifar10, "load_arrays", lambda: (train, test))
+    monkeypatch.setattr(cifar10, "load_arrays", lambda source=None: (train, test))
     cifar10.prepare(tmp_path / "out", sizes=(32, 64), progress=False)
     prepared = load_prepared(tmp_path / "out")
     assert prepared.num_images == 80

@@ -292,7 +292,7 @@ OXFORD_102_IMAGES = 8_189
 def paper_scale_flops(embedding_dim: int = 384, batch_size: int = 64) -> dict:
     """FLOPs of one train step at the ``paper`` preset, counted from traced (never run) steps: GAN-CLS at 64x64
     and StackGAN Stage II (64 -> 128) on a frozen Stage I."""
-    paper = config.PRESETS["paper"]
+    paper = config.PRESETS["reed2016"]
     spec = lambda size: {"image": tf.TensorSpec([batch_size, size, size, 3]),
                          "text": tf.TensorSpec([batch_size, embedding_dim]),
                          "wrong_text": tf.TensorSpec([batch_size, embedding_dim])}

@@ -1,0 +1,75 @@
+"""The real-data path: stand-in flowers102 and cifar10 in the published raw layouts, prepared by data_prep's own
+code (tools/standins.py), chosen by T2I_DATASET and trained on by the notebooks in fast mode."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import data_prep
+import t2ilib
+from data_prep import download
+from t2ilib.data import load_prepared
+from tools import standins
+
+ROOT = Path(__file__).resolve().parent.parent
+# The notebooks whose every cell runs on a dataset without attributes (the others still assume the synthetic flowers).
+NOTEBOOKS_ON_REAL_DATA = ["03_lstm_gan.ipynb", "04_gan_cls.ipynb", "06_stackgan.ipynb", "07_evaluation_and_demo.ipynb"]
+
+
+@pytest.fixture(scope="module")
+def standin_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("standins")
+    standins.build(data_dir)
+    return data_dir
+
+
+def test_standins_are_prepared_through_the_real_layouts(standin_dir):
+    flowers = load_prepared(standin_dir / "flowers102")
+    assert flowers.num_images == standins.FLOWER_CLASSES * standins.IMAGES_PER_CLASS
+    classes = [f"class_{c:05d}" for c in range(1, standins.FLOWER_CLASSES + 1)]
+    assert sorted(flowers.attributes.label.unique()) == classes
+    assert set(flowers.captions.split) == {"train", "val", "test"}
+    cifar = load_prepared(standin_dir / "cifar10")
+    assert cifar.num_images == 5 * standins.CIFAR_TRAIN_PER_BATCH + standins.CIFAR_TEST
+    assert cifar.images(32).shape == (cifar.num_images, 32, 32, 3)
+    # The pickled planes were decoded to channels-last: the class-coloured square is where it was drawn.
+    first_label = cifar.attributes.label.iloc[0]
+    assert first_label == "airplane" and (cifar.images(32)[0, 8:24, 8:24, 0] == 255).all()
+    assert flowers.attribute_values is None and cifar.attribute_values is None
+
+
+def test_ensure_finds_a_prepared_dataset_and_names_the_raw_files_it_cannot_get(standin_dir, tmp_path, monkeypatch):
+    assert data_prep.ensure("flowers102", standin_dir) == standin_dir / "flowers102"
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(download, "fetch", offline)
+    with pytest.raises(RuntimeError, match=r"download 102flowers.tgz.*into .*raw/flowers102"):
+        data_prep.ensure("flowers102", tmp_path)
+
+
+def test_setup_takes_the_dataset_from_its_argument_or_t2i_dataset(monkeypatch):
+    monkeypatch.setenv("T2I_DATASET", "cifar10")
+    assert t2ilib.setup(quiet=True).dataset == "cifar10"
+    assert t2ilib.setup(quiet=True, dataset="flowers102").dataset == "flowers102"
+    monkeypatch.delenv("T2I_DATASET")
+    assert t2ilib.setup(quiet=True).dataset == "synthetic_flowers"
+    monkeypatch.setenv("T2I_DATASET", "imagenet")
+    with pytest.raises(ValueError, match="T2I_DATASET='imagenet'.*choose one of synthetic_flowers"):
+        t2ilib.setup(quiet=True)
+
+
+@pytest.mark.parametrize("dataset", ["flowers102", "cifar10"])
+@pytest.mark.parametrize("notebook", NOTEBOOKS_ON_REAL_DATA)
+def test_notebook_runs_on_the_standin(standin_dir, tmp_path, notebook, dataset):
+    env = {**os.environ, "T2I_FAST": "1", "T2I_DATASET": dataset, "T2I_DATA_DIR": str(standin_dir),
+           "T2I_RUNS_DIR": str(tmp_path / "runs"), "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    # --nbval-lax: the checked outputs were stored from the synthetic flowers; here every cell must just run.
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                             "--nbval-current-env", "--nbval-cell-timeout=900", str(ROOT / "notebooks" / notebook)],
+                            env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:]
