@@ -4,6 +4,10 @@ import os
 import shutil
 import tempfile
 
+# First, before any test module imports TensorFlow: t2ilib keeps TensorFlow's C++ core private, as a notebook's
+# setup cell does, so that triton (which transformers imports where torch is PyPI's CUDA build) can load after it.
+import t2ilib  # noqa: F401
+
 # Fails a notebook cell that writes unexpected text to stderr (under pytest --nbval).
 pytest_plugins = ["tests.nbval_stderr"]
 

@@ -222,7 +222,7 @@ def main(argv=None):
         "classifier_accuracy": classifier.test_accuracy.round(4).to_dict(),
         "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
     }
-    result.update(judge(gan.sampling_generator, prepared, classifier, text_of, preset.image_size, args.seed))
+    result.update(judge(gan.generator, prepared, classifier, text_of, preset.image_size, args.seed))
     (out / "result.json").write_text(json.dumps(result, indent=2))
     if args.export:
         from t2ilib import pretrained

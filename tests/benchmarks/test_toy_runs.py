@@ -25,7 +25,7 @@ def toy_data(tiny_flowers, tmp_path, monkeypatch):
 
 def test_quality_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
     result = quality.main(["--model", "gan_cls", "--preset", "smoke", "--num-images", "300", "--minutes", "0.05",
-                           "--eval-every", "1", "--out", str(tmp_path / "bench")])
+                           "--eval-every", "1", "--precision", "float32", "--out", str(tmp_path / "bench")])
     out = tmp_path / "bench" / "gan_cls"
     assert result["steps"] > 0 and result["preset"] == "smoke" and result["mismatch"] is True
     assert json.loads((out / "result.json").read_text())["steps"] == result["steps"]
