@@ -26,7 +26,7 @@ DATASETS = ("synthetic_flowers", "flowers102", "cub200", "cifar10")
 
 @dataclasses.dataclass(frozen=True)
 class Session:
-    """What a notebook's setup cell learns about the run it is in."""
+    """What a notebook's setup cell learns about the run it is in. Introduced in notebook 00."""
 
     fast: bool
     preset: object  # t2ilib.config.Preset
@@ -38,7 +38,8 @@ class Session:
 
 
 def dataset_name(name: str | None = None) -> str:
-    """``name``, else T2I_DATASET, else ``synthetic_flowers``; a name not in DATASETS is refused."""
+    """``name``, else T2I_DATASET, else ``synthetic_flowers``; a name not in DATASETS is refused.
+    Introduced in notebook 00."""
     chosen = name or os.environ.get("T2I_DATASET") or DATASETS[0]
     if chosen not in DATASETS:
         origin = "dataset" if name else "T2I_DATASET"
@@ -47,7 +48,8 @@ def dataset_name(name: str | None = None) -> str:
 
 
 def setup(seed: int = 0, preset: str | None = None, quiet: bool = False, dataset: str | None = None) -> Session:
-    """Seed everything, pick the preset (``smoke`` in fast mode) and the dataset, and report the environment."""
+    """Seed everything, pick the preset (``smoke`` in fast mode) and the dataset, and report the environment.
+    Introduced in notebook 00."""
     from t2ilib import config, device
 
     with device.tensorflow_startup_log_held_back():  # its first import and device probe log from C++

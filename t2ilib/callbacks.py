@@ -30,7 +30,8 @@ __all__ = ["SampleGrid", "LossHistory", "Checkpoint", "StopOnNaN", "TimeBudget",
 
 
 def gan_steps(gan) -> int:
-    """Optimizer steps the generator has taken: the run's progress, whatever the epochs were."""
+    """Optimizer steps the generator has taken: the run's progress, whatever the epochs were.
+    Introduced in notebook 03."""
     return int(keras.ops.convert_to_numpy(gan.g_optimizer.iterations))
 
 
@@ -48,6 +49,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     The noise is drawn once (from ``seed``), so any change between two grids is the generator learning. Grids go
     to ``out_dir/epoch_NNNN.png``; in a notebook the latest one is also shown inline.
+    Introduced in notebook 03.
     """
 
     def __init__(self, text, out_dir, per_caption: int = 8, seed: int = 0, every: int = 1, show=None):
@@ -85,6 +87,7 @@ class LossHistory(keras.callbacks.Callback):
     The file is rewritten atomically each epoch. A resumed run (see :class:`Checkpoint`) keeps the rows of the
     epochs it does not redo, so the history of a run that was killed twice still reads as one run.
     ``plot_path`` also saves :func:`t2ilib.viz.plot_history` at the end of training.
+    Introduced in notebook 03.
     """
 
     def __init__(self, csv_path, plot_path=None):
@@ -154,6 +157,7 @@ class Checkpoint(keras.callbacks.Callback):
 
     Put it *last* in the callback list: then everything the other callbacks write for an epoch (the loss
     history, the sample grid) is on disk before the checkpoint says that epoch is done.
+    Introduced in notebook 03.
     """
 
     FINISHED = "finished"
@@ -317,7 +321,8 @@ class Checkpoint(keras.callbacks.Callback):
 
 def configuration(gan) -> dict:
     """What makes two runs the same run, as flat JSON values: the GAN's own options, each optimizer's settings
-    and each network's layers (class and config, names left out: Keras numbers them per session)."""
+    and each network's layers (class and config, names left out: Keras numbers them per session).
+    Introduced in notebook 03."""
     config = {"class": type(gan).__name__}
     for name, value in vars(gan).items():
         if name not in _keras_attributes() and isinstance(value, (bool, int, float, str, type(None))):
@@ -405,7 +410,8 @@ def _non_finite_weights(gan) -> list[str]:
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stop at the first step whose losses are NaN or infinite, name the step, and say what usually causes it."""
+    """Stop at the first step whose losses are NaN or infinite, name the step, and say what usually causes it.
+    Introduced in notebook 03."""
 
     def __init__(self):
         super().__init__()
@@ -428,6 +434,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     The epoch that is cut short still ends as usual, so the loss history, the sample grid and the checkpoint
     record it. ``minutes=None`` means no budget. ``clock`` returns seconds (tests pass a fake one).
+    Introduced in notebook 03.
     """
 
     def __init__(self, minutes: float | None, clock=time.monotonic):

@@ -98,6 +98,7 @@ def is_fast(environ: dict[str, str] | None = None) -> bool:
 
     ``1``/``true``: fast (CI). ``0``/``false``/unset: full. ``auto``: fast unless a GPU is visible
     (what ``make course`` uses, so a CPU-only machine still finishes in minutes).
+    Introduced in notebook 00.
     """
     env = os.environ if environ is None else environ
     value = env.get("T2I_FAST", "").strip().lower()
@@ -128,7 +129,8 @@ def minutes(default: float, environ: dict[str, str] | None = None) -> float:
 
 
 def get_preset(name: str | None = None, *, environ: dict[str, str] | None = None) -> Preset:
-    """The preset called ``name``; by default ``smoke`` in fast mode, else ``gpu`` on a GPU and ``cpu`` without."""
+    """The preset called ``name``; by default ``smoke`` in fast mode, else ``gpu`` on a GPU and ``cpu`` without.
+    Introduced in notebook 00."""
     if name is None:
         if is_fast(environ):
             name = "smoke"
@@ -155,18 +157,21 @@ def _default_dir(env_var: str, leaf: str) -> Path:
 
 
 def data_dir() -> Path:
-    """Where prepared datasets live: ``$T2I_DATA_DIR``, else ``data/`` in a checkout, else ``~/t2i_course/data``."""
+    """Where prepared datasets live: ``$T2I_DATA_DIR``, else ``data/`` in a checkout, else ``~/t2i_course/data``.
+    Introduced in notebook 00."""
     return _default_dir("T2I_DATA_DIR", "data")
 
 
 def runs_dir() -> Path:
-    """Where checkpoints, samples and logs go: ``$T2I_RUNS_DIR``, else ``runs/`` beside ``data/``."""
+    """Where checkpoints, samples and logs go: ``$T2I_RUNS_DIR``, else ``runs/`` beside ``data/``.
+    Introduced in notebook 00."""
     return _default_dir("T2I_RUNS_DIR", "runs")
 
 
 def override(preset: Preset, assignments: list[str]) -> Preset:
     """``preset`` with fields changed by ``"field=value"`` strings (command lines), each value parsed to the field's
-    type; tuples are comma-separated: ``override(cpu, ["batch_size=32", "g_channels=128,64,32,16"])``."""
+    type; tuples are comma-separated: ``override(cpu, ["batch_size=32", "g_channels=128,64,32,16"])``.
+    Introduced in notebook 00."""
     changes = {}
     fields = {field.name: field for field in dataclasses.fields(Preset)}
     for assignment in assignments:

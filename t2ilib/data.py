@@ -33,7 +33,8 @@ CROP_FRACTION = 8 / 9  # of each side, for make_dataset(crop=True)
 
 @dataclasses.dataclass
 class PreparedDataset:
-    """A checked prepared dataset: its metadata and captions in memory, its images memory-mapped on demand."""
+    """A checked prepared dataset: its metadata and captions in memory, its images memory-mapped on demand.
+    Introduced in notebook 01."""
 
     path: Path
     meta: dict
@@ -125,7 +126,8 @@ def _fail(path: Path, problem: str) -> None:
 
 
 def load_prepared(path) -> PreparedDataset:
-    """Open and check a prepared dataset: format version, files present, counts that agree."""
+    """Open and check a prepared dataset: format version, files present, counts that agree.
+    Introduced in notebook 01."""
     path = Path(path).expanduser()
     meta_path = path / "meta.json"
     if not meta_path.is_file():
@@ -266,6 +268,7 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
 
     The split's images are read once into memory (the cache); batches are gathered from it, so one batch costs
     a few milliseconds. Everything random is seeded by ``seed``.
+    Introduced in notebook 01.
     """
     import tensorflow as tf
 

@@ -33,7 +33,8 @@ __all__ = ["Score", "InceptionFeatures", "fid", "mmd2_unbiased", "kid", "incepti
 
 @dataclasses.dataclass(frozen=True)
 class Score:
-    """A measured number with what it rests on: ``mean`` over ``runs`` runs (``std`` between them), ``n`` samples."""
+    """A measured number with what it rests on: ``mean`` over ``runs`` runs (``std`` between them), ``n`` samples.
+    Introduced in notebook 07."""
 
     mean: float
     std: float
@@ -50,6 +51,7 @@ class InceptionFeatures:
 
     ``weights="imagenet"`` downloads the published weights (on Colab, once); ``weights=None`` gives random weights
     for offline tests. Images are resized (bilinear) to ``input_size`` (299 as published; at least 75).
+    Introduced in notebook 07.
     """
 
     def __init__(self, weights: str | None = "imagenet", input_size: int = 299, batch_size: int = 32):
@@ -99,13 +101,15 @@ def fid(extract, images_a, images_b) -> Score:
     """Frechet distance between the ``extract`` features of two image sets (FID with InceptionFeatures).
 
     Biased upwards at small ``n``: compare only figures computed with the same extractor and the same ``n``.
+    Introduced in notebook 07.
     """
     value = frechet_distance(extract(images_a), extract(images_b))
     return Score(value, 0.0, min(len(images_a), len(images_b)))
 
 
 def mmd2_unbiased(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """Unbiased squared MMD with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3`` (Binkowski et al. 2018)."""
+    """Unbiased squared MMD with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3`` (Binkowski et al. 2018).
+    Introduced in notebook 07."""
     a, b = np.asarray(features_a, "float64"), np.asarray(features_b, "float64")
     m, n, d = len(a), len(b), a.shape[1]
     if min(m, n) < 2:
@@ -120,6 +124,7 @@ def kid(extract, images_a, images_b, subsets: int = 10, subset_size: int = 1000,
     """Kernel Inception Distance: mean and std of :func:`mmd2_unbiased` over random subsets of both sets.
 
     Unlike FID it is unbiased, so small samples give the right value on average (with a wider spread).
+    Introduced in notebook 07.
     """
     a, b = extract(images_a), extract(images_b)
     size = min(subset_size, len(a), len(b))
@@ -134,6 +139,7 @@ def inception_score(probabilities: np.ndarray, splits: int = 10) -> Score:
 
     High when each image is confidently one class and the classes are varied. It never looks at real images,
     so a generator that memorised one sharp image per class scores perfectly (Barratt & Sharma 2018).
+    Introduced in notebook 07.
     """
     p = np.asarray(probabilities, "float64")
     if p.ndim != 2 or len(p) < splits:
@@ -148,7 +154,8 @@ def inception_score(probabilities: np.ndarray, splits: int = 10) -> Score:
 
 
 def mean_pairwise_distance(features: np.ndarray) -> float:
-    """Mean Euclidean distance between all pairs of feature vectors: 0 when every sample is the same (collapse)."""
+    """Mean Euclidean distance between all pairs of feature vectors: 0 when every sample is the same (collapse).
+    Introduced in notebook 03."""
     f = np.asarray(features, "float64")
     if len(f) < 2:
         raise ValueError("diversity needs at least 2 samples")
@@ -161,6 +168,7 @@ def truncated_normal(shape, truncation: float | None = None, seed: int = 0) -> n
     """N(0, I) noise, with every value beyond ``±truncation`` drawn again (BigGAN's truncation trick).
 
     Smaller ``truncation`` trades diversity for typical, cleaner samples; ``None`` is plain N(0, I).
+    Introduced in notebook 07.
     """
     if truncation is not None and truncation <= 0:
         raise ValueError(f"truncation={truncation}: use a positive threshold (e.g. 0.5 .. 2) or None for none")

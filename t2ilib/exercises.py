@@ -61,7 +61,8 @@ def _softplus(x):
 
 
 def check_tile(fn: Callable) -> bool:
-    """``fn(code, size)``: the text code ``[B, D]`` copied to every position of a ``[B, size, size, D]`` map."""
+    """``fn(code, size)``: the text code ``[B, D]`` copied to every position of a ``[B, size, size, D]`` map.
+    Introduced in notebook 03."""
     code = np.arange(6, dtype="float32").reshape(2, 3)
     for size in (1, 4):
         got = np.asarray(fn(code, size))
@@ -75,7 +76,8 @@ def check_tile(fn: Callable) -> bool:
 
 
 def check_gan_cls_d_loss(fn: Callable) -> bool:
-    """``fn(real_logits, wrong_logits, fake_logits)``: GAN-CLS D loss = real->1, 1/2 (wrong->0 + fake->0)."""
+    """``fn(real_logits, wrong_logits, fake_logits)``: GAN-CLS D loss = real->1, 1/2 (wrong->0 + fake->0).
+    Introduced in notebook 04."""
     rng = np.random.default_rng(0)
     for case in range(3):
         real, wrong, fake = (rng.normal(scale=2.0, size=(8, 1)).astype("float32") for _ in range(3))
@@ -104,7 +106,8 @@ def _toy_discriminator(inputs):
 
 def check_gan_cls_pairs(fn: Callable) -> bool:
     """``fn(discriminator, images, text, wrong_text, fakes) -> (d_loss, g_loss)``: GAN-CLS's three pairs, scored
-    by ``discriminator({"image": ..., "text": ...})`` (logits), and both networks' cross-entropy losses."""
+    by ``discriminator({"image": ..., "text": ...})`` (logits), and both networks' cross-entropy losses.
+    Introduced in notebook 04."""
     rng = np.random.default_rng(5)
     images, fakes = (rng.normal(size=(8, 2, 2, 1)).astype("float32") for _ in range(2))
     text, wrong_text = (rng.normal(size=(8, 4)).astype("float32") for _ in range(2))
@@ -147,7 +150,8 @@ def check_gan_cls_pairs(fn: Callable) -> bool:
 
 def check_hinge(d_fn: Callable, g_fn: Callable) -> bool:
     """``d_fn(real, wrong, fake)``: GAN-CLS's hinge D loss
-    ``E relu(1 - s_r) + 1/2 (E relu(1 + s_w) + E relu(1 + s_f))``; ``g_fn(fake)``: the hinge G loss ``-E s_f``."""
+    ``E relu(1 - s_r) + 1/2 (E relu(1 + s_w) + E relu(1 + s_f))``; ``g_fn(fake)``: the hinge G loss ``-E s_f``.
+    Introduced in notebook 04."""
     rng = np.random.default_rng(6)
     relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
     for case in range(3):
@@ -172,7 +176,8 @@ def check_hinge(d_fn: Callable, g_fn: Callable) -> bool:
 
 
 def check_kl(fn: Callable) -> bool:
-    """``fn(mean, log_var)``: KL(N(mean, exp(log_var)) || N(0, I)), summed over features, averaged over the batch."""
+    """``fn(mean, log_var)``: KL(N(mean, exp(log_var)) || N(0, I)), summed over features, averaged over the batch.
+    Introduced in notebook 05."""
     rng = np.random.default_rng(1)
     mean, log_var = rng.normal(size=(4, 5)).astype("float32"), rng.normal(scale=0.5, size=(4, 5)).astype("float32")
     per_feature = 0.5 * (np.exp(log_var) + mean**2 - 1 - log_var)
@@ -195,7 +200,7 @@ def check_kl(fn: Callable) -> bool:
 
 def check_gradient_penalty(fn: Callable) -> bool:
     """``fn(critic, real, fake, alpha)``: ``mean_i (||grad critic(x_hat_i)||_2 - 1)^2`` at
-    ``x_hat_i = alpha_i real_i + (1 - alpha_i) fake_i``, the norm taken per sample."""
+    ``x_hat_i = alpha_i real_i + (1 - alpha_i) fake_i``, the norm taken per sample. Introduced in notebook 06."""
     import tensorflow as tf
 
     rng = np.random.default_rng(7)
@@ -236,7 +241,8 @@ def check_gradient_penalty(fn: Callable) -> bool:
 
 
 def check_frechet(fn: Callable) -> bool:
-    """``fn(features_a, features_b)``: ``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``."""
+    """``fn(features_a, features_b)``: ``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``.
+    Introduced in notebook 07."""
     from scipy import linalg
 
     rng = np.random.default_rng(2)
@@ -263,7 +269,8 @@ def check_frechet(fn: Callable) -> bool:
 
 
 def check_inception_score(fn: Callable) -> bool:
-    """``fn(probabilities [N, classes])``: ``exp(mean_x KL(p(y|x) || p(y)))`` on one split."""
+    """``fn(probabilities [N, classes])``: ``exp(mean_x KL(p(y|x) || p(y)))`` on one split.
+    Introduced in notebook 07."""
     rng = np.random.default_rng(3)
     logits = rng.normal(scale=3.0, size=(50, 6))
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
@@ -285,7 +292,8 @@ def check_inception_score(fn: Callable) -> bool:
 
 
 def check_mmd(fn: Callable) -> bool:
-    """``fn(features_a, features_b)``: the unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3`` (the KID estimator)."""
+    """``fn(features_a, features_b)``: the unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3`` (the KID estimator).
+    Introduced in notebook 07."""
     from t2ilib.evaluation import mmd2_unbiased
 
     rng = np.random.default_rng(4)

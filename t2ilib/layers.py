@@ -42,7 +42,7 @@ _PACKAGE = "t2ilib"
 
 
 def dcgan_init():
-    """The DCGAN weight initialiser: N(0, 0.02)."""
+    """The DCGAN weight initialiser: N(0, 0.02). Introduced in notebook 03."""
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
@@ -56,6 +56,7 @@ def batch_normalization(**kwargs) -> layers.BatchNormalization:
     The momentum is DCGAN's 0.9: with Keras' default 0.99 the moving statistics that inference uses lag hundreds
     of steps behind a GAN's fast-changing activations, and samples drawn with ``training=False`` (the sample
     grids, the metrics) come out flat grey for the first few hundred steps.
+    Introduced in notebook 03.
     """
     import tensorflow as tf  # Keras 3 distributes the TensorFlow backend through tf.distribute
 
@@ -75,6 +76,7 @@ class TextProjection(layers.Layer):
 
     Both G and D own one. Compressing first keeps the text from swamping the 100-d noise in G and keeps D's
     depth concatenation at 4x4 cheap.
+    Introduced in notebook 03.
     """
 
     def __init__(self, units: int = 128, spectral_norm: bool = False, **kwargs):
@@ -100,7 +102,7 @@ class TextProjection(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SpatialTile(layers.Layer):
-    """``[B, D] -> [B, size, size, D]``: the same text code at every spatial position."""
+    """``[B, D] -> [B, size, size, D]``: the same text code at every spatial position. Introduced in notebook 03."""
 
     def __init__(self, size: int = 4, **kwargs):
         super().__init__(**kwargs)
@@ -123,6 +125,7 @@ class UpBlock(layers.Layer):
     ``upsample="nearest"`` swaps the transposed conv for nearest-neighbour upsampling + a 3x3 conv, which cannot
     paint the checkerboard pattern a stride-2 transposed conv tends to (Odena et al. 2016).
     ``batch_norm=False`` with ``activation="tanh"`` makes G's output block (the DCGAN rules: no BN there).
+    Introduced in notebook 03.
     """
 
     def __init__(self, filters: int, upsample: str = "transpose", batch_norm: bool = True,
@@ -192,6 +195,7 @@ class ConditionalBatchNormalization(layers.Layer):
     reads it again: the caption sets the per-channel scale and offset of each block's features, which is how a
     colour word reaches the pixels in a few hundred steps instead of thousands. ``gamma`` starts at 1 and ``beta``
     at 0 (plain batch norm) and learns from there.
+    Introduced in notebook 04.
     """
 
     def __init__(self, **kwargs):
@@ -226,6 +230,7 @@ class DownBlock(layers.Layer):
 
     ``batch_norm=False`` for D's first block (the DCGAN rules), and for a spectrally normalised D, where spectral
     norm alone keeps D smooth and batch statistics would mix the real and fake halves of a batch.
+    Introduced in notebook 03.
     """
 
     def __init__(self, filters: int, batch_norm: bool = True, spectral_norm: bool = False, **kwargs):
@@ -270,6 +275,7 @@ class ConditioningAugmentation(layers.Layer):
 
     ``sample_at_inference=False`` (settable on a built model, e.g. ``g.get_layer("text_ca")``) makes inference
     return the mean, for walks between captions that should change only with the caption.
+    Introduced in notebook 05.
     """
 
     def __init__(self, units: int = 128, kl_weight: float = 2.0, sample_at_inference: bool = True, **kwargs):
@@ -312,6 +318,7 @@ class DiffAugment(layers.Layer):
     same random ops are applied to both kinds and they are differentiable, G's gradient still flows through
     them, and D cannot win by memorising the real images. At inference the layer does nothing.
     ``policy`` picks the ops: any of ``"color"``, ``"translation"``, ``"cutout"``, comma-separated.
+    Introduced in notebook 05.
     """
 
     OPS = ("color", "translation", "cutout")

@@ -57,42 +57,47 @@ def _f32(logits):
 
 
 def bce_real(logits):
-    """Mean of ``-log sigmoid(logits)``: D's loss for calling these pairs real (also G's non-saturating loss)."""
+    """Mean of ``-log sigmoid(logits)``: D's loss for calling these pairs real (also G's non-saturating loss).
+    Introduced in notebook 04."""
     return ops.mean(ops.softplus(-_f32(logits)))  # -log sigmoid(x) = softplus(-x), stable for large |x|
 
 
 def bce_fake(logits):
-    """Mean of ``-log(1 - sigmoid(logits))``: D's loss for calling these pairs fake."""
+    """Mean of ``-log(1 - sigmoid(logits))``: D's loss for calling these pairs fake. Introduced in notebook 04."""
     return ops.mean(ops.softplus(_f32(logits)))
 
 
 def d_loss(real_logits, fake_logits):
-    """Cross-entropy discriminator loss of a plain (conditional) GAN: real pairs -> 1, fake pairs -> 0."""
+    """Cross-entropy discriminator loss of a plain (conditional) GAN: real pairs -> 1, fake pairs -> 0.
+    Introduced in notebook 03."""
     return bce_real(real_logits) + bce_fake(fake_logits)
 
 
 def g_loss_nonsaturating(fake_logits):
-    """``-log D(G(z))``: strong gradients while D still rejects the fakes (Goodfellow et al. 2014, section 3)."""
+    """``-log D(G(z))``: strong gradients while D still rejects the fakes (Goodfellow et al. 2014, section 3).
+    Introduced in notebook 03."""
     return bce_real(fake_logits)
 
 
 def g_loss_minimax(fake_logits):
-    """``log(1 - D(G(z)))``, the loss of the original minimax game. Taught, not used: it saturates when D wins."""
+    """``log(1 - D(G(z)))``, the loss of the original minimax game. Taught, not used: it saturates when D wins.
+    Introduced in notebook 03."""
     return -bce_fake(fake_logits)
 
 
 def gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
-    """GAN-CLS (Reed et al. 2016): real image + right text is real; real + wrong text and fake + right are fake."""
+    """GAN-CLS (Reed et al. 2016): real image + right text is real; real + wrong text and fake + right are fake.
+    Introduced in notebook 04."""
     return bce_real(real_logits) + 0.5 * (bce_fake(wrong_logits) + bce_fake(fake_logits))
 
 
 def hinge_real(logits):
-    """Mean of ``max(0, 1 - logits)``: zero once D scores a real pair above the margin."""
+    """Mean of ``max(0, 1 - logits)``: zero once D scores a real pair above the margin. Introduced in notebook 04."""
     return ops.mean(ops.relu(1.0 - _f32(logits)))
 
 
 def hinge_fake(logits):
-    """Mean of ``max(0, 1 + logits)``: zero once D scores a fake pair below the margin."""
+    """Mean of ``max(0, 1 + logits)``: zero once D scores a fake pair below the margin. Introduced in notebook 04."""
     return ops.mean(ops.relu(1.0 + _f32(logits)))
 
 
@@ -101,12 +106,12 @@ def hinge_d_loss(real_logits, fake_logits):
 
 
 def hinge_g_loss(fake_logits):
-    """The hinge generator loss is unbounded: ``-mean(D(G(z)))``."""
+    """The hinge generator loss is unbounded: ``-mean(D(G(z)))``. Introduced in notebook 04."""
     return -ops.mean(_f32(fake_logits))
 
 
 def hinge_gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
-    """GAN-CLS with the hinge: the same three pairs and weights as :func:`gan_cls_d_loss`."""
+    """GAN-CLS with the hinge: the same three pairs and weights as :func:`gan_cls_d_loss`. Introduced in notebook 04."""
     return hinge_real(real_logits) + 0.5 * (hinge_fake(wrong_logits) + hinge_fake(fake_logits))
 
 
@@ -114,6 +119,7 @@ def kl_loss(mean, log_var):
     """KL(N(mean, exp(log_var)) || N(0, I)), summed over features and averaged over the batch.
 
     The regulariser of Conditioning Augmentation (StackGAN): it keeps the sampled text codes near a unit Gaussian.
+    Introduced in notebook 05.
     """
     mean, log_var = _f32(mean), _f32(log_var)
     return ops.mean(0.5 * ops.sum(ops.exp(log_var) + ops.square(mean) - 1.0 - log_var, axis=-1))
@@ -121,18 +127,19 @@ def kl_loss(mean, log_var):
 
 def wasserstein_d_loss(real_scores, fake_scores):
     """The WGAN critic loss ``E[D(fake)] - E[D(real)]``: its negative estimates the Wasserstein-1 distance
-    (Arjovsky et al. 2017), provided the critic is kept 1-Lipschitz (see :func:`gradient_penalty`)."""
+    (Arjovsky et al. 2017), provided the critic is kept 1-Lipschitz (see :func:`gradient_penalty`).
+    Introduced in notebook 06."""
     return ops.mean(_f32(fake_scores)) - ops.mean(_f32(real_scores))
 
 
 def wasserstein_cls_d_loss(real_scores, wrong_scores, fake_scores):
     """The critic loss with the conditional (matching-aware) term: real image + wrong text counts as fake,
-    with the GAN-CLS weights ``real + (wrong + fake) / 2``."""
+    with the GAN-CLS weights ``real + (wrong + fake) / 2``. Introduced in notebook 06."""
     return 0.5 * (ops.mean(_f32(wrong_scores)) + ops.mean(_f32(fake_scores))) - ops.mean(_f32(real_scores))
 
 
 def wasserstein_g_loss(fake_scores):
-    """The WGAN generator loss ``-E[D(fake)]``."""
+    """The WGAN generator loss ``-E[D(fake)]``. Introduced in notebook 06."""
     return -ops.mean(_f32(fake_scores))
 
 
@@ -142,6 +149,7 @@ def gradient_penalty(critic, real, fake, alpha=None, seed=None):
     sample (or the ``alpha`` given, shape ``[B]``; ``seed`` is a ``keras.random.SeedGenerator`` or an int).
     ``critic`` maps a batch of images to scores; close over the text to penalise a conditional critic. Multiply by
     the weight (10 in the paper) yourself; ``ConditionalGAN(loss="wgan-gp")`` adds it to D's loss.
+    Introduced in notebook 06.
     """
     real, fake = _f32(real), _f32(fake)
     if alpha is None:
@@ -158,7 +166,8 @@ def gradient_penalty(critic, real, fake, alpha=None, seed=None):
 
 def reconstruction_loss(high_res, low_res):
     """Mean absolute difference between ``high_res`` shrunk to ``low_res``'s size (average pooling) and
-    ``low_res``: it keeps a refining stage (StackGAN's Stage II) faithful to the image it refines."""
+    ``low_res``: it keeps a refining stage (StackGAN's Stage II) faithful to the image it refines.
+    Introduced in notebook 06."""
     high_res, low_res = _f32(high_res), _f32(low_res)
     factor = high_res.shape[1] // low_res.shape[1]
     if factor < 1 or high_res.shape[1] != factor * low_res.shape[1]:
@@ -169,7 +178,7 @@ def reconstruction_loss(high_res, low_res):
 
 def pair_similarity(image_features, text_features, temperature: float = 0.1):
     """``[B, B]`` cosine of every image's features with every caption's, over ``temperature`` (XMC-GAN's 0.1):
-    the same scale whatever D's norms are. Row i is image i; column j is caption j."""
+    the same scale whatever D's norms are. Row i is image i; column j is caption j. Introduced in notebook 04."""
     unit = lambda x: ops.normalize(_f32(x), axis=-1)
     return ops.matmul(unit(image_features), ops.transpose(unit(text_features))) / temperature
 
@@ -179,7 +188,8 @@ def contrastive_matching_loss(similarity, groups=None):
     caption of image i is caption i. Cross-entropy over each row (image -> caption) and each column (caption ->
     image), averaged (CLIP's loss; XMC-GAN, Zhang et al. 2021, trains a text-to-image GAN with it). Every other
     caption of the batch is a wrong caption, so one matrix product gives B - 1 mismatched pairs per image; with
-    ``groups`` (``[B]`` ids), captions of another image of the *same* group are left out: they are not wrong."""
+    ``groups`` (``[B]`` ids), captions of another image of the *same* group are left out: they are not wrong.
+    Introduced in notebook 04."""
     similarity = _f32(similarity)
     if groups is not None:
         same = ops.equal(ops.expand_dims(groups, 1), ops.expand_dims(groups, 0))

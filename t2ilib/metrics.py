@@ -39,7 +39,6 @@ __all__ = [
     "chance_levels",
     "alignment_table",
     "frechet_distance",
-    "feature_frechet_distance",
     "history_frame",
 ]
 
@@ -47,7 +46,8 @@ __all__ = [
 
 @dataclasses.dataclass
 class AttributeClassifier:
-    """A trained attribute CNN: ``predict`` reads attributes, ``features`` gives the vectors FID is computed on."""
+    """A trained attribute CNN: ``predict`` reads attributes, ``features`` gives the vectors FID is computed on.
+    Introduced in notebook 03."""
 
     model: keras.Model  # image in [-1, 1] -> {attribute: logits}
     vocab: dict[str, list[str]]  # attribute -> its values, in the order of the logits
@@ -70,7 +70,8 @@ class AttributeClassifier:
 
 
 def build_attribute_classifier(image_size: int, vocab: dict[str, list[str]], width: int = 32) -> keras.Model:
-    """Three conv blocks on a 32x32 view of the image (colours, counts and shapes all show at 32 px)."""
+    """Three conv blocks on a 32x32 view of the image (colours, counts and shapes all show at 32 px).
+    Introduced in notebook 03."""
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.AveragePooling2D(image_size // 32)(image) if image_size > 32 else image
     for filters in (width, 2 * width, 4 * width):
@@ -106,6 +107,7 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
     ``vocab`` (attribute -> values, e.g. ``meta["attribute_values"]``) fixes the classes; by default the sorted
     values seen in ``train_attributes``. With test images given, ``test_accuracy`` holds the per-attribute
     accuracy on them: check it is high before trusting any match rate measured with this classifier.
+    Introduced in notebook 03.
     """
     if vocab is None:
         vocab = {name: sorted(train_attributes[name].astype(str).unique()) for name in train_attributes.columns}
@@ -148,7 +150,8 @@ def train_attribute_judge(prepared, image_size: int, *, epochs: int = 4, seed: i
 
 
 def match_rates(predicted: pd.DataFrame, target: pd.DataFrame) -> pd.Series:
-    """Per attribute, the fraction of images whose predicted value equals the target (compared as strings)."""
+    """Per attribute, the fraction of images whose predicted value equals the target (compared as strings).
+    Introduced in notebook 04."""
     columns = [c for c in target.columns if c in predicted.columns]
     if not columns:
         raise ValueError(f"no attribute in common: predicted has {list(predicted.columns)}, "
@@ -162,13 +165,15 @@ def chance_levels(attributes: pd.DataFrame) -> pd.Series:
 
     It draws attribute values with the dataset's frequencies ``p_k``, independently of the caption, so it matches
     a caption asking for value ``k`` with probability ``p_k`` (1/K for K equally common values).
+    Introduced in notebook 04.
     """
     return pd.Series({c: float((attributes[c].astype(str).value_counts(normalize=True) ** 2).sum())
                       for c in attributes.columns}, name="chance")
 
 
 def alignment_table(classifier: AttributeClassifier, generated_images, target: pd.DataFrame) -> pd.DataFrame:
-    """Match rate of the generated images beside chance and the real-image ceiling, one row per attribute."""
+    """Match rate of the generated images beside chance and the real-image ceiling, one row per attribute.
+    Introduced in notebook 03."""
     table = pd.DataFrame({
         "generated": match_rates(classifier.predict(generated_images), target[list(classifier.vocab)]),
         "chance": chance_levels(target[list(classifier.vocab)]),
@@ -179,7 +184,8 @@ def alignment_table(classifier: AttributeClassifier, generated_images, target: p
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))`` between Gaussians fitted to two feature sets."""
+    """``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))`` between Gaussians fitted to two feature sets.
+    Introduced in notebook 04."""
     features_a, features_b = np.asarray(features_a, "float64"), np.asarray(features_b, "float64")
     if min(len(features_a), len(features_b)) < 2:
         raise ValueError("a Frechet distance needs at least 2 feature vectors per set")
@@ -188,11 +194,6 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     root = linalg.sqrtm(cov_a @ cov_b)  # scipy 1.18 dropped disp=; the error estimate was unused
     root = root.real  # sqrtm returns tiny imaginary parts from rounding
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
-
-
-def feature_frechet_distance(classifier: AttributeClassifier, images_a, images_b) -> float:
-    """Frechet distance on the attribute classifier's features (an FID with a domain-specific network)."""
-    return frechet_distance(classifier.features(images_a), classifier.features(images_b))
 
 
 def history_frame(history: keras.callbacks.History, steps_per_epoch: int) -> pd.DataFrame:

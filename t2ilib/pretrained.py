@@ -31,7 +31,7 @@ PRETRAINED_GAN_CLS = ASSETS / "gan_cls_synthetic_flowers.keras"
 
 
 def card_path(path) -> Path:
-    """The ``.json`` card beside a ``.keras`` generator file."""
+    """The ``.json`` card beside a ``.keras`` generator file. Introduced in notebook 07."""
     return Path(path).with_suffix(".json")
 
 
@@ -40,6 +40,7 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
 
     ``card`` must name the ``text_encoder`` the generator was trained with (e.g. ``"sentence"``): free text has to
     be embedded with the same encoder at generation time.
+    Introduced in notebook 07.
     """
     path = Path(path)
     if path.suffix != ".keras":
@@ -59,7 +60,8 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
 
 
 def load_generator(path=None) -> tuple[keras.Model, dict]:
-    """A saved generator and its card; by default the one shipped with the kit (:data:`PRETRAINED_GAN_CLS`)."""
+    """A saved generator and its card; by default the one shipped with the kit (:data:`PRETRAINED_GAN_CLS`).
+    Introduced in notebook 07."""
     path = Path(path) if path is not None else PRETRAINED_GAN_CLS
     if not path.is_file():
         hint = ("reinstall the kit (the file is package data) or rebuild it with "

@@ -29,7 +29,8 @@ __all__ = ["DualEncoder", "train_dual_encoder", "r_precision"]
 
 @keras.saving.register_keras_serializable(package="t2ilib")
 class DualEncoder(keras.Model):
-    """Image tower and text tower into one ``dim``-d unit sphere, trained with the symmetric InfoNCE loss."""
+    """Image tower and text tower into one ``dim``-d unit sphere, trained with the symmetric InfoNCE loss.
+    Introduced in notebook 07."""
 
     def __init__(self, image_size: int = 32, embedding_dim: int = 384, dim: int = 64, width: int = 32,
                  scale: float = 10.0, **kwargs):
@@ -90,7 +91,8 @@ class DualEncoder(keras.Model):
 def train_dual_encoder(prepared, encoder: str = "sentence", image_size: int = 32, epochs: int = 3,
                        batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 0,
                        verbose: int = 0) -> DualEncoder:
-    """Fit a :class:`DualEncoder` on the training pairs of a prepared dataset (a random caption per image per epoch)."""
+    """Fit a :class:`DualEncoder` on the training pairs of a prepared dataset (a random caption per image per epoch).
+    Introduced in notebook 04."""
     from t2ilib import data
 
     keras.utils.set_random_seed(seed)
@@ -112,6 +114,7 @@ def r_precision(model: DualEncoder, images, true_text, candidate_pool, candidate
     (one label per image, e.g. its attribute combination) and ``candidate_groups`` (one per pool row), a caption
     of the image's own group is never drawn as a wrong one. ``runs`` repeats the draw with other seeds: the Score's
     std is the spread from that draw alone.
+    Introduced in notebook 07.
     """
     images_v = ops.convert_to_numpy(model.encode_images(images))
     true_v = ops.convert_to_numpy(model.encode_texts(np.asarray(true_text, "float32")))

@@ -171,6 +171,7 @@ class ResidualBlock(layers.Layer):
 
     A residual block can only *add* to what it is given: Stage II starts as an identity on the joint features
     and learns the corrections.
+    Introduced in notebook 06.
     """
 
     def __init__(self, filters: int, **kwargs):
@@ -301,6 +302,7 @@ def sample_diversity(features) -> float:
 
     0 means every noise vector gives the same picture (mode collapse for that caption); compare models on the
     same features (e.g. the attribute classifier's). Computed by :func:`t2ilib.evaluation.mean_pairwise_distance`.
+    Introduced in notebook 05.
     """
     return evaluation.mean_pairwise_distance(features)
 
@@ -311,6 +313,7 @@ def interpolation_jumpiness(features) -> float:
 
     With ``n`` steps a perfectly smooth walk scores ``1/n``; a walk that jumps once and otherwise stands still
     scores 1.
+    Introduced in notebook 06.
     """
     features = np.asarray(features, "float64")
     steps = np.sqrt((np.diff(features, axis=0) ** 2).sum(-1))
@@ -320,7 +323,7 @@ def interpolation_jumpiness(features) -> float:
 def high_frequency_energy(images, cutoff: float = 0.25) -> float:
     """Share of the images' spectral energy above ``cutoff`` of the sampling frequency (grey level, mean over
     images). A bicubic upsample cannot add any: a refining stage that raises it adds detail (or noise, which
-    the attribute match and a look at the pictures tell apart)."""
+    the attribute match and a look at the pictures tell apart). Introduced in notebook 06."""
     spectrum = evaluation.power_spectrum(images)  # a share of the energy: the same for any scale of the pixels
     fy = np.fft.fftfreq(spectrum.shape[1])[:, None]
     fx = np.fft.fftfreq(spectrum.shape[2])[None, :]
@@ -329,14 +332,15 @@ def high_frequency_energy(images, cutoff: float = 0.25) -> float:
 
 
 def sample_images(model, text, z=None, seed: int = 0, batch_size: int = 128) -> np.ndarray:
-    """Images in [-1, 1] from a generator or a :class:`StageGAN` (anything called on ``{"z", "text"}``)."""
+    """Images in [-1, 1] from a generator or a :class:`StageGAN` (anything called on ``{"z", "text"}``).
+    Introduced in notebook 05."""
     return models.generate(model, np.asarray(text, "float32"), z=z, seed=seed, batch_size=batch_size)
 
 
 @contextlib.contextmanager
 def ca_at_mean(model):
     """Within the block, every Conditioning Augmentation layer of ``model`` (and of a StageGAN's networks)
-    returns its mean at inference, so only the caption and z change a picture."""
+    returns its mean at inference, so only the caption and z change a picture. Introduced in notebook 05."""
     networks = [m for m in (model, getattr(model, "generator", None), getattr(model, "stage1", None))
                 if isinstance(m, keras.Model) and hasattr(m, "layers")]
     found = [layer for m in networks for layer in m.layers if isinstance(layer, ConditioningAugmentation)]
@@ -351,7 +355,8 @@ def ca_at_mean(model):
 
 
 def caption_walk(model, text_a, text_b, frames: int = 9, seed: int = 0) -> np.ndarray:
-    """``frames`` images along ``(1 - t) text_a + t text_b`` with one fixed z and the CA at its mean."""
+    """``frames`` images along ``(1 - t) text_a + t text_b`` with one fixed z and the CA at its mean.
+    Introduced in notebook 05."""
     t = np.linspace(0.0, 1.0, frames, dtype="float32")[:, None]
     text = (1.0 - t) * np.asarray(text_a, "float32")[None] + t * np.asarray(text_b, "float32")[None]
     z = np.repeat(np.random.default_rng(seed).standard_normal((1, models.z_dim(model))), frames, 0).astype("float32")
@@ -372,6 +377,7 @@ def conditioning_report(model, classifier, text, attributes: pd.DataFrame, *, co
       (lower is smoother, ``1 / (frames - 1)`` is perfectly even).
 
     Images are shrunk (area) to the classifier's ``image_size`` when it differs.
+    Introduced in notebook 05.
     """
     from t2ilib import metrics
 

@@ -25,7 +25,8 @@ __all__ = ["caption_hash", "cache_paths", "read_cache_info", "load_cached_embedd
 
 
 def caption_hash(texts: Sequence[str]) -> str:
-    """A SHA-256 of the caption texts in order: a cache made for other captions (or another order) differs."""
+    """A SHA-256 of the caption texts in order: a cache made for other captions (or another order) differs.
+    Introduced in notebook 02."""
     digest = hashlib.sha256()
     for text in texts:
         encoded = str(text).encode("utf-8")
@@ -36,7 +37,8 @@ def caption_hash(texts: Sequence[str]) -> str:
 
 
 def cache_paths(dataset_dir, encoder: str) -> tuple[Path, Path]:
-    """Where the cached vectors of ``encoder`` live: ``(embeddings/<encoder>.npy, embeddings/<encoder>.json)``."""
+    """Where the cached vectors of ``encoder`` live: ``(embeddings/<encoder>.npy, embeddings/<encoder>.json)``.
+    Introduced in notebook 02."""
     folder = Path(dataset_dir) / "embeddings"
     return folder / f"{encoder}.npy", folder / f"{encoder}.json"
 
@@ -46,7 +48,7 @@ def _rebuild_hint(dataset_dir, encoder: str) -> str:
 
 
 def read_cache_info(dataset_dir, encoder: str) -> dict | None:
-    """The ``.json`` describing a cache, or None when there is no readable one."""
+    """The ``.json`` describing a cache, or None when there is no readable one. Introduced in notebook 02."""
     _, info_path = cache_paths(dataset_dir, encoder)
     try:
         return json.loads(info_path.read_text(encoding="utf-8"))
@@ -59,6 +61,7 @@ def load_cached_embeddings(dataset_dir, encoder: str, texts: Sequence[str]) -> n
 
     The cache must have been made from exactly these captions (same hash); a missing or stale cache is an error
     that names the file and the command that rebuilds it, never a silent mismatch between captions and vectors.
+    Introduced in notebook 02.
     """
     vectors_path, info_path = cache_paths(dataset_dir, encoder)
     hint = _rebuild_hint(dataset_dir, encoder)
@@ -86,6 +89,7 @@ def make_vectorizer(texts: Sequence[str], max_tokens: int = 5000,
 
     It lower-cases, strips punctuation and splits on spaces; id 0 pads every caption to ``sequence_length``
     (so ``Embedding(mask_zero=True)`` can ignore it) and id 1 stands for any word not in the vocabulary.
+    Introduced in notebook 01.
     """
     texts = [str(t) for t in texts]
     if not texts:
@@ -103,6 +107,7 @@ class LSTMTextEncoder(keras.layers.Layer):
     The LSTM reads the caption word by word and keeps a summary in its state; padding (id 0) is masked, so a
     short caption's vector does not depend on how much padding follows it. With ``bidirectional=True`` a
     second LSTM reads the caption backwards and the two halves (``units // 2`` each) are concatenated.
+    Introduced in notebook 02.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 128, units: int = 128, bidirectional: bool = False,

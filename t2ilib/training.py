@@ -181,7 +181,8 @@ def loss_scaled(optimizer):
 
 
 def apply_gradients(optimizer, tape, loss, variables):
-    """One update of ``variables`` down the gradient of ``loss``, scaled for replicas and the loss scale."""
+    """One update of ``variables`` down the gradient of ``loss``, scaled for replicas and the loss scale.
+    Introduced in notebook 03."""
     # Backpropagation starts from d loss / d loss = 1; starting from s instead scales every gradient by s, exactly
     # as computing the gradient of s * loss would (the tape has closed). Under tf.distribute each replica's loss is
     # the mean over its slice of the batch and the optimizer sums the replicas' gradients: s = 1 / replicas makes N

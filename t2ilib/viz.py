@@ -13,7 +13,7 @@ __all__ = ["to_uint8", "image_grid", "save_png", "show_images", "equilibrium", "
 
 
 def to_uint8(images) -> np.ndarray:
-    """float images in [-1, 1] (what G outputs) or uint8 images -> uint8 [N, H, W, 3]."""
+    """float images in [-1, 1] (what G outputs) or uint8 images -> uint8 [N, H, W, 3]. Introduced in notebook 01."""
     images = np.asarray(images)
     if images.dtype == np.uint8:
         return images
@@ -21,7 +21,8 @@ def to_uint8(images) -> np.ndarray:
 
 
 def image_grid(images, columns: int = 8, padding: int = 2) -> np.ndarray:
-    """Tile ``[N, H, W, 3]`` images into one uint8 picture, ``columns`` wide, with a white border between them."""
+    """Tile ``[N, H, W, 3]`` images into one uint8 picture, ``columns`` wide, with a white border between them.
+    Introduced in notebook 03."""
     images = to_uint8(images)
     count, height, width, channels = images.shape
     rows = -(-count // columns)
@@ -35,7 +36,7 @@ def image_grid(images, columns: int = 8, padding: int = 2) -> np.ndarray:
 
 
 def save_png(path, picture: np.ndarray) -> Path:
-    """Write a uint8 picture as PNG atomically (a reader never sees half a file)."""
+    """Write a uint8 picture as PNG atomically (a reader never sees half a file). Introduced in notebook 03."""
     from PIL import Image
 
     path = Path(path)
@@ -47,7 +48,8 @@ def save_png(path, picture: np.ndarray) -> Path:
 
 
 def show_images(images, captions=None, columns: int = 8, size: float = 1.6, title: str | None = None):
-    """Show images in a matplotlib grid, each under its (wrapped) caption. Returns the figure."""
+    """Show images in a matplotlib grid, each under its (wrapped) caption. Returns the figure.
+    Introduced in notebook 01."""
     import matplotlib.pyplot as plt
 
     images = to_uint8(images)
@@ -89,6 +91,7 @@ def plot_history(history, title: str = "training", loss: str | None = None):
     With ``loss`` (the preset's ``loss``, e.g. ``"bce"``), dashed lines mark :func:`equilibrium`'s values in each
     curve's colour, for the game the columns show (``d_wrong`` logged: GAN-CLS; ``d_contrastive``: the contrastive
     term). They are the ideal game's fixed point, not a target: a run that learns sits off them.
+    Introduced in notebook 03.
     """
     import matplotlib.pyplot as plt
 

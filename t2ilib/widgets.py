@@ -46,6 +46,7 @@ class CaptionEncoder:
 
         from data_prep import embed
         encoder = CaptionEncoder(lambda texts: embed.encode_sentence(texts).vectors, name="sentence")
+    Introduced in notebook 07.
     """
 
     def __init__(self, encode: Callable[[list[str]], np.ndarray], name: str = "sentence"):
@@ -90,6 +91,7 @@ def generate_grid(generator, text_vector: np.ndarray, count: int = 8, seed: int 
 
     The vector is checked by :func:`t2ilib.models.generate` (its size, NaN); the caption itself is refused with a
     hint, since it has to be embedded first.
+    Introduced in notebook 07.
     """
     text_vector = np.asarray(text_vector)
     if text_vector.dtype.kind in "USO":
@@ -107,7 +109,8 @@ def generate_grid(generator, text_vector: np.ndarray, count: int = 8, seed: int 
 
 @dataclasses.dataclass
 class Demo:
-    """What the widgets drive: models by name, their caption encoder, and the last result or error."""
+    """What the widgets drive: models by name, their caption encoder, and the last result or error.
+    Introduced in notebook 07."""
 
     models: dict  # name -> generator
     encoder: CaptionEncoder
@@ -136,7 +139,7 @@ def _enable_colab_widgets() -> None:
 
 
 class DemoWidgets(typing.NamedTuple):
-    """``(state, box)``; a cell that ends with it (or with ``box``) shows the demo once."""
+    """``(state, box)``; a cell that ends with it (or with ``box``) shows the demo once. Introduced in notebook 07."""
 
     state: Demo
     box: object  # ipywidgets.VBox, or None without ipywidgets
@@ -149,7 +152,8 @@ class DemoWidgets(typing.NamedTuple):
 
 def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
          count: int = 8, show: bool = False) -> DemoWidgets:
-    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead)."""
+    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead).
+    Introduced in notebook 07."""
     state = Demo(models, encoder, count)
     try:
         import ipywidgets as w

@@ -206,6 +206,7 @@ def main(argv=None):
     fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
     comp_fakes = models.generate(gan.generator, comp_text, seed=args.seed + 2)
     real = images[test_ids]
+    fid = lambda a, b: round(metrics.frechet_distance(classifier.features(a), classifier.features(b)), 3)
     result = {
         "model": args.model, "preset": preset.name, "precision": precision,
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
@@ -217,8 +218,8 @@ def main(argv=None):
         "seconds_per_step": round(timer.rows[-1]["seconds"] / max(1, timer.rows[-1]["step"]), 3),
         "test": metrics.alignment_table(classifier, fakes, test_target).round(4).to_dict(),
         "compositional": metrics.alignment_table(classifier, comp_fakes, comp_target).round(4).to_dict(),
-        "fid_generated_vs_real": round(metrics.feature_frechet_distance(classifier, fakes[:half], real[half:]), 3),
-        "fid_real_vs_real": round(metrics.feature_frechet_distance(classifier, real[:half], real[half:]), 3),
+        "fid_generated_vs_real": fid(fakes[:half], real[half:]),
+        "fid_real_vs_real": fid(real[:half], real[half:]),
         "classifier_accuracy": classifier.test_accuracy.round(4).to_dict(),
         "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
     }
