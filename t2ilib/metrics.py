@@ -20,6 +20,7 @@ Inception-based FID/KID, Inception Score and R-precision are in ``t2ilib.evaluat
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -191,7 +192,11 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
         raise ValueError("a Frechet distance needs at least 2 feature vectors per set")
     mu_a, mu_b = features_a.mean(axis=0), features_b.mean(axis=0)
     cov_a, cov_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)  # scipy 1.18 dropped disp=; the error estimate was unused
+    with warnings.catch_warnings():
+        # With fewer samples than feature dimensions the covariances are singular (notebook 07 says why and when
+        # to prefer KID); scipy's warning about it would only repeat that in red.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     root = root.real  # sqrtm returns tiny imaginary parts from rounding
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
 
