@@ -185,7 +185,8 @@ def truncated_normal(shape, truncation: float | None = None, seed: int = 0) -> n
 def diversity_ratio(generated_sets, real_sets, features=None) -> Score:
     """Per caption, the mean pairwise distance between its generated images over that between real images of the
     same kind (``real_sets[i]``); mean and std over captions. 0: the generator ignores its noise; 1.0: as varied
-    as the data. ``features`` (images -> ``[N, D]``, e.g. ``classifier.features``) or, if None, pixels."""
+    as the data. ``features`` (images -> ``[N, D]``, e.g. ``classifier.features``) or, if None, pixels.
+    Introduced in notebook 07."""
     if len(generated_sets) != len(real_sets) or not len(generated_sets):
         raise ValueError(f"need one set of real images per caption: got {len(generated_sets)} generated sets "
                          f"and {len(real_sets)} real sets")
@@ -219,7 +220,8 @@ def noise_diversity(generator, texts, real_sets, features=None, samples: int = 1
 def real_images_like(attributes, images, target, by=("petal_colour", "centre_colour"), count: int = 16,
                      seed: int = 0) -> list[np.ndarray]:
     """For each row of ``target``, up to ``count`` real images (of ``images``, rows = ``attributes``' index) whose
-    ``by`` attributes equal that row's: the real variety a caption naming those attributes allows."""
+    ``by`` attributes equal that row's: the real variety a caption naming those attributes allows.
+    Introduced in notebook 07."""
     rng = np.random.default_rng(seed)
     keys = attributes[list(by)].astype(str).agg("|".join, axis=1)
     pools = {key: group.index.to_numpy() for key, group in keys.groupby(keys)}
@@ -249,7 +251,9 @@ def frechet_ratio(extract, generated, real) -> dict:
 
 
 def power_spectrum(images) -> np.ndarray:
-    """``|FFT|^2`` of each image's grey level minus its mean, ``[N, H, W]`` (frequencies as ``np.fft.fftfreq``)."""
+    """``|FFT|^2`` of each image's grey level minus its mean, ``[N, H, W]`` (frequencies as ``np.fft.fftfreq``).
+    Introduced in notebook 06.
+    """
     grey = np.asarray(to_unit_range(images)).mean(axis=-1)
     return np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
 
@@ -257,7 +261,7 @@ def power_spectrum(images) -> np.ndarray:
 def checkerboard_energy(images, periods=(2, 4)) -> float:
     """Share of the spectral energy at the frequencies of patterns that repeat every ``periods`` pixels (mean over
     images): where a stride-2 transposed convolution leaves its checkerboard, once per upsampling (Odena et al.
-    2016). Image sides must be multiples of every period."""
+    2016). Image sides must be multiples of every period. Introduced in notebook 07."""
     spectrum = power_spectrum(images)
     height, width = spectrum.shape[1:]
     if any(height % p or width % p for p in periods):
@@ -271,5 +275,6 @@ def checkerboard_energy(images, periods=(2, 4)) -> float:
 
 
 def checkerboard_ratio(generated, real, periods=(2, 4)) -> float:
-    """:func:`checkerboard_energy` of generated images over that of real ones: 1.0 for a real image set."""
+    """:func:`checkerboard_energy` of generated images over that of real ones: 1.0 for a real image set.
+    Introduced in notebook 07."""
     return checkerboard_energy(generated, periods) / checkerboard_energy(real, periods)
