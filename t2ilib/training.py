@@ -106,16 +106,6 @@ class ConditionalGAN(keras.Model):
     def score(self, images, text):
         return self.discriminator({"image": images, "text": text}, training=True)
 
-    def _penalty(self, images, text, fakes, wrong_text):
-        # On the lines from each real pair to each kind of pair D calls fake: to the fake image with the right
-        # caption, and (GAN-CLS) to the real image with the wrong caption, which the image penalty leaves unbounded.
-        penalties = [losses.gradient_penalty(lambda x: self.score(x, text)["logits"], images, fakes,
-                                             seed=self.seed_generator)]
-        if self.mismatch:
-            penalties.append(losses.gradient_penalty(lambda t: self.score(images, t)["logits"], text, wrong_text,
-                                                     seed=self.seed_generator))
-        return sum(penalties) / len(penalties)
-
     def train_step(self, data):
         """D's update (``n_critic`` times), then G's against the updated D: alternating updates, so that one trainer
         serves WGAN-GP too (why, and the cost per step: notebook 04 section 3, docs/results.md)."""
@@ -138,7 +128,9 @@ class ConditionalGAN(keras.Model):
                 else:
                     d_loss = d_loss_of(real["logits"], fake["logits"])
                 if self.gp_weight:  # WGAN-GP: gradient norm 1 between real and fake images (and wrong captions)
-                    logs["gp"] = self._penalty(images, text, fakes, data.get("wrong_text"))
+                    logs["gp"] = losses.conditional_gradient_penalty(
+                        lambda x, t: self.score(x, t)["logits"], images, text, fakes,
+                        data["wrong_text"] if self.mismatch else None, seed=self.seed_generator)
                     d_loss += self.gp_weight * logs["gp"]
                 if self.contrastive_weight:  # each real image picks its own caption among the batch's
                     logs["d_contrastive"] = losses.contrastive_loss(real["image_features"], real["text_features"],
