@@ -40,8 +40,8 @@ class ConditionalGAN(keras.Model):
     """A generator and a discriminator trained against each other on (image, text) pairs. Introduced in notebook 03."""
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
-                 interpolate: bool = False, interpolation_beta: float = 0.5, loss: str = "bce", n_critic: int = 1,
-                 gp_weight: float = 10.0, contrastive_weight: float = 0.0, **kwargs):
+                 interpolate: bool = False, interpolation_beta: float = 0.5, loss: str = "bce",
+                 n_critic: int | None = None, gp_weight: float = 10.0, contrastive_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if loss not in losses.G_LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {sorted(losses.G_LOSSES)}")
@@ -53,6 +53,7 @@ class ConditionalGAN(keras.Model):
             raise ValueError("interpolate=True (GAN-INT) and WGAN-GP's penalty between right and wrong captions mix "
                              "two captions' embeddings; this generator reads token ids, which cannot be averaged. "
                              "Use cached embeddings")
+        n_critic = (5 if loss == "wgan-gp" else 1) if n_critic is None else n_critic  # WGAN-GP's paper: 5
         if n_critic < 1:
             raise ValueError(f"n_critic={n_critic!r}: D takes at least one step per G step")
         self.generator, self.discriminator = generator, discriminator
@@ -61,7 +62,7 @@ class ConditionalGAN(keras.Model):
         self.gp_weight = gp_weight if loss == "wgan-gp" else 0.0
         self.z_dim = generator.input["z"].shape[-1] if "z" in generator.input else None
         self.seed_generator = keras.random.SeedGenerator(0)
-        names = ["d_loss", "g_loss"] + (["wasserstein", "gp"] if loss == "wgan-gp" else
+        names = ["d_loss", "g_loss"] + (["wasserstein"] + ["gp"] * bool(self.gp_weight) if loss == "wgan-gp" else
                                         ["d_real", "d_wrong", "d_fake"] if mismatch else ["d_real", "d_fake"])
         names += ["d_contrastive", "g_contrastive"] if contrastive_weight else []
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -110,16 +111,16 @@ class ConditionalGAN(keras.Model):
         """D's update (``n_critic`` times), then G's against the updated D: alternating updates, so that one trainer
         serves WGAN-GP too (why, and the cost per step: notebook 04 section 3, docs/results.md)."""
         images, text = data["image"], data["text"]
-        z = data.get("z")  # replays a run exactly when given (the two-replica test), else drawn here
-        z = keras.random.normal((ops.shape(images)[0], self.z_dim), seed=self.seed_generator) if z is None else z
+        given = data.get("z")  # replays a run exactly when given (the two-replica test), else drawn for each update
+        noise = lambda: keras.random.normal((ops.shape(images)[0], self.z_dim), seed=self.seed_generator)
         d_loss_of, d_cls_loss_of = losses.D_LOSSES[self.loss_name]
         g_loss_of = losses.G_LOSSES[self.loss_name]
         logs = {}
 
         # 1. D: real pairs are real; fakes (constants here: D's gradients stop at them) and, for GAN-CLS, real images
         #    with the wrong caption are fake. A WGAN critic takes n_critic steps to stay near its optimum.
-        fakes = ops.stop_gradient(self.draw(z, text)[0])
         for _ in range(self.n_critic):
+            fakes = ops.stop_gradient(self.draw(noise() if given is None else given, text)[0])
             with tf.GradientTape() as tape:
                 real, fake = self.score(images, text), self.score(fakes, text)
                 if self.mismatch:
@@ -139,6 +140,7 @@ class ConditionalGAN(keras.Model):
             apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
 
         # 2. G: fool the updated D with new images, plus G's own terms (CA's KL, Stage II's reconstruction).
+        z = noise() if given is None else given
         with tf.GradientTape() as tape:
             fakes, g_terms = self.draw(z, text)
             scored = self.score(fakes, text)

@@ -278,9 +278,26 @@ def test_wgan_gp_also_penalises_between_the_right_and_the_wrong_caption(monkeypa
         return penalties[-1][2]
 
     monkeypatch.setattr(losses, "gradient_penalty", recording)
-    _, logs = one_step(batch, PRESET.replace(d_norm="none"), loss="wgan-gp", mismatch=mismatch)
+    _, logs = one_step(batch, PRESET.replace(d_norm="none"), loss="wgan-gp", n_critic=1, mismatch=mismatch)
     lines = [(real.shape, np.array_equal(real, batch["text"]) and np.array_equal(fake, batch["wrong_text"]))
              for real, fake, _ in penalties]
     assert lines[0][0] == tuple(batch["image"].shape)  # real -> fake images, the right caption
     assert [between_captions for _, between_captions in lines[1:]] == ([True] if mismatch else [])
     assert logs["gp"] == pytest.approx(np.mean([value for *_, value in penalties]), rel=1e-5)
+
+
+def test_wgan_gp_defaults_to_five_critic_steps_and_each_sees_fresh_fakes(monkeypatch):
+    assert make_gan(loss="wgan-gp").n_critic == 5 and make_gan().n_critic == 1
+    gan = make_gan(loss="wgan-gp", n_critic=3)
+    drawn = []
+    original = gan.draw
+    monkeypatch.setattr(gan, "draw", lambda z, text: drawn.append(np.asarray(z)) or original(z, text))
+    batch = {key: value for key, value in pairs_batch().items() if key != "z"}
+    gan.train_step(batch)
+    assert len(drawn) == 4  # three critic steps and G's, each with its own noise (Algorithm 1 of WGAN-GP)
+    assert all(not np.allclose(drawn[i], drawn[j]) for i in range(4) for j in range(i))
+
+
+def test_wgan_gp_without_a_penalty_logs_none():
+    history = make_gan(loss="wgan-gp", gp_weight=0.0, n_critic=1).fit(tiny_dataset(), epochs=1, verbose=0).history
+    assert "gp" not in history and "wasserstein" in history
