@@ -4,18 +4,18 @@ import os
 import shutil
 import tempfile
 
-# First, before any test module imports TensorFlow: t2ilib keeps TensorFlow's C++ core private, as a notebook's
-# setup cell does, so that triton (which transformers imports where torch is PyPI's CUDA build) can load after it.
-import t2ilib  # noqa: F401
-
-# Fails a notebook cell that writes unexpected text to stderr (under pytest --nbval).
-pytest_plugins = ["tests.nbval_stderr"]
-
-# Set before any kernel starts: nbval's kernels inherit this environment.
+# Set before any kernel starts (nbval's kernels inherit this environment) and before t2ilib sets its own default.
 os.environ.setdefault("T2I_FAST", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Then, before any test module imports TensorFlow: t2ilib keeps TensorFlow's C++ core private, as a notebook's
+# setup cell does, so that triton (which transformers imports where torch is PyPI's CUDA build) can load after it.
+import t2ilib  # noqa: F401, E402
+
+# Fails a notebook cell that writes unexpected text to stderr (under pytest --nbval).
+pytest_plugins = ["tests.nbval_stderr"]
 # The notebooks train from scratch, whatever an earlier run left in runs/ (notebook 07 would load its models and a
 # leftover checkpoint would be resumed): a fresh runs directory per session, unless T2I_RUNS_DIR names one.
 FRESH_RUNS_DIR = None

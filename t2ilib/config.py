@@ -10,8 +10,9 @@ One recipe everywhere (``IMPROVED``, the one measured to work), at the size of t
 
 ``is_fast()`` reads ``T2I_FAST`` so the same notebook runs in seconds under CI and for real elsewhere.
 
-Configuration lives in one layer: every design choice the builders (``t2ilib.models``) and ``make_gan`` read is a
-``Preset`` field, and a variant is ``preset.replace(field=...)``. ``REED_ET_AL`` and ``IMPROVED`` are two named sets
+Configuration lives in one layer: the architecture and optimiser choices the builders (``t2ilib.models``) and
+``make_gan`` read are ``Preset`` fields, and a variant is ``preset.replace(field=...)``; what a notebook varies on
+purpose (GAN-CLS or not, GAN-INT, CA's KL weight, WGAN-GP's critic steps) are the arguments of the call that trains. ``REED_ET_AL`` and ``IMPROVED`` are two named sets
 of those fields. "Off" is ``False`` for a switch and ``0.0`` for a weight, never ``None``.
 """
 
