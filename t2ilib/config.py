@@ -12,8 +12,9 @@ One recipe everywhere (``IMPROVED``, the one measured to work), at the size of t
 
 Configuration lives in one layer: the architecture and optimiser choices the builders (``t2ilib.models``) and
 ``make_gan`` read are ``Preset`` fields, and a variant is ``preset.replace(field=...)``; what a notebook varies on
-purpose (GAN-CLS or not, GAN-INT, CA's KL weight, WGAN-GP's critic steps) are the arguments of the call that trains. ``REED_ET_AL`` and ``IMPROVED`` are two named sets
-of those fields. "Off" is ``False`` for a switch and ``0.0`` for a weight, never ``None``.
+purpose (GAN-CLS or not, GAN-INT, CA's KL weight, WGAN-GP's critic steps) are the arguments of the call that
+trains. ``REED_ET_AL`` and ``IMPROVED`` are two named sets of those fields. "Off" is ``False`` for a switch and
+``0.0`` for a weight, never ``None``.
 """
 
 from __future__ import annotations
