@@ -36,10 +36,24 @@ ARCHIVE = "cifar-10-python.tar.gz"
 BATCHES = "cifar-10-batches-py"
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR-10's batches are pickles (the published python layout): read them, but build nothing from the file
+    but dicts, lists, bytes, numbers and NumPy arrays, so a tampered batch cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} in a CIFAR-10 batch: not an array; the file is not the "
+                                         "published cifar-10-python.tar.gz (download it again)")
+        return super().find_class(module, name)
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch of the published python layout: b"data" [N, 3072] (RGB planes), b"labels" [N]."""
     with open(path, "rb") as file:
-        batch = pickle.load(file, encoding="bytes")
+        batch = _ArraysOnly(file, encoding="bytes").load()
     images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return images, np.asarray(batch[b"labels"], dtype=np.int64).reshape(-1, 1)
 

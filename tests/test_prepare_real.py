@@ -295,3 +295,21 @@ def test_cifar10_captions_from_class_names(tmp_path, monkeypatch):
     assert cifar10.captions_for("airplane")[0] == "a photo of an airplane"
     splits = prepared.captions.drop_duplicates("image_idx").split.value_counts()
     assert splits["test"] == 20 and splits["val"] == 6 and splits["train"] == 54
+
+
+def test_cifar10_batches_are_read_as_arrays_and_nothing_else(tmp_path):
+    import pickle
+
+    images = (np.arange(2 * 3072) % 251).astype(np.uint8).reshape(2, 3072)
+    (tmp_path / "good").write_bytes(pickle.dumps({b"data": images, b"labels": [3, 7]}))
+    read, labels = cifar10._read_batch(tmp_path / "good")
+    assert read.shape == (2, 32, 32, 3) and labels.ravel().tolist() == [3, 7]
+    assert read[1, 0, 1].tolist() == images[1, [1, 1025, 2049]].tolist()  # R, G, B planes -> one pixel
+
+    class Payload:  # what a tampered batch could smuggle in: a call made while unpickling
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    (tmp_path / "bad").write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}))
+    with pytest.raises(pickle.UnpicklingError, match="builtins.print in a CIFAR-10 batch: not an array"):
+        cifar10._read_batch(tmp_path / "bad")
