@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMAT_VERSION", "PreparedDataset", "load_prepared", "make_dataset", "to_unit_range"]
+__all__ = ["FORMAT_VERSION", "PreparedDataset", "load_prepared", "make_dataset", "image_groups", "to_unit_range"]
 
 FORMAT_VERSION = 1
 CAPTION_COLUMNS = ["caption_id", "image_idx", "split", "text"]
@@ -199,11 +199,12 @@ def to_unit_range(images):
     return tf.cast(images, tf.float32)
 
 
-def _mismatch_groups(prepared: PreparedDataset, image_ids: np.ndarray) -> np.ndarray:
+def image_groups(prepared: PreparedDataset, image_ids: np.ndarray) -> np.ndarray:
     """A group id per image: a mismatched caption is drawn from an image of another group.
 
     Groups are the attribute columns ``meta["mismatch_by"]`` names (the colour pair of the synthetic flowers,
     the class of a real dataset); without them, or if a split holds only one group, every image is its own.
+    Introduced in notebook 07 (R-precision's wrong captions come from other groups too).
     """
     columns = prepared.meta.get("mismatch_by")
     if prepared.attributes is None or not columns:
@@ -258,7 +259,7 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
       and if ``crop`` a random window of 8/9 of each side resized back (StackGAN's 64 px crops of 76 px images).
     - ``text``: a random caption of the image, drawn again every epoch: the cached embedding ``text`` names
       (float32 ``[B, D]``) or, with ``text="tokens"``, int32 token ids ``[B, L]`` from ``vectorizer``.
-    - ``wrong_text``: the same kind of text for a caption of an image of another group (see ``_mismatch_groups``).
+    - ``wrong_text``: the same kind of text for a caption of an image of another group (see ``image_groups``).
       A share ``near_miss`` of them are *near misses* when the dataset names two or more ``mismatch_by``
       attributes: from an image that differs in exactly one of them (the same petal colour with another centre
       colour, or the reverse). Drawn from any other group, nearly every wrong caption names another petal colour,
@@ -286,7 +287,7 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
     table = _text_table(prepared, split_captions.index.to_numpy(), text, vectorizer)
 
     # Images sorted by group: the other groups of image i are everything outside [group_start, +group_count).
-    groups = _mismatch_groups(prepared, image_ids)
+    groups = image_groups(prepared, image_ids)
     order = np.argsort(groups, kind="stable")
     group_sizes = np.bincount(groups)
     group_start = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])[groups]

@@ -138,7 +138,7 @@ def test_attribute_judge_reads_the_datasets_attributes(flowers):
     assert list(judge.test_accuracy.index) == list(flowers.meta["attribute_values"])
     assert judge.model.input_shape[1:] == (32, 32, 3)
     no_attributes = type(flowers)(flowers.path, flowers.meta, flowers.captions, None)
-    with pytest.raises(ValueError, match="no attributes.csv"):
+    with pytest.raises(ValueError, match="has no attributes its captions name: an attribute judge needs"):
         metrics.train_attribute_judge(no_attributes, 32)
 
 
