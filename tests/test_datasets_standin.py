@@ -63,6 +63,7 @@ def test_setup_takes_the_dataset_from_its_argument_or_t2i_dataset(monkeypatch):
         t2ilib.setup(quiet=True)
 
 
+@pytest.mark.slow  # 8 notebook runs: make test runs them, .ci/run's floors and Python 3.13 jobs leave them out
 @pytest.mark.parametrize("dataset", ["flowers102", "cifar10"])
 @pytest.mark.parametrize("notebook", NOTEBOOKS_ON_REAL_DATA)
 def test_notebook_runs_on_the_standin(standin_dir, tmp_path, notebook, dataset):
