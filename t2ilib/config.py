@@ -51,12 +51,16 @@ class Preset:
     g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)
     d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018); "none" (WGAN-GP)
     contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN); 0: off
+    z_every_block: bool = False  # conditional batch norm reads z beside the text in every G block (BigGAN's skip-z)
 
     def __post_init__(self):
         for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral", "none")),
                                ("upsample", ("transpose", "nearest")), ("loss", ("bce", "hinge", "wgan-gp"))):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"preset {self.name!r}: {field}={getattr(self, field)!r}, use one of {allowed}")
+        if self.z_every_block and self.g_norm != "conditional":
+            raise ValueError(f"preset {self.name!r}: z_every_block=True feeds z to the conditional batch norms; "
+                             "set g_norm='conditional' too")
         if self.contrastive_weight < 0:
             raise ValueError(f"preset {self.name!r}: contrastive_weight={self.contrastive_weight!r}, use 0 (off) or "
                              "a positive weight")

@@ -70,7 +70,8 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
     -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
     with tanh and no batch norm, upsampling as ``preset.upsample`` says (``"transpose"``: DCGAN). With
-    ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block.
+    ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block, and with
+    ``preset.z_every_block`` z does too.
     ``kl_weight`` weighs CA's KL term in G's loss (StackGAN's 2 by default; notebook 05 measures a smaller one).
     """
     upsample = preset.upsample
@@ -88,6 +89,8 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
     x = layers.ReLU()(batch_normalization()(x))
     conditional = preset.g_norm == "conditional"
+    if preset.z_every_block:  # each block's scale and offset also depend on z, not only the 4x4 start
+        code = layers.Concatenate(name="z_and_text_for_blocks")([z, code])
     for i, filters in enumerate(preset.g_channels[1:], start=1):
         block = UpBlock(filters, upsample=upsample, conditional=conditional, name=f"up{i}")
         x = block((x, code)) if conditional else block(x)

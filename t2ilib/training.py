@@ -12,6 +12,8 @@ phase. One class trains every GAN of the course, by switches:
   Wasserstein critic with its gradient penalty as a D term and ``n_critic`` D steps per G step).
 - ``contrastive_weight`` (> 0; 0 is off): D's projection head matches each image with its caption among all the
   batch's (XMC-GAN, Zhang et al. 2021), for D on real images and for G on its fakes.
+- ``diversity_weight`` (> 0; 0 is off): the mode-seeking term (Mao et al. 2019): G draws each caption with two z
+  and is penalised when the two images differ less than the two z do.
 
 StackGAN's stage trainer (``t2ilib.stackgan.StageGAN``) is a subclass that changes only :meth:`draw`.
 The dataset yields dicts ``{"image", "text", "wrong_text"}`` (``t2ilib.data.make_dataset``), optionally ``"z"`` and
@@ -41,7 +43,8 @@ class ConditionalGAN(keras.Model):
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
                  interpolate: bool = False, interpolation_beta: float = 0.5, loss: str = "bce",
-                 n_critic: int | None = None, gp_weight: float = 10.0, contrastive_weight: float = 0.0, **kwargs):
+                 n_critic: int | None = None, gp_weight: float = 10.0, contrastive_weight: float = 0.0,
+                 diversity_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if loss not in losses.G_LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {sorted(losses.G_LOSSES)}")
@@ -59,12 +62,14 @@ class ConditionalGAN(keras.Model):
         self.generator, self.discriminator = generator, discriminator
         self.mismatch, self.interpolate, self.interpolation_beta = mismatch, interpolate, interpolation_beta
         self.loss_name, self.n_critic, self.contrastive_weight = loss, n_critic, contrastive_weight
+        self.diversity_weight = diversity_weight
         self.gp_weight = gp_weight if loss == "wgan-gp" else 0.0
         self.z_dim = generator.input["z"].shape[-1] if "z" in generator.input else None
         self.seed_generator = keras.random.SeedGenerator(0)
         names = ["d_loss", "g_loss"] + (["wasserstein"] + ["gp"] * bool(self.gp_weight) if loss == "wgan-gp" else
                                         ["d_real", "d_wrong", "d_fake"] if mismatch else ["d_real", "d_fake"])
         names += ["d_contrastive", "g_contrastive"] if contrastive_weight else []
+        names += ["diversity"] if diversity_weight else []
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True  # both networks are built functional models; saving weights needs this flag
 
@@ -152,6 +157,12 @@ class ConditionalGAN(keras.Model):
                 logs["g_contrastive"] = losses.contrastive_loss(scored["image_features"], scored["text_features"],
                                                                  data.get("group"))
                 g_loss += self.contrastive_weight * logs["g_contrastive"]
+            if self.diversity_weight:  # mode seeking: the same captions with other z must give other images
+                other_z = noise() if given is None else ops.roll(given, 1, axis=0)
+                others = self.draw(other_z, text)[0]
+                logs["diversity"] = ops.mean(ops.abs(ops.cast(fakes, "float32") - ops.cast(others, "float32"))) / (
+                    ops.mean(ops.abs(z - other_z)))
+                g_loss += self.diversity_weight / (logs["diversity"] + 1e-5)
         apply_gradients(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
 
         # 3. Logs: D's mean belief in each kind of pair, or the critic's Wasserstein estimate.
@@ -191,21 +202,23 @@ def apply_gradients(optimizer, tape, loss, variables):
 
 def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, sequence_length: int | None = None,
              text_stats=None, mismatch: bool = True, interpolate: bool = False, jit_compile: bool | str = "auto",
-             **options) -> ConditionalGAN:
+             conditioning: str = "dense", **options) -> ConditionalGAN:
     """Build G and D for ``preset`` and compile them into a ``ConditionalGAN`` with the preset's Adam settings.
     Introduced in notebook 03.
 
     The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable encoders
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
-    standardises the text inside both networks (see ``t2ilib.models.text_input``). ``options`` go to
+    standardises the text inside both networks (see ``t2ilib.models.text_input``); ``conditioning="ca"`` gives G
+    Conditioning Augmentation instead of a Dense text layer (``models.build_generator``). ``options`` go to
     ``ConditionalGAN``; ``loss`` and ``contrastive_weight`` are the preset's (with ``mismatch=False`` the
     contrastive term is off, since it pairs images with wrong captions). ``jit_compile=True`` compiles the train
     step with XLA; Keras' ``"auto"`` does so on a GPU only (the README's performance section has the CPU numbers).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
-                                       sequence_length=sequence_length, text_stats=text_stats)
+                                       sequence_length=sequence_length, text_stats=text_stats,
+                                       conditioning=conditioning)
     discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
                                                sequence_length=sequence_length, text_stats=text_stats)
     options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0, **options}

@@ -301,3 +301,35 @@ def test_wgan_gp_defaults_to_five_critic_steps_and_each_sees_fresh_fakes(monkeyp
 def test_wgan_gp_without_a_penalty_logs_none():
     history = make_gan(loss="wgan-gp", gp_weight=0.0, n_critic=1).fit(tiny_dataset(), epochs=1, verbose=0).history
     assert "gp" not in history and "wasserstein" in history
+
+
+def test_the_mode_seeking_term_adds_its_weight_over_the_image_to_noise_distance_ratio_to_g_loss():
+    batch = pairs_batch()
+    on, off = one_step(batch, diversity_weight=0.5)[1], one_step(batch)[1]
+    g, _ = networks()
+    z, text = np.asarray(batch["z"]), batch["text"]
+    other_z = np.roll(z, 1, axis=0)  # the trainer's partner noise when the batch carries its own z
+    images = [np.asarray(g({"z": tf.constant(v), "text": text}, training=True)) for v in (z, other_z)]
+    ratio = np.mean(np.abs(images[0] - images[1])) / np.mean(np.abs(z - other_z))
+    assert 1e-4 < ratio
+    assert on["diversity"] == pytest.approx(ratio, rel=1e-4)
+    assert on["g_loss"] - off["g_loss"] == pytest.approx(0.5 / (ratio + 1e-5), rel=1e-4)
+    assert on["d_loss"] == pytest.approx(off["d_loss"], abs=1e-6)
+    assert "diversity" not in off
+
+
+def test_z_every_block_lets_z_set_each_blocks_scale_and_offset():
+    preset = PRESET.replace(g_norm="conditional")
+    plain = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
+    skip = models.build_generator(preset.replace(z_every_block=True), embedding_dim=EMBEDDING_DIM)
+    gamma_inputs = lambda g: g.get_layer("up1").norm.gamma.kernel.shape[0]
+    assert gamma_inputs(skip) - gamma_inputs(plain) == preset.z_dim
+    with pytest.raises(ValueError, match="g_norm='conditional'"):
+        PRESET.replace(z_every_block=True)
+
+
+def test_make_gan_gives_g_conditioning_augmentation_when_asked():
+    gan = training.make_gan(PRESET, embedding_dim=EMBEDDING_DIM, conditioning="ca", jit_compile=False)
+    assert gan.generator.get_layer("text_ca") is not None
+    with pytest.raises(ValueError, match="conditioning='lstm'"):
+        training.make_gan(PRESET, embedding_dim=EMBEDDING_DIM, conditioning="lstm")

@@ -3,6 +3,11 @@
     python -m tests.benchmarks.quality --model gan_cls --minutes 10
     python -m tests.benchmarks.quality --model lstm_gan --minutes 10
     python -m tests.benchmarks.quality --model gan_cls --minutes 10 --reed   # Reed et al.'s design at the same widths
+    python -m tests.benchmarks.quality --model lstm_gan_cls --minutes 10     # source A's encoders inside GAN-CLS
+
+One recipe change at a time: ``--diversity 1`` (the mode-seeking term), ``--conditioning ca``, ``--no-group-mask``
+(the contrastive term counts same-colour-pair captions as wrong), ``--set upsample=nearest``, ``--set z_dim=128``,
+``--set z_every_block=true``.
 
 On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--preset``):
 
@@ -18,7 +23,7 @@ On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--pr
    classifier's features and in pixels, over real images of the same colour pair), the FID ratio to real-vs-real
    and the checkerboard energy over that of real images.
 
-Writes ``<out>/<model>/result.json``, ``curve.csv``, ``curve.png`` and ``samples.png``, prints a markdown summary
+Writes ``<out>/<model>[_<tag>]/result.json``, ``curve.csv``, ``curve.png`` and ``samples.png``, prints a markdown summary
 and, last, one JSON line with every headline figure (``headline``). Timings depend on the machine's load: the
 load average is recorded with every curve point.
 
@@ -47,6 +52,7 @@ MODELS = {
     "gan_cls": ("sentence", True, False),
     "gan_int_cls": ("sentence", True, True),
     "lstm_gan": ("tokens", False, False),  # source A: Embedding + LSTM inside G and D
+    "lstm_gan_cls": ("tokens", True, False),  # the same encoders, trained end to end inside GAN-CLS with the recipe
 }
 SCORED = ("petal_colour", "centre_colour")
 JUDGED_SPLITS = {"test": 1, "compositional": 2, "paraphrase": 4}  # split: seed offset of its noise
@@ -143,13 +149,21 @@ def main(argv=None):
                         help="also save the trained generator and its card here (t2ilib.pretrained.save_generator)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a preset field, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
+    parser.add_argument("--diversity", type=float, default=0.0,
+                        help="weight of the mode-seeking term (ConditionalGAN(diversity_weight=)); 0: off")
+    parser.add_argument("--conditioning", choices=["dense", "ca"], default="dense",
+                        help="G's text layer: Dense (default) or Conditioning Augmentation")
+    parser.add_argument("--no-group-mask", action="store_true",
+                        help="the contrastive term treats every other caption of the batch as wrong, even one of the "
+                             "same colour pair (the batches carry no 'group')")
+    parser.add_argument("--tag", default="", help="writes to <out>/<model>_<tag> (the judge stays cached in <out>)")
     parser.add_argument("--shipped", action="store_true",
                         help="train nothing: judge the shipped generator (t2ilib/assets) on every measure")
     args = parser.parse_args(argv)
     if args.shipped:
         return judge_shipped(args, argv)
 
-    out = (args.out or config.runs_dir() / "benchmarks") / args.model
+    out = (args.out or config.runs_dir() / "benchmarks") / (args.model + (f"_{args.tag}" if args.tag else ""))
     out.mkdir(parents=True, exist_ok=True)
     preset = config.get_preset(args.preset)
     if args.no_projection:
@@ -175,7 +189,8 @@ def main(argv=None):
         seq_len = int(vectorizer(["x"]).shape[-1])
         encoders = (text.LSTMTextEncoder(vocab_size), text.LSTMTextEncoder(vocab_size))
         gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
-                                jit_compile=args.jit or "auto")
+                                jit_compile=args.jit or "auto", conditioning=args.conditioning,
+                                diversity_weight=args.diversity)
         all_texts = prepared.captions.text.to_numpy()
         text_of = lambda rows: np.asarray(vectorizer(all_texts[rows]), np.int32)
     else:
@@ -183,10 +198,13 @@ def main(argv=None):
         embeddings = prepared.embeddings("sentence")
         text_stats = None if raw else prepared.embedding_stats("sentence")
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
-                                interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto")
+                                interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto",
+                                conditioning=args.conditioning, diversity_weight=args.diversity)
         text_of = lambda rows: embeddings[rows]
     dataset = data.make_dataset(prepared, "train", preset.image_size, text=text_kind, vectorizer=vectorizer,
                                 batch_size=preset.batch_size, seed=args.seed, repeat=True, near_miss=args.near_miss)
+    if args.no_group_mask:
+        dataset = dataset.map(lambda batch: {key: value for key, value in batch.items() if key != "group"})
 
     images = prepared.images(preset.image_size)
     test_ids, test_text, test_target = eval_captions(prepared, "test", text_of)
@@ -212,6 +230,8 @@ def main(argv=None):
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
         "jit_compile": args.jit, "near_miss": args.near_miss,
         "g_norm": preset.g_norm, "d_norm": preset.d_norm, "contrastive_weight": gan.contrastive_weight,
+        "group_mask": not args.no_group_mask, "diversity_weight": args.diversity, "conditioning": args.conditioning,
+        "upsample": preset.upsample, "z_dim": preset.z_dim, "z_every_block": preset.z_every_block,
         "standardised_text": text_kind == "sentence" and not raw,
         "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
         "steps": callbacks.gan_steps(gan), "training_seconds": timer.rows[-1]["seconds"] if timer.rows else None,
