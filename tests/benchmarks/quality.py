@@ -13,7 +13,8 @@ On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--pr
 
 1. trains the attribute classifier on the real training images and reports its accuracy on real test images
    (the ceiling), cached in the run directory;
-2. trains the GAN for ``--minutes`` of training time (evaluation pauses the clock), measuring every
+2. trains the GAN for ``--minutes`` of training time (evaluation pauses the clock; or ``--steps``, whichever comes
+   first: a budget that does not depend on the machine's load, for comparing variants), measuring every
    ``--eval-every`` seconds the attribute match rates of images generated from one caption per test image;
 3. at the end: match rates on the test and compositional splits beside chance and the ceiling, and the Frechet
    distance on the classifier's features between generated and real test images, beside the real-vs-real figure
@@ -21,7 +22,9 @@ On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--pr
 4. and what a match rate misses (``judge``): match rates on the ``paraphrase`` split (captions in words and
    templates the training captions never use: the headline), noise diversity (16 z per caption, in the
    classifier's features and in pixels, over real images of the same colour pair), the FID ratio to real-vs-real
-   and the checkerboard energy over that of real images.
+   and the checkerboard energy over that of real images;
+5. the text's own ceiling (``text_ceiling``): how well a linear probe trained on the training captions' embeddings
+   reads the colours from each split's captions.
 
 Writes ``<out>/<model>[_<tag>]/result.json``, ``curve.csv``, ``curve.png`` and ``samples.png``, prints a markdown summary
 and, last, one JSON line with every headline figure (``headline``). Timings depend on the machine's load: the
@@ -100,9 +103,9 @@ def eval_captions(prepared, split: str, text_of):
 class TimedEvaluation(keras.callbacks.Callback):
     """Every ``every`` seconds of training: match rates on the test captions. Stops at ``budget`` seconds."""
 
-    def __init__(self, evaluate, every: float, budget: float):
+    def __init__(self, evaluate, every: float, budget: float, max_steps: int | None = None):
         super().__init__()
-        self.evaluate, self.every, self.budget = evaluate, every, budget
+        self.evaluate, self.every, self.budget, self.max_steps = evaluate, every, budget, max_steps
         self.rows = []
 
     def on_train_begin(self, logs=None):
@@ -113,7 +116,8 @@ class TimedEvaluation(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         elapsed = self.training_seconds()
-        if elapsed < self.next and elapsed < self.budget:
+        done = elapsed >= self.budget or (self.max_steps is not None and callbacks.gan_steps(self.model) >= self.max_steps)
+        if elapsed < self.next and not done:
             return
         paused_at = time.perf_counter()
         step = callbacks.gan_steps(self.model)
@@ -122,7 +126,7 @@ class TimedEvaluation(keras.callbacks.Callback):
         self.rows.append(row)
         print(json.dumps(row), flush=True)
         self.next += self.every
-        if elapsed >= self.budget:
+        if done:
             self.model.stop_training = True
         self.paused += time.perf_counter() - paused_at
 
@@ -132,6 +136,8 @@ def main(argv=None):
     parser.add_argument("--model", choices=sorted(MODELS), default="gan_cls")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget (evaluation excluded)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="also stop after this many G steps (a budget the machine's load does not change)")
     parser.add_argument("--eval-every", type=float, default=60.0, help="seconds of training between evaluations")
     parser.add_argument("--no-projection", action="store_true", help="the plain Reed et al. discriminator")
     parser.add_argument("--loss", choices=["bce", "hinge", "wgan-gp"], default=None, help="default: the preset's")
@@ -216,7 +222,7 @@ def main(argv=None):
         return {name: round(rate, 4) for name, rate in
                 metrics.match_rates(classifier.predict(fakes), test_target[list(SCORED)]).items()}
 
-    timer = TimedEvaluation(evaluate, args.eval_every, 60.0 * args.minutes)
+    timer = TimedEvaluation(evaluate, args.eval_every, 60.0 * args.minutes, args.steps)
     history = callbacks.LossHistory(out / "history.csv")
     gan.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0,
             callbacks=[timer, history, callbacks.StopOnNaN()])
@@ -244,6 +250,8 @@ def main(argv=None):
         "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
     }
     result.update(judge(gan.generator, prepared, classifier, text_of, preset.image_size, args.seed))
+    if text_kind == "sentence":
+        result["text_ceiling"] = text_ceiling(prepared, embeddings)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     if args.export:
         from t2ilib import pretrained
@@ -292,6 +300,26 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
     return judged
 
 
+def text_ceiling(prepared, embeddings: np.ndarray) -> dict:
+    """What the caption embeddings themselves tell: a logistic regression trained on the training captions'
+    embeddings to predict petal and centre colour, scored on the judged splits' captions. No generator conditioned
+    on these embeddings (and trained on these captions) can be expected to do much better on a split."""
+    from sklearn.linear_model import LogisticRegression
+
+    captions = prepared.captions.reset_index(drop=True)  # row i <-> embedding row i
+    train = captions.index[captions.split == "train"].to_numpy()
+    ceiling = {}
+    for split in JUDGED_SPLITS:
+        ids, rows = eval_captions(prepared, split, lambda r: r)[:2]
+        ceiling[split] = {}
+        for name in SCORED:
+            labels = prepared.attributes.loc[captions.image_idx[train], name].to_numpy()
+            probe = LogisticRegression(max_iter=300, C=10.0).fit(embeddings[train], labels)
+            truth = prepared.attributes.loc[ids, name].to_numpy()
+            ceiling[split][name] = round(float(np.mean(probe.predict(embeddings[rows]) == truth)), 4)
+    return ceiling
+
+
 def headline(result: dict, curve: pd.DataFrame | None = None) -> dict:
     """The figures of issue 16's target table, flat, for the one JSON line a reviewer compares."""
     def rate(split, name):
@@ -309,6 +337,9 @@ def headline(result: dict, curve: pd.DataFrame | None = None) -> dict:
         "noise_diversity_pixels": result["noise_diversity_pixels"]["mean"],
         "fid_ratio": result["fid_test"]["ratio"], "fid_ratio_paraphrase": result["fid_paraphrase"]["ratio"],
         "checkerboard_ratio": result["checkerboard_ratio"],
+        **({"paraphrase_text_ceiling_petal": result["text_ceiling"]["paraphrase"]["petal_colour"],
+            "paraphrase_text_ceiling_centre": result["text_ceiling"]["paraphrase"]["centre_colour"]}
+           if "text_ceiling" in result else {}),
     }
 
 
@@ -335,6 +366,8 @@ def judge_shipped(args, argv=None) -> dict:
               "training_seconds": card.get("training_seconds"),
               "classifier_accuracy": classifier.test_accuracy.round(4).to_dict(),
               **judge(generator, prepared, classifier, text_of, image_size, args.seed),
+              **({"text_ceiling": text_ceiling(prepared, prepared.embeddings("sentence"))}
+                 if (prepared.path / "embeddings" / "sentence.npy").exists() else {}),
               "judge_seconds": round(time.perf_counter() - start, 1), "load_average": round(os.getloadavg()[0], 2),
               "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:])}
     (out / "result.json").write_text(json.dumps(result, indent=2))

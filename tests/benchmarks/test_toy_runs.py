@@ -38,6 +38,21 @@ def test_quality_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
     assert f"## gan_cls: {result['steps']} steps" in capsys.readouterr().out
 
 
+def test_quality_benchmark_stops_at_its_step_budget_with_the_recipe_switches_it_was_given(toy_data, tmp_path, capsys):
+    result = quality.main(["--model", "gan_cls", "--preset", "smoke", "--num-images", "300", "--minutes", "5",
+                           "--steps", "3", "--eval-every", "600", "--precision", "float32", "--diversity", "0.5",
+                           "--no-group-mask", "--set", "upsample=nearest", "--tag", "switches",
+                           "--out", str(tmp_path / "bench")])
+    assert result["steps"] == 3  # the step budget, long before 5 minutes
+    assert (result["diversity_weight"], result["group_mask"], result["upsample"]) == (0.5, False, "nearest")
+    assert (tmp_path / "bench" / "gan_cls_switches" / "result.json").exists()
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the headline: the last line printed
+    assert line["steps"] == 3
+    for split in ("test", "paraphrase"):
+        assert set(result["text_ceiling"][split]) == set(quality.SCORED)
+    assert 0.0 <= line["paraphrase_text_ceiling_petal"] <= 1.0
+
+
 def test_source_e_benchmark_runs_end_to_end(toy_data, tmp_path, capsys, monkeypatch):
     # Batch 8 instead of source E's 64: the run's one epoch of 50 steps then takes seconds.
     monkeypatch.setattr(source_e, "SOURCE_E", source_e.SOURCE_E.replace(batch_size=8))
