@@ -71,9 +71,10 @@ class Preset:
 
 # Reed et al.'s design, which `reed2016` and `smoke` keep, and the named improvements `cpu` and `gpu` turn on, so that a
 # laptop's few thousand steps are enough (each measured in docs/results.md; notebook 04 explains them).
-REED_ET_AL = dict(projection=False, g_norm="batch", d_norm="batch", loss="bce", lr_d=2e-4, contrastive_weight=0.0)
+REED_ET_AL = dict(projection=False, g_norm="batch", d_norm="batch", loss="bce", lr_d=2e-4, contrastive_weight=0.0,
+                  upsample="transpose", z_every_block=False)
 IMPROVED = dict(projection=True, g_norm="conditional", d_norm="spectral", loss="hinge", lr_d=4e-4,
-                contrastive_weight=1.0)
+                contrastive_weight=1.0, upsample="nearest", z_every_block=True)
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
