@@ -1,4 +1,4 @@
-"""The real-data path: stand-in flowers102 and cifar10 in the published raw layouts, prepared by data_prep's own
+"""The real-data path: stand-in flowers102, cub200 and cifar10 in the published raw layouts, prepared by data_prep's own
 code (tools/standins.py), chosen by T2I_DATASET and trained on by the notebooks in fast mode."""
 
 import os
@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import data_prep
@@ -39,6 +40,22 @@ def test_standins_are_prepared_through_the_real_layouts(standin_dir):
     first_label = cifar.attributes.label.iloc[0]
     assert first_label == "airplane" and (cifar.images(32)[0, 8:24, 8:24, 0] == 255).all()
     assert flowers.attribute_values is None and cifar.attribute_values is None
+
+
+def test_cub_standin_is_read_from_the_real_archive_layout_and_cropped_around_its_birds(standin_dir):
+    birds = load_prepared(standin_dir / "cub200")
+    assert birds.num_images == len(standins.CUB_CLASSES) * standins.BIRDS_PER_CLASS
+    assert birds.attributes.label.unique().tolist() == list(standins.CUB_CLASSES)
+    assert birds.attributes.cub_split.value_counts().to_dict() == {"train": birds.num_images // 2,
+                                                                   "test": birds.num_images // 2}
+    assert (birds.captions.groupby("image_idx").size() == 10).all()
+    per_class = birds.captions.drop_duplicates("image_idx").groupby("split").size().to_dict()
+    assert per_class == {"train": 8 * standins.BIRDS_PER_CLASS, "val": 4 * standins.BIRDS_PER_CLASS,
+                         "test": 4 * standins.BIRDS_PER_CLASS}
+    assert birds.meta["made_by"]["crop"].startswith("bounding box") and birds.attribute_values is None
+    # Cropped around its box, every bird covers the centre, where the uncropped photo mostly shows sky.
+    images = birds.images(32).astype(int)
+    assert (np.abs(images[:, 16, 16] - images[:, 1, 1]).sum(axis=1) > 60).all()
 
 
 def test_ensure_finds_a_prepared_dataset_and_names_the_raw_files_it_cannot_get(standin_dir, tmp_path, monkeypatch):
