@@ -76,7 +76,7 @@ test-notebooks: $(TEST_STAMP)
 browser-test: $(TEST_STAMP)
 	T2I_FAST=1 $(BIN)/python -m pytest tests/browser/browser_jupyterlab.py $(PYTEST_ARGS)
 
-# Notebooks 03, 04, 06 and 07 on stand-in flowers102 and cifar10 in the real raw formats (`make test`: one each)
+# Notebooks 01 and 03-07 on stand-in flowers102, cub200 and cifar10 in the real raw formats (`make test`: one each)
 test-datasets: $(STAMP)
 	T2I_FAST=1 T2I_ALL_STANDINS=1 $(BIN)/python -m pytest tests/test_datasets_standin.py
 

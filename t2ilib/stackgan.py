@@ -364,35 +364,43 @@ def caption_walk(model, text_a, text_b, frames: int = 9, seed: int = 0) -> np.nd
         return sample_images(model, text, z=z)
 
 
-def conditioning_report(model, classifier, text, attributes: pd.DataFrame, *, columns=("petal_colour",
-                        "centre_colour"), captions: int = 6, per_caption: int = 16, frames: int = 9,
-                        image_size: int | None = None, seed: int = 0) -> pd.Series:
+def conditioning_report(model, classifier, text, attributes: pd.DataFrame | None = None, *, features=None,
+                        columns=("petal_colour", "centre_colour"), captions: int = 6, per_caption: int = 16,
+                        frames: int = 9, image_size: int | None = None, seed: int = 0) -> pd.Series:
     """One row for a table comparing generators on the same captions:
 
     - ``match_<attribute>``: share of images (one per caption in ``text``) whose attribute, as the classifier
-      reads it, is the one in ``attributes`` (the caption's);
+      reads it, is the one in ``attributes`` (the caption's); left out without ``attributes``;
     - ``diversity``: :func:`sample_diversity` of ``per_caption`` samples for each of the first ``captions``
       captions, averaged, on classifier features;
     - ``jumpiness``: :func:`interpolation_jumpiness` of walks between captions ``i`` and ``i + captions``
       (lower is smoother, ``1 / (frames - 1)`` is perfectly even).
 
-    Images are shrunk (area) to the classifier's ``image_size`` when it differs.
+    Images are shrunk (area) to the classifier's ``image_size`` when it differs. ``features`` (images -> vectors,
+    e.g. a dual encoder's image tower) replaces the classifier's for diversity and jumpiness: a dataset whose
+    captions name no attributes has no classifier (``classifier=None``, no ``attributes``).
     Introduced in notebook 05.
     """
     from t2ilib import metrics
 
-    size = image_size or classifier.model.input_shape[1]
-    fit = lambda images: images if images.shape[1] == size else ops.convert_to_numpy(
+    if classifier is None and (attributes is not None or features is None):
+        raise ValueError("conditioning_report without a classifier measures no match rates: pass features= "
+                         "(e.g. a dual encoder's image tower) and no attributes")
+    size = image_size or (classifier.model.input_shape[1] if classifier is not None else None)
+    fit = lambda images: images if size is None or images.shape[1] == size else ops.convert_to_numpy(
         tf.image.resize(images, (size, size), method="area"))
+    features = features or classifier.features
     text = np.asarray(text, "float32")
-    predicted = classifier.predict(fit(sample_images(model, text, seed=seed)))
-    row = {f"match_{c}": v for c, v in metrics.match_rates(predicted, attributes[list(columns)]).items()}
+    row = {}
+    if attributes is not None:
+        predicted = classifier.predict(fit(sample_images(model, text, seed=seed)))
+        row.update({f"match_{c}": v for c, v in metrics.match_rates(predicted, attributes[list(columns)]).items()})
     row["diversity"] = float(np.mean([
-        sample_diversity(classifier.features(fit(sample_images(model, np.repeat(text[i : i + 1], per_caption, 0),
-                                                               seed=seed + i))))
+        sample_diversity(features(fit(sample_images(model, np.repeat(text[i : i + 1], per_caption, 0),
+                                                    seed=seed + i))))
         for i in range(captions)]))
     row["jumpiness"] = float(np.mean([
-        interpolation_jumpiness(classifier.features(fit(caption_walk(model, text[i], text[i + captions], frames,
-                                                                     seed=seed + i))))
+        interpolation_jumpiness(features(fit(caption_walk(model, text[i], text[i + captions], frames,
+                                                          seed=seed + i))))
         for i in range(captions)]))
     return pd.Series(row)

@@ -157,6 +157,12 @@ def test_caption_walk_holds_ca_at_its_mean_and_the_report_has_one_row():
     row = stackgan.conditioning_report(g, judge, text, attributes, captions=2, per_caption=3, frames=4)
     assert set(row.index) == {"match_petal_colour", "match_centre_colour", "diversity", "jumpiness"}
     assert 0 <= row.match_petal_colour <= 1 and row.diversity > 0 and 1 / 3 - 1e-9 <= row.jumpiness <= 1
+    # A dataset without attributes: any image features judge diversity and jumpiness, no match rates.
+    pixels = lambda images: np.asarray(images).reshape(len(images), -1)  # noqa: E731
+    bare = stackgan.conditioning_report(g, None, text, features=pixels, captions=2, per_caption=3, frames=4)
+    assert set(bare.index) == {"diversity", "jumpiness"} and bare.diversity > 0
+    with pytest.raises(ValueError, match="without a classifier.*pass features="):
+        stackgan.conditioning_report(g, None, text, attributes, captions=2)
 
 
 # Each policy once, each loss once: the pairs cover loss scaling, the gradient penalty's inner tape and BCE.
