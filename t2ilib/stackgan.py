@@ -5,15 +5,19 @@ StackGAN's two stages.
   64x64 CUB model of source project E (sentence embedding 384 -> CA 128, z 100, a DCGAN decoder from 4x4x1024;
   a D with augmentation on its input and the CA vector tiled at 4x4). It trains with
   ``t2ilib.training.ConditionalGAN``.
-- Stage I is the course's conditional generator with CA (``t2ilib.models.build_generator(conditioning="ca")``).
+- Sizes: :func:`stage_presets` gives Stage I's preset and Stage II's size for a machine's preset (on a CPU 32 ->
+  64 px, on a GPU 64 -> 128), :func:`at_size` a preset's networks at another size.
+- Stage I is the course's GAN-CLS with CA (``t2ilib.training.make_gan(conditioning="ca")``, the preset's recipe).
   :func:`build_stage2_generator` refines a Stage-I image: encode it to 16x16, join the tiled CA vector, residual
-  blocks, upsample to 128x128 (or 256). :func:`build_stage2_discriminator` is the DCGAN discriminator with more
-  down-blocks and the text head at 4x4.
+  blocks, upsample to twice the size (or more). :func:`build_stage2_discriminator` is the preset's discriminator
+  at Stage II's size, and :func:`make_stage2` compiles both with the preset's recipe and source C's
+  reconstruction loss.
 - :class:`StageGAN` trains one stage with ``fit()``: Stage I from noise, or Stage II on the images of a *frozen*
   Stage I; with the GAN-CLS cross-entropy or WGAN-GP (gradient penalty, ``n_critic`` critic steps), plus the
   optional reconstruction loss between stages of source C.
 - Measurements the notebooks report: :func:`sample_diversity`, :func:`interpolation_jumpiness`,
-  :func:`high_frequency_energy`, and :func:`conditioning_report`, which puts match rate, diversity and
+  :func:`high_frequency_energy`, :func:`compare_stages` (Stage I, its bicubic upsample, Stage II and real images
+  side by side), and :func:`conditioning_report`, which puts match rate, diversity and
   smoothness of one model in one row; :func:`caption_walk` draws the frames of a walk between two captions.
 """
 
@@ -27,8 +31,9 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
-from t2ilib import evaluation, losses, models
+from t2ilib import evaluation, losses, metrics, models
 from t2ilib.config import Preset
+from t2ilib.data import to_unit_range
 from t2ilib.layers import (
     ConditioningAugmentation,
     DiffAugment,
@@ -48,9 +53,15 @@ __all__ = [
     "SOURCE_E_SETUPS",
     "build_source_e_gan",
     "ResidualBlock",
+    "STAGE1_SIZES",
+    "at_size",
+    "stage_presets",
     "build_stage2_generator",
     "build_stage2_discriminator",
     "StageGAN",
+    "make_stage2",
+    "upsample",
+    "compare_stages",
     "sample_diversity",
     "interpolation_jumpiness",
     "high_frequency_energy",
@@ -199,6 +210,34 @@ class ResidualBlock(layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
+# Stage I's size on the presets for machines that cannot afford it at the preset's own: on a CPU, Stage II at 64 px
+# costs about what GAN-CLS does at 64 px (5.5 s a step at 128 px left a 30-minute notebook 120 Stage-II steps).
+STAGE1_SIZES = {"smoke": 32, "cpu": 32}
+
+
+def at_size(preset: Preset, image_size: int) -> Preset:
+    """``preset`` at ``image_size`` px, each network keeping its width at every resolution both sizes have: G loses
+    (or gains, halving the width) blocks at the output end, D at the input end. Introduced in notebook 06."""
+    blocks = int(np.log2(max(image_size, 1) // 4))
+    if image_size < 8 or 4 * 2**blocks != image_size:
+        raise ValueError(f"image_size={image_size}: G starts at 4x4 and doubles, so use 8, 16, 32, 64, 128 or 256")
+    g, d = list(preset.g_channels), list(preset.d_channels)
+    while len(g) < blocks:
+        g.append(max(g[-1] // 2, 8))
+    while len(d) < blocks:
+        d.insert(0, max(d[0] // 2, 8))
+    return preset.replace(image_size=image_size, g_channels=tuple(g[:blocks]), d_channels=tuple(d[len(d) - blocks:]))
+
+
+def stage_presets(preset: Preset) -> tuple[Preset, int]:
+    """Stage I's preset and Stage II's image size for the machine ``preset`` is sized for: Stage I at
+    :data:`STAGE1_SIZES` (32 px for ``smoke`` and ``cpu``) or else the preset's own size, Stage II at twice that
+    (64 -> 128 px on a GPU; pass ``image_size=256`` to :func:`make_stage2` where the dataset has 256 px images).
+    Introduced in notebook 06."""
+    stage1 = at_size(preset, STAGE1_SIZES.get(preset.name, preset.image_size))
+    return stage1, 2 * stage1.image_size
+
+
 def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
                            channels: int = 128, residual_blocks: int = 2, kl_weight: float = 2.0,
                            name: str = "stage2_generator") -> keras.Model:
@@ -207,7 +246,8 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
     The Stage-I image (``preset.image_size``) is encoded down to 16x16 x ``channels``; the text (standardised
     first when ``text_stats`` is given, see ``models.text_input``) gets its own CA vector, tiled there and joined
     in depth; residual blocks mix the two; nearest upsample + conv blocks (halving the width each time) climb to
-    ``image_size``; a 3x3 conv and tanh give RGB.
+    ``image_size``; a 3x3 conv and tanh give RGB. With ``preset.g_norm="conditional"`` the CA code also sets the
+    batch norm of every up-block, as in Stage I.
     """
     low = preset.image_size
     if low % 16 or image_size % 16 or image_size <= low:
@@ -227,11 +267,12 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
     x = layers.ReLU()(batch_normalization(name="joint_bn")(x))
     for i in range(residual_blocks):
         x = ResidualBlock(channels, name=f"residual{i + 1}")(x)
-    width = channels
+    width, conditional = channels, preset.g_norm == "conditional"
     while size < image_size:
         width = max(width // 2, 16)
         size *= 2
-        x = UpBlock(width, upsample="nearest", name=f"up{size}")(x)
+        block = UpBlock(width, upsample="nearest", conditional=conditional, name=f"up{size}")
+        x = block((x, code)) if conditional else block(x)
     x = layers.Conv2D(3, 3, padding="same", kernel_initializer=dcgan_init(), name="to_rgb")(x)
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model({"image": stage1_image, "text": text}, image, name=name)
@@ -239,14 +280,12 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
 
 def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
                                name: str = "stage2_discriminator") -> keras.Model:
-    """The DCGAN discriminator of ``t2ilib.models`` at ``image_size``: one more down-block per doubling (widths
-    doubling from ``preset.d_channels[0]``), the text head at 4x4, normalised as ``preset.d_norm`` says
-    (``"none"`` for WGAN-GP, whose penalty is per sample and must not see batch statistics). Introduced in
-    notebook 06."""
-    blocks = int(np.log2(image_size // 4))
-    widths = tuple(min(preset.d_channels[0] * 2 ** i, 512) for i in range(blocks))
-    return models.build_discriminator(preset.replace(image_size=image_size, d_channels=widths),
-                                      embedding_dim=embedding_dim, text_stats=text_stats, name=name)
+    """The discriminator of ``t2ilib.models`` for ``preset`` at ``image_size`` (:func:`at_size`: one more
+    down-block per doubling, at the input end), the text head at 4x4, with the preset's named improvements
+    (``projection``, ``d_norm="spectral"``; ``"none"`` for WGAN-GP, whose penalty is per sample and must not see
+    batch statistics). Introduced in notebook 06."""
+    return models.build_discriminator(at_size(preset, image_size), embedding_dim=embedding_dim,
+                                      text_stats=text_stats, name=name)
 
 
 class StageGAN(ConditionalGAN):
@@ -295,6 +334,32 @@ class StageGAN(ConditionalGAN):
         return images, terms
 
 
+def make_stage2(stage1: keras.Model, preset: Preset, *, embedding_dim: int, text_stats=None,
+                image_size: int | None = None, channels: int | None = None, residual_blocks: int = 2,
+                kl_weight: float = 2.0, reconstruction_weight: float = 1.0, mismatch: bool = True,
+                jit_compile: bool | str = "auto", **options) -> StageGAN:
+    """Stage II on the frozen Stage-I generator ``stage1`` (built for ``preset``), compiled with the preset's recipe
+    as ``training.make_gan`` compiles Stage I. Introduced in notebook 06.
+
+    G: :func:`build_stage2_generator` to ``image_size`` (twice Stage I's by default), ``channels`` wide at 16x16
+    (twice Stage I's last width by default); D: :func:`build_stage2_discriminator`. The trainer takes
+    ``preset.loss``, ``preset.contrastive_weight`` (off without ``mismatch``) and the learning rates, plus source
+    C's ``reconstruction_weight``; ``options`` go to ``StageGAN``.
+    """
+    image_size = image_size or 2 * preset.image_size
+    generator = build_stage2_generator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
+                                       image_size=image_size, channels=channels or 2 * preset.g_channels[-1],
+                                       residual_blocks=residual_blocks, kl_weight=kl_weight)
+    discriminator = build_stage2_discriminator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
+                                               image_size=image_size)
+    options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0, **options}
+    gan = StageGAN(generator, discriminator, stage1=stage1, reconstruction_weight=reconstruction_weight,
+                   mismatch=mismatch, **options)
+    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
+                jit_compile=jit_compile)
+    return gan
+
+
 # --- Measurements ---------------------------------------------------------------------------------------------
 
 def sample_diversity(features) -> float:
@@ -329,6 +394,52 @@ def high_frequency_energy(images, cutoff: float = 0.25) -> float:
     fx = np.fft.fftfreq(spectrum.shape[2])[None, :]
     high = np.sqrt(fx ** 2 + fy ** 2) > cutoff
     return float(np.mean(spectrum[:, high].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))
+
+
+def upsample(images, size: int, method: str = "bicubic") -> np.ndarray:
+    """``images`` in [-1, 1] resized to ``size`` px: ``"bicubic"`` (clipped back to [-1, 1]: bicubic overshoots at
+    edges) or ``"nearest"`` (each pixel repeated). Introduced in notebook 06."""
+    resized = tf.image.resize(np.asarray(images, "float32"), (size, size), method=method)
+    return np.clip(ops.convert_to_numpy(resized), -1.0, 1.0).astype("float32")
+
+
+def compare_stages(stage1, stage2, real, *, features, classifier=None, attributes: pd.DataFrame | None = None,
+                   columns=("petal_colour", "centre_colour")) -> pd.DataFrame:
+    """Notebook 06's table: Stage I's and Stage II's images for the same captions and z, beside the bicubic
+    upsample of Stage I and ``real`` (the captions' own images, at Stage II's size). Introduced in notebook 06.
+
+    Columns ``"Stage I"`` (its pixels repeated to Stage II's size, which is what a judge at that size reads of it),
+    ``"Stage I, bicubic"``, ``"Stage II"``, ``"real"``. Rows:
+
+    - ``match_<attribute>`` (with ``classifier`` and ``attributes``, the captions' attributes): the share of images
+      whose attribute the classifier reads as the caption's; the real column is the classifier's own ceiling here;
+    - ``fid_ratio``: ``evaluation.frechet_ratio`` on ``features`` (1.0: as close to real as real is);
+    - ``high_frequency_ratio`` and ``checkerboard_ratio``: :func:`high_frequency_energy` and
+      ``evaluation.checkerboard_energy`` over the real images' (not for Stage I: they would measure the repeat);
+    - ``distance_to_stage1``: ``losses.reconstruction_loss`` (mean ``|avgpool(x) - Stage I|``), how far each set
+      strays from the sketch.
+    """
+    size = stage2.shape[1]
+    real = np.asarray(to_unit_range(real), "float32")
+    if real.shape[1] != size or len(real) != len(stage1) or len(stage2) != len(stage1):
+        raise ValueError(f"compare_stages needs as many Stage-I, Stage-II and real images, the real ones at Stage II's "
+                         f"{size} px: got {len(stage1)}, {len(stage2)} and {len(real)} at {real.shape[1]} px")
+    sets = {"Stage I": upsample(stage1, size, "nearest"), "Stage I, bicubic": upsample(stage1, size),
+            "Stage II": np.asarray(stage2, "float32"), "real": real}
+    table = {}
+    for name, images in sets.items():
+        row = {}
+        if classifier is not None and attributes is not None:
+            rates = metrics.match_rates(classifier.predict(images), attributes[list(columns)])
+            row.update({f"match_{c}": rate for c, rate in rates.items()})
+        row["fid_ratio"] = evaluation.frechet_ratio(features, images, real)["ratio"]
+        spectral = name != "Stage I"
+        row["high_frequency_ratio"] = (high_frequency_energy(images) / high_frequency_energy(real) if spectral
+                                       else np.nan)
+        row["checkerboard_ratio"] = evaluation.checkerboard_ratio(images, real) if spectral else np.nan
+        row["distance_to_stage1"] = float(losses.reconstruction_loss(images, stage1))
+        table[name] = row
+    return pd.DataFrame(table)
 
 
 def sample_images(model, text, z=None, seed: int = 0, batch_size: int = 128) -> np.ndarray:
@@ -381,7 +492,6 @@ def conditioning_report(model, classifier, text, attributes: pd.DataFrame | None
     captions name no attributes has no classifier (``classifier=None``, no ``attributes``).
     Introduced in notebook 05.
     """
-    from t2ilib import metrics
 
     if classifier is None and (attributes is not None or features is None):
         raise ValueError("conditioning_report without a classifier measures no match rates: pass features= "

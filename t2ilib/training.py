@@ -202,7 +202,7 @@ def apply_gradients(optimizer, tape, loss, variables):
 
 def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, sequence_length: int | None = None,
              text_stats=None, mismatch: bool = True, interpolate: bool = False, jit_compile: bool | str = "auto",
-             conditioning: str = "dense", **options) -> ConditionalGAN:
+             conditioning: str = "dense", kl_weight: float = 2.0, **options) -> ConditionalGAN:
     """Build G and D for ``preset`` and compile them into a ``ConditionalGAN`` with the preset's Adam settings.
     Introduced in notebook 03.
 
@@ -210,7 +210,8 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
     standardises the text inside both networks (see ``t2ilib.models.text_input``); ``conditioning="ca"`` gives G
-    Conditioning Augmentation instead of a Dense text layer (``models.build_generator``). ``options`` go to
+    Conditioning Augmentation instead of a Dense text layer, its KL term weighted by ``kl_weight``
+    (``models.build_generator``). ``options`` go to
     ``ConditionalGAN``; ``loss`` and ``contrastive_weight`` are the preset's (with ``mismatch=False`` the
     contrastive term is off, since it pairs images with wrong captions). ``jit_compile=True`` compiles the train
     step with XLA; Keras' ``"auto"`` does so on a GPU only (the README's performance section has the CPU numbers).
@@ -218,7 +219,7 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
                                        sequence_length=sequence_length, text_stats=text_stats,
-                                       conditioning=conditioning)
+                                       conditioning=conditioning, kl_weight=kl_weight)
     discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
                                                sequence_length=sequence_length, text_stats=text_stats)
     options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0, **options}

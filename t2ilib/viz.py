@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["to_uint8", "image_grid", "save_png", "show_images", "equilibrium", "plot_history"]
+__all__ = ["to_uint8", "image_grid", "save_png", "show_images", "show_side_by_side", "equilibrium", "plot_history"]
 
 
 def to_uint8(images) -> np.ndarray:
@@ -65,6 +65,34 @@ def show_images(images, captions=None, columns: int = 8, size: float = 1.6, titl
                 ax.set_title("\n".join(textwrap.wrap(str(captions[i]), 22)), fontsize=6)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_side_by_side(columns: dict, notes: dict | None = None, captions=None, size: float = 1.3,
+                      title: str | None = None):
+    """One column per image set (``{name: images}``, the same number of each, any sizes), row ``i`` the ``i``-th
+    image of every set, under its caption at the left and ``notes[name]`` (text: the column's numbers) under each
+    column. Pixels are drawn as squares (no smoothing), so a smaller image shows its own resolution. Returns the
+    figure. Introduced in notebook 06."""
+    import matplotlib.pyplot as plt
+
+    sets = {name: to_uint8(images) for name, images in columns.items()}
+    rows = min(len(images) for images in sets.values())
+    fig, axes = plt.subplots(rows, len(sets), figsize=(size * len(sets) + 1.2, size * rows + 1.0), squeeze=False)
+    for j, (name, images) in enumerate(sets.items()):
+        axes[0, j].set_title(f"{name}\n{images.shape[1]} px", fontsize=8)
+        for i in range(rows):
+            axes[i, j].imshow(images[i], interpolation="nearest")
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        if notes and name in notes:
+            axes[-1, j].set_xlabel(notes[name], fontsize=7, loc="left")
+    if captions is not None:
+        for i in range(rows):
+            axes[i, 0].set_ylabel("\n".join(textwrap.wrap(str(captions[i]), 18)), fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

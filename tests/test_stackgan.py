@@ -117,6 +117,55 @@ def test_stage2_reconstruction_adds_exactly_its_weighted_loss_to_g_loss():
     assert on["d_loss"] == pytest.approx(off["d_loss"], abs=1e-6)
 
 
+def test_stage_presets_size_each_machine_and_keep_the_widths_per_resolution():
+    cpu, gpu = config.PRESETS["cpu"], config.PRESETS["gpu"]
+    stage1, high = stackgan.stage_presets(cpu)
+    assert (stage1.image_size, high) == (32, 64)
+    # G keeps its 4..16 px widths, D its 16..4 px ones; the recipe (named improvements) is the preset's.
+    assert stage1.g_channels == (128, 64, 32) and stage1.d_channels == (32, 64, 128)
+    assert (stage1.loss, stage1.d_norm, stage1.projection) == ("hinge", "spectral", True)
+    assert stage1.contrastive_weight == 1.0
+    assert stackgan.at_size(stage1, 64) == cpu  # back up to the preset's own size: the preset itself
+    assert stackgan.stage_presets(gpu) == (gpu, 128)
+    assert stackgan.stage_presets(config.PRESETS["smoke"])[0] == config.PRESETS["smoke"]
+    assert stackgan.at_size(SMOKE, 64).d_channels == (8, 8, 8, 16)  # new input-end blocks halve, down to 8
+    with pytest.raises(ValueError, match="48"):
+        stackgan.at_size(cpu, 48)
+
+
+def test_make_stage2_trains_with_the_presets_recipe_on_a_frozen_stage1():
+    improved = SMOKE.replace(**config.IMPROVED)
+    stage1 = models.build_generator(improved, embedding_dim=TEXT_DIM, conditioning="ca")
+    gan = stackgan.make_stage2(stage1, improved, embedding_dim=TEXT_DIM, channels=16, reconstruction_weight=0.5)
+    assert gan.generator.output.shape[1] == 32 and gan.discriminator.input["image"].shape[1] == 32
+    assert (gan.loss_name, gan.contrastive_weight, gan.reconstruction_weight) == ("hinge", 1.0, 0.5)
+    assert {"image_features", "text_features"} <= set(gan.discriminator.output)  # the projection head
+    assert any("spectral" in type(layer).__name__.lower() for layer in gan.discriminator.layers)
+    assert gan.generator.get_layer("up32").conditional  # the CA code sets Stage II's batch norms too
+    group = tf.data.Dataset.from_tensor_slices({"group": np.arange(16)}).batch(8)
+    history = gan.fit(tf.data.Dataset.zip(batches(32), group).map(lambda a, b: {**a, **b}), epochs=1, verbose=0)
+    assert np.isfinite(history.history["reconstruction"][-1]) and not stage1.trainable
+
+
+def test_compare_stages_by_hand():
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    real = rng.uniform(-1, 1, (8, 16, 16, 3)).astype("float32")
+    stage1 = real.reshape(8, 8, 2, 8, 2, 3).mean(axis=(2, 4))  # Stage I: the real images at half size
+    features = lambda x: np.asarray(x, "float64").reshape(len(x), 16, 16, 3).mean(axis=(1, 2))  # noqa: E731
+    table = stackgan.compare_stages(stage1, real, real, features=features)
+    assert list(table.columns) == ["Stage I", "Stage I, bicubic", "Stage II", "real"]
+    # Stage II is the real images themselves: every ratio 1, and it is exactly as far from Stage I as they are.
+    assert table["Stage II"].to_dict() == pytest.approx(table["real"].to_dict())
+    assert table.loc["fid_ratio", "real"] == pytest.approx(1.0) and table.loc["checkerboard_ratio", "real"] == 1.0
+    assert table.loc["distance_to_stage1", "Stage I"] == pytest.approx(0.0, abs=1e-6)  # the repeat, pooled back
+    assert pd.isna(table.loc["high_frequency_ratio", "Stage I"])
+    assert table.loc["high_frequency_ratio", "Stage I, bicubic"] < 1  # a bicubic upsample has less detail
+    with pytest.raises(ValueError, match="real ones at Stage II's"):
+        stackgan.compare_stages(stage1, real, stage1, features=features)
+
+
 def test_stage_gan_says_what_is_missing():
     g = models.build_generator(SMOKE, embedding_dim=TEXT_DIM, conditioning="ca")
     d = models.build_discriminator(SMOKE, embedding_dim=TEXT_DIM)

@@ -1,6 +1,7 @@
-"""The quality benchmarks (``quality.py``, ``source_e.py``), which produce the numbers in docs/results.md, run end
-to end at toy size: 300 flowers, the smoke preset, seconds of training. This checks that they run and write what
-they say, not the numbers (those are measured by ``make bench``-style runs on a quiet machine)."""
+"""The quality benchmarks (``quality.py``, ``source_e.py``, ``stackgan.py``), which produce the numbers in
+docs/results.md, run end to end at toy size: 300 flowers, the smoke preset, seconds of training. This checks that
+they run and write what they say, not the numbers (those are measured by ``make bench``-style runs on a quiet
+machine)."""
 
 import json
 import shutil
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from t2ilib import config
-from tests.benchmarks import quality, source_e
+from tests.benchmarks import quality, source_e, stackgan
 
 
 @pytest.fixture
@@ -64,3 +65,19 @@ def test_source_e_benchmark_runs_end_to_end(toy_data, tmp_path, capsys, monkeypa
     assert len(history) == 1 and {"d_real", "d_wrong", "d_fake"} <= set(history.columns)
     assert (tmp_path / "source_e" / "fixed_50.keras").stat().st_size > 0
     assert config.data_dir() == toy_data  # the toy data, not the 10,000 flowers of data/
+
+
+def test_stackgan_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
+    result = stackgan.main(["--preset", "smoke", "--num-images", "300", "--minutes", "0.02", "--judge-epochs", "1",
+                            "--eval-images", "32", "--precision", "float32", "--out", str(tmp_path / "stackgan")])
+    assert (result["stage1_size"], result["stage2_size"]) == (32, 64)
+    assert result["stage1"]["steps"] > 0 and result["stage2"]["steps"] > 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the last line is the headline
+    assert line["stage2_steps"] == result["stage2"]["steps"] and isinstance(line["judge_ceiling_ok"], bool)
+    for key in ("stage1", "bicubic", "stage2"):
+        assert 0 <= line[f"{key}_petal"] <= 1 and line[f"{key}_fid_ratio"] > 0
+    assert 0 <= line["real_petal"] <= 1 and "real_fid_ratio" not in line  # real vs real is 1 by definition
+    assert line["stage1_high_frequency_ratio"] is None and line["stage2_high_frequency_ratio"] > 0
+    out = tmp_path / "stackgan"
+    assert json.loads((out / "result.json").read_text())["stage2"]["steps"] == result["stage2"]["steps"]
+    assert len(pd.read_csv(out / "stage2_history.csv")) >= 1 and (out / "samples.png").stat().st_size > 0
