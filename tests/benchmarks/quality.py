@@ -26,7 +26,8 @@ On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--pr
 5. the text's own ceiling (``text_ceiling``): how well a linear probe trained on the training captions' embeddings
    reads the colours from each split's captions.
 
-Writes ``<out>/<model>[_<tag>]/result.json``, ``curve.csv``, ``curve.png`` and ``samples.png``, prints a markdown summary
+Writes ``<out>/<model>[_<tag>]/result.json``, ``curve.csv``, ``curve.png`` and ``samples.png``, prints a markdown
+summary
 and, last, one JSON line with every headline figure (``headline``). Timings depend on the machine's load: the
 load average is recorded with every curve point.
 
@@ -116,7 +117,8 @@ class TimedEvaluation(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         elapsed = self.training_seconds()
-        done = elapsed >= self.budget or (self.max_steps is not None and callbacks.gan_steps(self.model) >= self.max_steps)
+        steps_done = self.max_steps is not None and callbacks.gan_steps(self.model) >= self.max_steps
+        done = elapsed >= self.budget or steps_done
         if elapsed < self.next and not done:
             return
         paused_at = time.perf_counter()
