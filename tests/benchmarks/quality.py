@@ -27,9 +27,8 @@ On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--pr
    reads the colours from each split's captions.
 
 Writes ``<out>/<model>[_<tag>]/result.json``, ``curve.csv``, ``curve.png`` and ``samples.png``, prints a markdown
-summary
-and, last, one JSON line with every headline figure (``headline``). Timings depend on the machine's load: the
-load average is recorded with every curve point.
+summary and, last, one JSON line with every headline figure (``headline``). Timings depend on the machine's load:
+the load average is recorded with every curve point.
 
     python -m tests.benchmarks.quality --shipped    # judge the shipped generator (no training), same JSON line
 """
