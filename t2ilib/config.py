@@ -52,6 +52,7 @@ class Preset:
     d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018); "none" (WGAN-GP)
     contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN); 0: off
     z_every_block: bool = False  # conditional batch norm reads z beside the text in every G block (BigGAN's skip-z)
+    diversity_weight: float = 0.0  # > 0: G's mode-seeking term (Mao et al. 2019): two z, one caption, unlike images
 
     def __post_init__(self):
         for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral", "none")),
@@ -61,6 +62,9 @@ class Preset:
         if self.z_every_block and self.g_norm != "conditional":
             raise ValueError(f"preset {self.name!r}: z_every_block=True feeds z to the conditional batch norms; "
                              "set g_norm='conditional' too")
+        if self.diversity_weight < 0:
+            raise ValueError(f"preset {self.name!r}: diversity_weight={self.diversity_weight!r}, use 0 (off) or a "
+                             "positive weight")
         if self.contrastive_weight < 0:
             raise ValueError(f"preset {self.name!r}: contrastive_weight={self.contrastive_weight!r}, use 0 (off) or "
                              "a positive weight")
@@ -72,9 +76,9 @@ class Preset:
 # Reed et al.'s design, which `reed2016` and `smoke` keep, and the named improvements `cpu` and `gpu` turn on, so that a
 # laptop's few thousand steps are enough (each measured in docs/results.md; notebook 04 explains them).
 REED_ET_AL = dict(projection=False, g_norm="batch", d_norm="batch", loss="bce", lr_d=2e-4, contrastive_weight=0.0,
-                  upsample="transpose", z_every_block=False)
+                  upsample="transpose", z_every_block=False, diversity_weight=0.0)
 IMPROVED = dict(projection=True, g_norm="conditional", d_norm="spectral", loss="hinge", lr_d=4e-4,
-                contrastive_weight=1.0, upsample="nearest", z_every_block=True)
+                contrastive_weight=1.0, upsample="nearest", z_every_block=True, diversity_weight=0.2)
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(

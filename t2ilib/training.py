@@ -212,8 +212,8 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     standardises the text inside both networks (see ``t2ilib.models.text_input``); ``conditioning="ca"`` gives G
     Conditioning Augmentation instead of a Dense text layer, its KL term weighted by ``kl_weight``
     (``models.build_generator``). ``options`` go to
-    ``ConditionalGAN``; ``loss`` and ``contrastive_weight`` are the preset's (with ``mismatch=False`` the
-    contrastive term is off, since it pairs images with wrong captions). ``jit_compile=True`` compiles the train
+    ``ConditionalGAN``; ``loss``, ``contrastive_weight`` and ``diversity_weight`` are the preset's (with
+    ``mismatch=False`` the contrastive term is off, since it pairs images with wrong captions). ``jit_compile=True`` compiles the train
     step with XLA; Keras' ``"auto"`` does so on a GPU only (the README's performance section has the CPU numbers).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
@@ -222,7 +222,8 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
                                        conditioning=conditioning, kl_weight=kl_weight)
     discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
                                                sequence_length=sequence_length, text_stats=text_stats)
-    options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0, **options}
+    options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0,
+               "diversity_weight": preset.diversity_weight, **options}
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
                 jit_compile=jit_compile)

@@ -130,6 +130,17 @@ def test_make_gan_takes_the_preset_contrastive_weight_only_with_mismatched_pairs
     assert config.PRESETS["cpu"].replace(**config.REED_ET_AL).contrastive_weight == 0.0
 
 
+def test_make_gan_takes_the_preset_diversity_weight_and_reed_et_al_has_none():
+    gan = training.make_gan(PRESET.replace(diversity_weight=0.3), embedding_dim=EMBEDDING_DIM)
+    assert gan.diversity_weight == 0.3 and "diversity" in [metric.name for metric in gan.metrics]
+    assert training.make_gan(PRESET.replace(diversity_weight=0.3), embedding_dim=EMBEDDING_DIM,
+                             diversity_weight=0.0).diversity_weight == 0.0  # an explicit option wins
+    assert config.PRESETS["cpu"].diversity_weight == 0.2  # config.IMPROVED: issue 16's measured weight
+    assert config.PRESETS["cpu"].replace(**config.REED_ET_AL).diversity_weight == 0.0
+    with pytest.raises(ValueError, match="diversity_weight=-1"):
+        PRESET.replace(diversity_weight=-1)
+
+
 # --- What D sees and what each loss term adds, computed apart from the trainer -----------------------------------
 
 def pairs_batch(count=8):
