@@ -151,11 +151,11 @@ def build_source_e_discriminator(preset: Preset = SOURCE_E, *, embedding_dim: in
 # at a time; what each gave: notebook 05 and docs/results.md).
 SOURCE_E_SETUPS = {
     "as published": dict(standardise=False, g_norm="batch", kl_weight=2.0, lr_g=2e-4, lr_d=1e-4, mismatch=False,
-                         augment=None, text_code="ca", projection=False),
+                         augment=None, text_code="ca", projection=False, contrastive_weight=0.0),
     "balanced": dict(standardise=True, g_norm="conditional", kl_weight=0.1, lr_g=2e-4, lr_d=2e-4, mismatch=True,
-                     augment="color,translation,cutout", text_code="ca", projection=False),
+                     augment="color,translation,cutout", text_code="ca", projection=False, contrastive_weight=0.0),
     "fixed": dict(standardise=True, g_norm="conditional", kl_weight=0.1, lr_g=2e-4, lr_d=2e-4, mismatch=True,
-                  augment="translation", text_code="projection", projection=True),
+                  augment="translation", text_code="projection", projection=True, contrastive_weight=1.0),
 }
 
 
@@ -171,7 +171,8 @@ def build_source_e_gan(setup: dict, preset: Preset = SOURCE_E, *, text_stats=Non
     discriminator = build_source_e_discriminator(preset, embedding_dim=embedding_dim, text_stats=stats,
                                                  augment=setup["augment"], text_code=setup["text_code"],
                                                  projection=setup["projection"])
-    gan = ConditionalGAN(generator, discriminator, mismatch=setup["mismatch"])
+    gan = ConditionalGAN(generator, discriminator, mismatch=setup["mismatch"],
+                         contrastive_weight=setup["contrastive_weight"])
     gan.compile(g_optimizer=dcgan_adam(setup["lr_g"]), d_optimizer=dcgan_adam(setup["lr_d"]))
     return gan
 

@@ -149,6 +149,9 @@ def test_each_source_e_setup_builds_a_compiled_gan_with_its_knobs(name):
     assert ("Normalization" in d_layers) == setup["standardise"]
     assert gan.mismatch == setup["mismatch"]
     assert float(gan.d_optimizer.learning_rate) == pytest.approx(setup["lr_d"])
+    # The contrastive term needs the projection head's two vectors; "fixed" has both (issue 17).
+    assert gan.contrastive_weight == setup["contrastive_weight"]
+    assert not setup["contrastive_weight"] or setup["projection"]
     if setup["standardise"]:
         with pytest.raises(ValueError, match="text_stats"):
             stackgan.build_source_e_gan(setup, preset, embedding_dim=12)
