@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from t2ilib import callbacks, config, data, device, evaluation, metrics, models, text, training
+from t2ilib import callbacks, config, data, device, evaluation, metrics, models, stackgan, text, training
 
 MODELS = {
     # name: (text input, mismatch pairs, interpolation)
@@ -61,6 +61,7 @@ SCORED = ("petal_colour", "centre_colour")
 JUDGED_SPLITS = {"test": 1, "compositional": 2, "paraphrase": 4}  # split: seed offset of its noise
 DIVERSITY_CAPTIONS = 32  # test captions the noise diversity is averaged over
 DIVERSITY_SAMPLES = 16  # z per caption, and real images per colour pair
+WALK_FRAMES = 9  # frames of each caption walk (fixed z): jumpiness 1/8 = perfectly even
 
 
 def prepare(data_root: Path, num_images: int):
@@ -156,10 +157,12 @@ def main(argv=None):
                         help="also save the trained generator and its card here (t2ilib.pretrained.save_generator)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a preset field, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
-    parser.add_argument("--diversity", type=float, default=0.0,
-                        help="weight of the mode-seeking term (ConditionalGAN(diversity_weight=)); 0: off")
+    parser.add_argument("--diversity", type=float, default=None,
+                        help="weight of the mode-seeking term (Preset.diversity_weight; default the preset's); 0: off")
     parser.add_argument("--conditioning", choices=["dense", "ca"], default="dense",
                         help="G's text layer: Dense (default) or Conditioning Augmentation")
+    parser.add_argument("--kl-weight", type=float, default=0.1,
+                        help="CA's KL term with --conditioning ca (0.1 as notebooks 05 and 06 train it; StackGAN's: 2)")
     parser.add_argument("--no-group-mask", action="store_true",
                         help="the contrastive term treats every other caption of the batch as wrong, even one of the "
                              "same colour pair (the batches carry no 'group')")
@@ -180,6 +183,8 @@ def main(argv=None):
     if args.reed:
         preset = preset.replace(**config.REED_ET_AL)
     preset = config.override(preset, args.set)
+    if args.diversity is not None:
+        preset = preset.replace(diversity_weight=args.diversity)
     precision = device.set_precision(device.choose_precision(override=args.precision))
     keras.utils.set_random_seed(args.seed)
 
@@ -197,7 +202,7 @@ def main(argv=None):
         encoders = (text.LSTMTextEncoder(vocab_size), text.LSTMTextEncoder(vocab_size))
         gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
                                 jit_compile=args.jit or "auto", conditioning=args.conditioning,
-                                diversity_weight=args.diversity)
+                                kl_weight=args.kl_weight)
         all_texts = prepared.captions.text.to_numpy()
         text_of = lambda rows: np.asarray(vectorizer(all_texts[rows]), np.int32)
     else:
@@ -206,7 +211,7 @@ def main(argv=None):
         text_stats = None if raw else prepared.embedding_stats("sentence")
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
                                 interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto",
-                                conditioning=args.conditioning, diversity_weight=args.diversity)
+                                conditioning=args.conditioning, kl_weight=args.kl_weight)
         text_of = lambda rows: embeddings[rows]
     dataset = data.make_dataset(prepared, "train", preset.image_size, text=text_kind, vectorizer=vectorizer,
                                 batch_size=preset.batch_size, seed=args.seed, repeat=True, near_miss=args.near_miss)
@@ -237,7 +242,8 @@ def main(argv=None):
         "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
         "jit_compile": args.jit, "near_miss": args.near_miss,
         "g_norm": preset.g_norm, "d_norm": preset.d_norm, "contrastive_weight": gan.contrastive_weight,
-        "group_mask": not args.no_group_mask, "diversity_weight": args.diversity, "conditioning": args.conditioning,
+        "group_mask": not args.no_group_mask, "diversity_weight": gan.diversity_weight, "conditioning": args.conditioning,
+        "kl_weight": args.kl_weight if args.conditioning == "ca" else None,
         "upsample": preset.upsample, "z_dim": preset.z_dim, "z_every_block": preset.z_every_block,
         "standardised_text": text_kind == "sentence" and not raw,
         "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
@@ -279,7 +285,8 @@ def main(argv=None):
 
 def judge(generator, prepared, classifier, text_of, image_size: int, seed: int = 0) -> dict:
     """Every measure of issue 16 for one generator: match rates on the test, paraphrase and compositional
-    captions, the FID ratio (test and paraphrase captions), noise diversity and the checkerboard ratio."""
+    captions, the FID ratio (test and paraphrase captions), noise diversity, the checkerboard ratio and, for
+    embedded text, the jumpiness of 8 caption walks between test captions (notebook 05's smoothness measure)."""
     images = prepared.images(image_size)
     judged, fakes, real, texts, targets = {}, {}, {}, {}, {}
     for split, offset in JUDGED_SPLITS.items():
@@ -298,6 +305,11 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
         judged[f"noise_diversity_{name}"] = {"mean": round(score.mean, 4), "std": round(score.std, 4),
                                              "captions": score.n, "samples": DIVERSITY_SAMPLES}
     judged["checkerboard_ratio"] = round(evaluation.checkerboard_ratio(fakes["test"], real["test"]), 3)
+    if np.asarray(texts["test"]).dtype.kind == "f":  # caption walks need embeddings to interpolate, not token ids
+        walks = [stackgan.caption_walk(generator, texts["test"][a], texts["test"][b], frames=WALK_FRAMES, seed=seed)
+                 for a, b in zip(rows[0:16:2], rows[1:16:2])]
+        judged["jumpiness"] = round(float(np.mean([stackgan.interpolation_jumpiness(classifier.features(walk))
+                                                   for walk in walks])), 4)
     return judged
 
 
@@ -337,7 +349,7 @@ def headline(result: dict, curve: pd.DataFrame | None = None) -> dict:
         "noise_diversity_features": result["noise_diversity_features"]["mean"],
         "noise_diversity_pixels": result["noise_diversity_pixels"]["mean"],
         "fid_ratio": result["fid_test"]["ratio"], "fid_ratio_paraphrase": result["fid_paraphrase"]["ratio"],
-        "checkerboard_ratio": result["checkerboard_ratio"],
+        "checkerboard_ratio": result["checkerboard_ratio"], "jumpiness": result.get("jumpiness"),
         **({"paraphrase_text_ceiling_petal": result["text_ceiling"]["paraphrase"]["petal_colour"],
             "paraphrase_text_ceiling_centre": result["text_ceiling"]["paraphrase"]["centre_colour"]}
            if "text_ceiling" in result else {}),
