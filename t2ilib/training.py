@@ -211,10 +211,10 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
     standardises the text inside both networks (see ``t2ilib.models.text_input``); ``conditioning="ca"`` gives G
     Conditioning Augmentation instead of a Dense text layer, its KL term weighted by ``kl_weight``
-    (``models.build_generator``). ``options`` go to
-    ``ConditionalGAN``; ``loss``, ``contrastive_weight`` and ``diversity_weight`` are the preset's (with
-    ``mismatch=False`` the contrastive term is off, since it pairs images with wrong captions). ``jit_compile=True`` compiles the train
-    step with XLA; Keras' ``"auto"`` does so on a GPU only (the README's performance section has the CPU numbers).
+    (``models.build_generator``). ``options`` go to ``ConditionalGAN``; ``loss``, ``contrastive_weight`` and
+    ``diversity_weight`` are the preset's (with ``mismatch=False`` the contrastive term is off, since it pairs
+    images with wrong captions). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"`` does so
+    on a GPU only (the README's performance section has the CPU numbers).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,

@@ -80,7 +80,8 @@ def main(argv=None):
                                        verbose=0, callbacks=budget).history)
         seconds = time.perf_counter() - start
         last = history.tail(max(1, len(history) // 3))
-        row = {"setup": name, "steps": callbacks.gan_steps(gan), "seconds": round(seconds), "load": round(os.getloadavg()[0], 2),
+        row = {"setup": name, "steps": callbacks.gan_steps(gan), "seconds": round(seconds),
+               "load": round(os.getloadavg()[0], 2),
                "d_real": last.d_real.mean(), "d_wrong": last.d_wrong.mean() if setup["mismatch"] else None,
                "d_fake": last.d_fake.mean(),
                **stackgan.conditioning_report(gan.generator, classifier, text, attributes).to_dict()}
