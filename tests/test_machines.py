@@ -5,10 +5,12 @@ import os
 import types
 from pathlib import Path
 
+import keras
 import nbformat
+import numpy as np
 import pytest
 
-from t2ilib import callbacks, config, device
+from t2ilib import callbacks, config, device, models, stackgan
 
 ROOT = Path(__file__).resolve().parent.parent
 # Far above any speed the kit has measured or estimated (README: 46.7 steps/s for a T4 at the reed2016 widths,
@@ -74,3 +76,75 @@ def test_on_a_gpu_the_minutes_not_the_step_cap_end_a_full_mode_run(fake_gpu, mon
     [budget] = callbacks.budget(minutes)
     assert isinstance(budget, RecordedBudget) and budget.minutes == minutes
     assert cap / FASTEST_STEPS_PER_SECOND > 60 * minutes, f"{notebook} would stop at {cap} steps before its minutes"
+
+
+EMBEDDING_DIM = 384  # all-MiniLM-L6-v2's, the full mode's text encoder
+
+
+def run_a_batch(generator, discriminator, image_size):
+    """A batch of two through G and then D: the shapes and the values the notebooks' runs rely on."""
+    rng = np.random.default_rng(0)
+    z_dim = generator.input["z"].shape[-1]
+    text = keras.ops.convert_to_tensor(rng.standard_normal((2, EMBEDDING_DIM)).astype("float32"))
+    z = keras.ops.convert_to_tensor(rng.standard_normal((2, z_dim)).astype("float32"))
+    images = generator({"z": z, "text": text}, training=False)
+    assert images.shape == (2, image_size, image_size, 3), generator.name
+    logits = discriminator({"image": images, "text": text}, training=False)["logits"]
+    assert np.isfinite(np.asarray(logits)).all(), discriminator.name
+
+
+def build_and_run(preset, text_stats):
+    """G (with CA, as notebooks 05 and 06 build it; notebooks 03, 04 and 07 use the Dense layer) and D of ``preset``."""
+    generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM, text_stats=text_stats, conditioning="ca")
+    discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM, text_stats=text_stats)
+    run_a_batch(generator, discriminator, preset.image_size)
+    return generator
+
+
+def build_source_e_setups(namespace, text_stats):  # notebook 05, section 4: source E's own G and D for preset_e
+    for setup in stackgan.SOURCE_E_SETUPS.values():
+        gan = stackgan.build_source_e_gan(setup, namespace["preset_e"], text_stats=text_stats)
+        run_a_batch(gan.generator, gan.discriminator, 64)
+
+
+def build_stage2(namespace, text_stats):  # notebook 06, section 4: Stage II on Stage I's generator
+    stage1 = build_and_run(namespace["preset1"], text_stats)
+    gan = stackgan.make_stage2(stage1, namespace["preset1"], embedding_dim=EMBEDDING_DIM, text_stats=text_stats,
+                               image_size=namespace["HIGH"])
+    assert gan.generator.output.shape[1] == namespace["HIGH"]
+
+
+# What a notebook builds beyond G and D of each preset in its constants cell
+OTHER_BUILDS = {"05_conditioning_augmentation.ipynb": build_source_e_setups, "06_stackgan.ipynb": build_stage2}
+TRAINING_NOTEBOOKS = ["03_lstm_gan.ipynb", "04_gan_cls.ipynb", "05_conditioning_augmentation.ipynb",
+                      "06_stackgan.ipynb", "07_evaluation_and_demo.ipynb"]
+
+
+@pytest.mark.parametrize("machine", ["cpu", "gpu"])
+@pytest.mark.parametrize("notebook", TRAINING_NOTEBOOKS)
+def test_every_full_mode_preset_of_a_notebook_builds_and_runs(monkeypatch, notebook, machine):
+    # Fast mode trains only `smoke`: a preset a notebook derives in full mode is checked nowhere else (notebook 05's
+    # batch-norm preset raised in full mode once the recipe gained z in every block).
+    monkeypatch.setattr(device, "detect", lambda *args, **kwargs: types.SimpleNamespace(has_gpu=machine == "gpu"))
+    session = types.SimpleNamespace(fast=False, preset=config.get_preset(environ={"T2I_FAST": "0"}))
+    assert session.preset.name == machine
+    namespace = constants(notebook, session, monkeypatch)  # raises where the notebook derives an invalid preset
+    # SOURCE_E is imported as published; notebook 05 trains preset_e, its copy at this machine's widths, with source
+    # E's own builders (build_source_e_setups)
+    presets = {name: value for name, value in namespace.items()
+               if isinstance(value, config.Preset) and value is not stackgan.SOURCE_E and name != "preset_e"}
+    assert presets, f"{notebook}'s constants cell holds no preset"
+    text_stats = (np.zeros(EMBEDDING_DIM, "float32"), np.ones(EMBEDDING_DIM, "float32"))
+    for preset in presets.values():
+        build_and_run(preset, text_stats)
+    if notebook in OTHER_BUILDS:
+        OTHER_BUILDS[notebook](namespace, text_stats)
+
+
+def test_every_preset_a_notebook_trains_is_in_its_constants_cell():
+    # What the test above relies on: no training cell derives a preset of its own.
+    for notebook in TRAINING_NOTEBOOKS:
+        cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
+        for cell in cells:
+            if cell.cell_type == "code" and "MINUTES = config.minutes(" not in cell.source:
+                assert ".replace(" not in cell.source.replace("str.replace(", ""), f"{notebook}: {cell.source[:80]}"
