@@ -101,16 +101,15 @@ def build_and_run(preset, text_stats):
     return generator
 
 
-def build_source_e_setups(namespace, text_stats):  # notebook 05, section 4: source E's own G and D for preset_e
+def build_source_e_setups(namespace, generators, text_stats):  # notebook 05, section 4: source E's G and D
     for setup in stackgan.SOURCE_E_SETUPS.values():
         gan = stackgan.build_source_e_gan(setup, namespace["preset_e"], text_stats=text_stats)
         run_a_batch(gan.generator, gan.discriminator, 64)
 
 
-def build_stage2(namespace, text_stats):  # notebook 06, section 4: Stage II on Stage I's generator
-    stage1 = build_and_run(namespace["preset1"], text_stats)
-    gan = stackgan.make_stage2(stage1, namespace["preset1"], embedding_dim=EMBEDDING_DIM, text_stats=text_stats,
-                               image_size=namespace["HIGH"])
+def build_stage2(namespace, generators, text_stats):  # notebook 06, section 4: Stage II on Stage I's generator
+    gan = stackgan.make_stage2(generators["preset1"], namespace["preset1"], embedding_dim=EMBEDDING_DIM,
+                               text_stats=text_stats, image_size=namespace["HIGH"])
     assert gan.generator.output.shape[1] == namespace["HIGH"]
 
 
@@ -135,10 +134,9 @@ def test_every_full_mode_preset_of_a_notebook_builds_and_runs(monkeypatch, noteb
                if isinstance(value, config.Preset) and value is not stackgan.SOURCE_E and name != "preset_e"}
     assert presets, f"{notebook}'s constants cell holds no preset"
     text_stats = (np.zeros(EMBEDDING_DIM, "float32"), np.ones(EMBEDDING_DIM, "float32"))
-    for preset in presets.values():
-        build_and_run(preset, text_stats)
+    generators = {name: build_and_run(preset, text_stats) for name, preset in presets.items()}
     if notebook in OTHER_BUILDS:
-        OTHER_BUILDS[notebook](namespace, text_stats)
+        OTHER_BUILDS[notebook](namespace, generators, text_stats)
 
 
 def test_every_preset_a_notebook_trains_is_in_its_constants_cell():
