@@ -176,22 +176,22 @@ def check_hinge(d_fn: Callable, g_fn: Callable) -> bool:
 
 
 def check_kl(fn: Callable) -> bool:
-    """``fn(mean, log_var)``: KL(N(mean, exp(log_var)) || N(0, I)), summed over features, averaged over the batch.
-    Introduced in notebook 05."""
+    """``fn(mean, log_var)``: KL(N(mean, exp(log_var)) || N(0, I)) averaged over the features and the batch
+    (StackGAN's normalisation). Introduced in notebook 05."""
     rng = np.random.default_rng(1)
     mean, log_var = rng.normal(size=(4, 5)).astype("float32"), rng.normal(scale=0.5, size=(4, 5)).astype("float32")
     per_feature = 0.5 * (np.exp(log_var) + mean**2 - 1 - log_var)
     got = _number(fn(mean, log_var), "the KL loss")
     var = np.exp(log_var)
     mistakes = {
-        "sum over the features, then average over the batch (you averaged over both).": per_feature.mean(),
-        "the factor 1/2 is missing.": 2 * per_feature.sum(1).mean(),
-        "log_var is the log of the variance: the variance term is exp(log_var).":
-            0.5 * (mean**2 - 1).sum(1).mean(),
-        "the '- log_var' term is missing.": 0.5 * (var + mean**2 - 1).sum(1).mean(),
-        "the result should be averaged over the batch, not summed.": per_feature.sum(),
+        "average over the features too (StackGAN's normalisation); you summed them, which is "
+        f"{mean.shape[1]} times larger.": per_feature.sum(1).mean(),
+        "the factor 1/2 is missing.": 2 * per_feature.mean(),
+        "log_var is the log of the variance: the variance term is exp(log_var).": 0.5 * (mean**2 - 1).mean(),
+        "the '- log_var' term is missing.": 0.5 * (var + mean**2 - 1).mean(),
+        "the result should be averaged over the batch and the features, not summed.": per_feature.sum(),
     }
-    _diagnose(got, per_feature.sum(1).mean(), mistakes, "KL")
+    _diagnose(got, per_feature.mean(), mistakes, "KL")
     zero = _number(fn(np.zeros((2, 3), "float32"), np.zeros((2, 3), "float32")), "the KL loss")
     if not np.isclose(zero, 0.0, atol=1e-6):
         raise AssertionError(f"KL(N(0, I) || N(0, I)) must be 0, got {zero:.6g}")

@@ -270,8 +270,8 @@ class ConditioningAugmentation(layers.Layer):
 
     A Dense layer maps the text embedding ``e`` to the mean and log-variance of a ``units``-d Gaussian. Sampling
     (during training; at inference too unless ``sample=False`` is passed) gives G many nearby codes per caption,
-    which smooths the text manifold. ``kl_weight * KL(N(mu, sigma) || N(0, I))`` is added with ``add_loss`` so
-    the generator's training step includes it.
+    which smooths the text manifold. ``kl_weight * losses.kl_loss`` (the KL to N(0, I) per code dimension, StackGAN's
+    normalisation) is added with ``add_loss`` so the generator's training step includes it.
 
     ``sample_at_inference=False`` (settable on a built model, e.g. ``g.get_layer("text_ca")``) makes inference
     return the mean, for walks between captions that should change only with the caption.
@@ -293,6 +293,7 @@ class ConditioningAugmentation(layers.Layer):
     def call(self, embedding, training=None, sample=None):
         sample = self.sample_at_inference if sample is None else sample
         stats = ops.cast(self.activation(self.dense(embedding)), "float32")
+        # the second half is log sigma^2, as in StackGAN's PyTorch code (its TF code outputs log sigma)
         mean, log_var = stats[:, : self.units], stats[:, self.units :]
         if training:
             self.add_loss(self.kl_weight * losses.kl_loss(mean, log_var))

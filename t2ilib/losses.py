@@ -117,13 +117,14 @@ def hinge_gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
 
 
 def kl_loss(mean, log_var):
-    """KL(N(mean, exp(log_var)) || N(0, I)), summed over features and averaged over the batch.
+    """KL(N(mean, exp(log_var)) || N(0, I)) per code dimension: averaged over the code's dimensions and the batch.
 
-    The regulariser of Conditioning Augmentation (StackGAN): it keeps the sampled text codes near a unit Gaussian.
-    Introduced in notebook 05.
+    The regulariser of Conditioning Augmentation (StackGAN), normalised as both of StackGAN's released codes do
+    (``tf.reduce_mean`` / ``torch.mean`` over every element), so StackGAN's weight 2 means what it meant there.
+    The KL of the whole code, summed over its ``dim`` dimensions, is ``dim`` times this. Introduced in notebook 05.
     """
     mean, log_var = _f32(mean), _f32(log_var)
-    return ops.mean(0.5 * ops.sum(ops.exp(log_var) + ops.square(mean) - 1.0 - log_var, axis=-1))
+    return ops.mean(0.5 * (ops.exp(log_var) + ops.square(mean) - 1.0 - log_var))
 
 
 def wasserstein_d_loss(real_scores, fake_scores):

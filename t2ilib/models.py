@@ -72,7 +72,8 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     with tanh and no batch norm, upsampling as ``preset.upsample`` says (``"transpose"``: DCGAN). With
     ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block, and with
     ``preset.z_every_block`` z does too.
-    ``kl_weight`` weighs CA's KL term in G's loss (StackGAN's 2 by default; notebook 05 measures a smaller one).
+    ``kl_weight`` weighs CA's KL term (``losses.kl_loss``, StackGAN's normalisation) in G's loss: StackGAN's 2 by
+    default.
     """
     upsample = preset.upsample
     if conditioning not in ("dense", "ca"):

@@ -102,11 +102,16 @@ def equilibrium(loss: str = "bce", mismatch: bool = False, contrastive: bool = F
 
     ``bce`` without wrong captions: D loss 2 ln 2, G loss ln 2, D(x) = D(G(z)) = 1/2. ``bce`` with GAN-CLS's
     wrong captions (off the data): D(x, t) = D(G(z), t) = 2/3, D(x, wrong) = 0, D loss ln(3/2) + ln(3)/2,
-    G loss ln(3/2) (notebook 04 derives them). Empty for the hinge and Wasserstein losses and with the contrastive
-    term: their losses have no single equilibrium value to compare with.
+    G loss ln(3/2) (notebook 04 derives them). ``hinge`` with wrong captions: D's score is 1 on real and fake pairs
+    (logged as sigmoid(1)), D loss 1, G loss -1; the wrong pairs' score is any value <= -1, so no line. Plain
+    ``hinge``: D loss 2, but any score in [-1, 1] is optimal, so G's loss and D's outputs have no single value.
+    Empty for the Wasserstein loss and with the contrastive term, which have no clean equilibrium value.
     """
-    if loss != "bce" or contrastive:
+    if loss not in ("bce", "hinge") or contrastive:
         return {}
+    if loss == "hinge":
+        on_pairs = 1.0 / (1.0 + np.exp(-1.0))
+        return {"d_loss": 1.0, "g_loss": -1.0, "d_real": on_pairs, "d_fake": on_pairs} if mismatch else {"d_loss": 2.0}
     if not mismatch:
         return {"d_loss": 2 * np.log(2), "g_loss": np.log(2), "d_real": 0.5, "d_fake": 0.5}
     return {"d_loss": np.log(1.5) + 0.5 * np.log(3), "g_loss": np.log(1.5),

@@ -26,7 +26,7 @@ def test_numpy_solutions_pass_too():
     assert exercises.check_tile(lambda code, size: np.tile(code[:, None, None, :], (1, size, size, 1)))
     assert exercises.check_gan_cls_d_loss(
         lambda r, w, f: _softplus(-r).mean() + 0.5 * (_softplus(w).mean() + _softplus(f).mean()))
-    assert exercises.check_kl(lambda m, lv: (0.5 * (np.exp(lv) + m**2 - 1 - lv).sum(1)).mean())
+    assert exercises.check_kl(lambda m, lv: (0.5 * (np.exp(lv) + m**2 - 1 - lv)).mean())
 
     def frechet(a, b):
         ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
@@ -48,9 +48,9 @@ def test_gan_cls_mistakes_get_specific_hints(wrong, hint):
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (lambda m, lv: (0.5 * (np.exp(lv) + m**2 - 1 - lv)).mean(), "sum over the features"),
-    (lambda m, lv: (np.exp(lv) + m**2 - 1 - lv).sum(1).mean(), "1/2 is missing"),
-    (lambda m, lv: (0.5 * (np.exp(lv) + m**2 - 1)).sum(1).mean(), "'- log_var' term"),
+    (lambda m, lv: (0.5 * (np.exp(lv) + m**2 - 1 - lv)).sum(1).mean(), "average over the features too"),
+    (lambda m, lv: (np.exp(lv) + m**2 - 1 - lv).mean(), "1/2 is missing"),
+    (lambda m, lv: (0.5 * (np.exp(lv) + m**2 - 1)).mean(), "'- log_var' term"),
 ])
 def test_kl_mistakes_get_specific_hints(wrong, hint):
     with pytest.raises(AssertionError, match=hint):
@@ -172,9 +172,9 @@ def test_tile_values_mistake_gets_its_hint(wrong, hint):
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (lambda m, lv: (0.5 * (m**2 - 1)).sum(1).mean(), "exp\\(log_var\\)"),
+    (lambda m, lv: (0.5 * (m**2 - 1)).mean(), "exp\\(log_var\\)"),
     (lambda m, lv: (0.5 * (np.exp(lv) + m**2 - 1 - lv)).sum(), "averaged over the batch"),
-    (lambda m, lv: np.array(0.5 * (np.exp(lv) + m**2 - 1 - lv).sum(1)), "one number"),
+    (lambda m, lv: np.array(0.5 * (np.exp(lv) + m**2 - 1 - lv).mean(1)), "one number"),
 ])
 def test_more_kl_mistakes_get_their_hints(wrong, hint):
     with pytest.raises(AssertionError, match=hint):

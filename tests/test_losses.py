@@ -65,10 +65,30 @@ def test_hinge_losses_by_hand():
 
 def test_kl_of_a_unit_gaussian_is_zero_and_grows_with_the_mean():
     assert float(losses.kl_loss(tf.zeros([3, 4]), tf.zeros([3, 4]))) == pytest.approx(0.0)
-    # KL(N(mu, 1) || N(0, 1)) = mu^2 / 2 per dimension, summed over dimensions.
-    assert float(losses.kl_loss(tf.constant([[1.0, 2.0]]), tf.zeros([1, 2]))) == pytest.approx(2.5)
+    # KL(N(mu, 1) || N(0, 1)) = mu^2 / 2 per dimension, averaged over the dimensions: (0.5 + 2) / 2.
+    assert float(losses.kl_loss(tf.constant([[1.0, 2.0]]), tf.zeros([1, 2]))) == pytest.approx(1.25)
     # variance e: 0.5 * (e - 1 - 1) per dimension
     assert float(losses.kl_loss(tf.zeros([1, 1]), tf.ones([1, 1]))) == pytest.approx(0.5 * (math.e - 2))
+
+
+def test_kl_is_stackgans_mean_over_every_element():
+    # StackGAN's TF KL_loss (outputs log sigma) and PyTorch KL_loss (outputs log sigma^2), written out on known
+    # tensors: both take the mean of the per-element KL over the batch AND the code dimensions.
+    mean = np.array([[0.5, -1.0, 0.0], [2.0, 0.0, 1.0]])
+    log_sigma = np.array([[0.0, -0.5, 0.3], [1.0, 0.0, -1.0]])
+    tf_form = np.mean(-log_sigma + 0.5 * (-1.0 + np.exp(2.0 * log_sigma) + mean**2))
+    log_var = 2.0 * log_sigma
+    torch_form = -0.5 * np.mean(1.0 + log_var - mean**2 - np.exp(log_var))
+    assert tf_form == pytest.approx(torch_form)
+    assert float(losses.kl_loss(mean, log_var)) == pytest.approx(tf_form, rel=1e-6)
+
+
+def test_the_summed_kl_is_dim_times_the_averaged_one():
+    rng = np.random.default_rng(0)
+    for dim in (1, 3, 128):
+        mean, log_var = rng.standard_normal((4, dim)), rng.standard_normal((4, dim))
+        summed = np.mean(np.sum(0.5 * (np.exp(log_var) + mean**2 - 1.0 - log_var), axis=1))
+        assert dim * float(losses.kl_loss(mean, log_var)) == pytest.approx(summed, rel=1e-5)
 
 
 def test_losses_come_back_in_float32_from_bfloat16_logits():

@@ -40,7 +40,27 @@ def test_gan_cls_equilibrium_is_not_the_plain_games():
     assert viz.equilibrium("bce", mismatch=True)["g_loss"] == pytest.approx(0.4055, abs=1e-4)
 
 
-@pytest.mark.parametrize("loss, contrastive", [("hinge", False), ("bce", True), ("wgan-gp", False)])
+@pytest.mark.parametrize("mismatch", [False, True])
+def test_hinge_equilibrium_is_the_optimal_discriminators_game(mismatch):
+    # The same toy game with the hinge: D's pointwise-optimal score by grid search over [-3, 3].
+    p_real = np.array([0.5, 0.3, 0.2, 0.0, 0.0])
+    p_wrong = np.array([0.0, 0.0, 0.0, 0.6, 0.4]) if mismatch else np.zeros(5)
+    weight = 0.5 if mismatch else 1.0
+    grid = np.linspace(-3, 3, 60_001)[:, None]
+    pointwise = p_real * np.maximum(0, 1 - grid) + weight * (p_real + p_wrong) * np.maximum(0, 1 + grid)
+    got = viz.equilibrium("hinge", mismatch=mismatch)
+    assert got["d_loss"] == pytest.approx(pointwise.min(0).sum(), abs=1e-6)
+    if mismatch:  # on the data the optimal score is unique: 1, so G's loss is -1
+        score = grid[pointwise[:, :3].argmin(0), 0]
+        assert score == pytest.approx(1.0, abs=1e-3)
+        assert got["g_loss"] == pytest.approx(-(p_real @ grid[pointwise.argmin(0), 0]), abs=1e-3)
+        assert got["d_real"] == got["d_fake"] == pytest.approx(1 / (1 + np.exp(-1)))
+    else:  # every score in [-1, 1] is optimal: no single G loss to draw
+        assert np.ptp(pointwise[(grid[:, 0] >= -1) & (grid[:, 0] <= 1), 0]) < 1e-9
+        assert got.keys() == {"d_loss"}
+
+
+@pytest.mark.parametrize("loss, contrastive", [("hinge", True), ("bce", True), ("wgan-gp", False)])
 def test_no_reference_where_the_loss_has_no_equilibrium_value(loss, contrastive):
     assert viz.equilibrium(loss, mismatch=True, contrastive=contrastive) == {}
 

@@ -161,8 +161,9 @@ def main(argv=None):
                         help="weight of the mode-seeking term (Preset.diversity_weight; default the preset's); 0: off")
     parser.add_argument("--conditioning", choices=["dense", "ca"], default="dense",
                         help="G's text layer: Dense (default) or Conditioning Augmentation")
-    parser.add_argument("--kl-weight", type=float, default=0.1,
-                        help="CA's KL term with --conditioning ca (0.1 as notebooks 05 and 06 train it; StackGAN's: 2)")
+    parser.add_argument("--kl-weight", type=float, default=2.0,
+                        help="CA's KL term with --conditioning ca, averaged over the code as StackGAN does "
+                             "(default StackGAN's 2; runs before issue 27 summed it: their 0.1 is 12.8 here)")
     parser.add_argument("--no-group-mask", action="store_true",
                         help="the contrastive term treats every other caption of the batch as wrong, even one of the "
                              "same colour pair (the batches carry no 'group')")
