@@ -47,6 +47,7 @@ def test_up_block_doubles_the_resolution(upsample, tmp_path):
 
 def test_output_up_block_has_no_batch_norm_and_stays_in_tanh_range():
     x = 10 * np.random.default_rng(0).standard_normal((2, 4, 4, 8)).astype("float32")
+    keras.utils.set_random_seed(0)  # the kernel's draw decides how far the outputs reach: the same one every run
     block = layers.UpBlock(3, batch_norm=False, activation="tanh")
     y = np.asarray(block(x))
     assert block.norm is None and y.shape == (2, 8, 8, 3)
