@@ -36,7 +36,7 @@ import t2ilib.text  # noqa: F401  (registers LSTMTextEncoder)
 from t2ilib import __version__, config, models
 
 __all__ = ["ASSETS", "PRETRAINED_GAN_CLS", "FORMAT", "save_generator", "load_generator", "card_path",
-           "saved_generators", "convert_keras_file"]
+           "saved_generators", "convert_keras_file", "command"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PRETRAINED_GAN_CLS = ASSETS / "gan_cls_synthetic_flowers.weights.h5"
@@ -93,6 +93,13 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
     temp_card.write_text(_card_json(card), encoding="utf-8")
     os.replace(temp_card, card_path(path))
     return path
+
+
+def command(program: str, argv) -> str:
+    """``program argv`` for a card's ``made_by``, paths under the current directory written relative to it, so the
+    card names no folder of the machine that made it."""
+    here = str(Path.cwd()) + os.sep
+    return " ".join([program, *(str(arg).replace(here, "") for arg in argv)])
 
 
 def _card_json(card: dict) -> str:
