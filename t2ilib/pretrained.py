@@ -69,7 +69,8 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
     ``generator`` must come from :func:`t2ilib.models.build_generator` with cached embeddings (``embedding_dim``):
     loading rebuilds it from the arguments that builder recorded. ``card`` must name the ``text_encoder`` the
     generator was trained with (e.g. ``"sentence"``): free text has to be embedded with the same encoder.
-    Introduced in notebook 07.
+    ``fast_mode`` is recorded as :func:`t2ilib.config.is_fast` says unless the card gives it (notebook 07's demo
+    never opens on a fast-mode generator). Introduced in notebook 07.
     """
     path = Path(path)
     if not path.name.endswith(SUFFIX):
@@ -81,7 +82,7 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
         raise ValueError(f"{generator.name} was not built by t2ilib.models.build_generator with cached embeddings, "
                          "so it cannot be rebuilt from a card: save it with model.save_weights(...) instead")
     path.parent.mkdir(parents=True, exist_ok=True)
-    card = {**card, "embedding_dim": int(generator.input["text"].shape[-1]),
+    card = {"fast_mode": config.is_fast(), **card, "embedding_dim": int(generator.input["text"].shape[-1]),
             "z_dim": int(models.z_dim(generator)), "image_size": int(generator.output.shape[1]),
             "format": FORMAT, "kit_version": __version__, "keras_version": keras.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

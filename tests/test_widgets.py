@@ -76,6 +76,46 @@ def test_widgets_button_calls_the_callback(generator):
         "a white flower", "smoke", 7, 0.7))
 
 
+def test_the_menu_opens_on_the_latest_full_mode_generator_saved_else_the_shipped_one(generator, tmp_path,
+                                                                                        monkeypatch):
+    from t2ilib import pretrained
+
+    shipped = {"fast_mode": False, "saved_at": "2026-12-04T00:00:00"}
+    assert widgets.default_model({widgets.SHIPPED: shipped}) == widgets.SHIPPED
+    monkeypatch.setenv("T2I_FAST", "1")  # save_generator records the mode it was saved in
+    fast = pretrained.load_generator(pretrained.save_generator(generator, tmp_path / "fast.weights.h5",
+                                                               {"text_encoder": "test"}))[1]
+    monkeypatch.setenv("T2I_FAST", "0")
+    full = pretrained.load_generator(pretrained.save_generator(generator, tmp_path / "full.weights.h5",
+                                                               {"text_encoder": "test"}))[1]
+    assert fast["fast_mode"] is True and full["fast_mode"] is False
+    fast_name = widgets.menu_name("yours: fast", fast)
+    assert fast_name == "yours: fast (fast mode: untrained)" and widgets.menu_name("yours: full", full) == "yours: full"
+    trained_here = {"fast_mode": False}  # trained in the notebook, never saved: not the student's saved one
+    cards = {widgets.SHIPPED: shipped, fast_name: {**fast, "saved_at": "2099-01-01T00:00:00"}, "GAN-CLS": trained_here}
+    assert widgets.default_model(cards) == widgets.SHIPPED  # a fast-mode model never, however recent
+    older = {**full, "saved_at": "2026-01-01T00:00:00"}
+    assert widgets.default_model({**cards, "yours: full": full, "yours: older": older}) == "yours: full"
+    with pytest.raises(ValueError, match="pass default="):
+        widgets.default_model({fast_name: fast})
+
+
+def test_the_dropdown_opens_on_the_default_and_generate_uses_it(generator):
+    pytest.importorskip("ipywidgets", reason="the widget front needs ipywidgets")
+    other = models.build_generator(config.get_preset("smoke"), embedding_dim=DIM)
+    choices = {"a fast one": generator, "the best": other}
+    state, box = widgets.demo(choices, widgets.CaptionEncoder(CountingEncoder()), default="the best")
+    menu, button = box.children[1].children
+    assert menu.value == state.default == "the best" and list(menu.options) == ["a fast one", "the best"]
+    button.click()
+    assert np.array_equal(state.last_grid, widgets.Demo({"the best": other}, widgets.CaptionEncoder(
+        CountingEncoder())).generate("a flower with red round petals and a yellow centre", "the best"))
+    assert np.array_equal(state.generate("a red flower"), state.generate("a red flower", "the best"))
+    with pytest.raises(ValueError, match="not one of the models"):
+        widgets.demo(choices, widgets.CaptionEncoder(CountingEncoder()), default="shipped GAN-CLS")
+    assert widgets.demo(choices, widgets.CaptionEncoder(CountingEncoder())).state.default == "a fast one"
+
+
 def test_demo_is_shown_once_by_the_cell_that_ends_with_it(generator, monkeypatch):
     pytest.importorskip("ipywidgets", reason="the widget front needs ipywidgets")
     import IPython.display
