@@ -14,6 +14,8 @@ inside the model), ``preset.g_norm="conditional"`` (text-conditional batch norm 
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -73,7 +75,8 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block, and with
     ``preset.z_every_block`` z does too.
     ``kl_weight`` weighs CA's KL term (``losses.kl_loss``, StackGAN's normalisation) in G's loss: StackGAN's 2 by
-    default.
+    default. A generator that reads cached embeddings keeps these arguments as ``builder_arguments`` (plain
+    values): ``t2ilib.pretrained`` saves them beside its weights and rebuilds it from them.
     """
     upsample = preset.upsample
     if conditioning not in ("dense", "ca"):
@@ -96,7 +99,14 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
         block = UpBlock(filters, upsample=upsample, conditional=conditional, name=f"up{i}")
         x = block((x, code)) if conditional else block(x)
     image = UpBlock(3, upsample=upsample, batch_norm=False, activation="tanh", name="to_rgb")(x)
-    return keras.Model({"z": z, "text": text}, image, name=name)
+    generator = keras.Model({"z": z, "text": text}, image, name=name)
+    if text_encoder is None:  # what t2ilib.pretrained saves beside the weights, to rebuild this model on any Keras
+        stats = None if text_stats is None else [np.asarray(s, "float32").reshape(-1).tolist() for s in text_stats]
+        generator.builder_arguments = {
+            "preset": dataclasses.asdict(preset), "embedding_dim": int(embedding_dim), "conditioning": conditioning,
+            "kl_weight": float(kl_weight), "name": name,
+            "text_stats": None if stats is None else {"mean": stats[0], "variance": stats[1]}}
+    return generator
 
 
 def build_discriminator(preset, *, embedding_dim: int | None = None, text_encoder=None,

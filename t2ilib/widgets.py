@@ -7,6 +7,8 @@ Two layers, so the demo is testable without a browser and usable where widgets d
 - :func:`demo`: the ipywidgets front (Text, Dropdown, IntSlider, FloatSlider, Button, Output) whose button calls
   :meth:`Demo.generate`. On Colab it first enables the custom widget manager; without ipywidgets or a front end
   that shows widgets it prints how to call :func:`generate_grid` instead.
+- :func:`default_model` picks what the Model menu opens on: the student's latest saved full-mode generator, else
+  the shipped one; :func:`menu_name` labels fast-mode models, which are never the default.
 
 Caption rules (documented behaviour, never a Keras stack trace; ``tests/test_reliability.py`` tries each):
 
@@ -34,9 +36,11 @@ import numpy as np
 from t2ilib import models, viz
 from t2ilib.evaluation import truncated_normal
 
-__all__ = ["MAX_WORDS", "CaptionEncoder", "generate_grid", "Demo", "demo"]
+__all__ = ["MAX_WORDS", "SHIPPED", "CaptionEncoder", "generate_grid", "Demo", "demo", "default_model", "menu_name"]
 
 MAX_WORDS = 64
+SHIPPED = "shipped GAN-CLS"  # the menu name of the generator in t2ilib/assets
+FAST_LABEL = " (fast mode: untrained)"
 
 
 class CaptionEncoder:
@@ -117,10 +121,13 @@ class Demo:
     count: int = 8
     last_grid: np.ndarray | None = None
     last_error: str | None = None
+    default: str | None = None  # the model the menu opens on (and ``generate`` uses when given none)
 
-    def generate(self, caption: str, model: str, seed: int = 0, truncation: float = 1.0) -> np.ndarray | None:
+    def generate(self, caption: str, model: str | None = None, seed: int = 0,
+                 truncation: float = 1.0) -> np.ndarray | None:
         """The demo's callback: a grid, or ``None`` with ``last_error`` set to a message a student can act on."""
         self.last_grid, self.last_error = None, None
+        model = self.default if model is None else model
         try:
             if model not in self.models:
                 raise ValueError(f"unknown model {model!r}; choose one of {sorted(self.models)}")
@@ -150,11 +157,34 @@ class DemoWidgets(typing.NamedTuple):
         display(self.box if self.box is not None else self.state)
 
 
-def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
-         count: int = 8, show: bool = False) -> DemoWidgets:
-    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead).
+def menu_name(name: str, card: dict) -> str:
+    """``name`` as the Model menu shows it: fast-mode models (``card["fast_mode"]``) say so.
     Introduced in notebook 07."""
-    state = Demo(models, encoder, count)
+    return name + FAST_LABEL if card.get("fast_mode") and not name.endswith(FAST_LABEL) else name
+
+
+def default_model(cards: dict, shipped: str = SHIPPED) -> str:
+    """The menu name the demo opens on: of the generators the student saved (cards with ``saved_at``, other than
+    ``shipped``), the latest one trained in full mode; else ``shipped``. A fast-mode model is never the default.
+    Introduced in notebook 07."""
+    own = [name for name, card in cards.items()
+           if name != shipped and card.get("saved_at") and card.get("fast_mode") is False]
+    if own:
+        return max(own, key=lambda name: cards[name]["saved_at"])
+    if shipped not in cards:
+        raise ValueError(f"no full-mode generator among {sorted(cards)} and no {shipped!r}: pass default= yourself")
+    return shipped
+
+
+def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
+         count: int = 8, show: bool = False, default: str | None = None) -> DemoWidgets:
+    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead).
+    Its Model menu opens on ``default`` (see :func:`default_model`; the first name in the menu if None).
+    Introduced in notebook 07."""
+    options = sorted(models)
+    if default is not None and default not in models:
+        raise ValueError(f"default={default!r} is not one of the models {options}")
+    state = Demo(models, encoder, count, default=default if default is not None else options[0])
     try:
         import ipywidgets as w
         from IPython.display import display
@@ -164,7 +194,7 @@ def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with re
         return DemoWidgets(state, None)
     _enable_colab_widgets()
     text = w.Text(value=caption, description="Caption", layout=w.Layout(width="520px"))
-    model = w.Dropdown(options=sorted(models), description="Model")
+    model = w.Dropdown(options=options, value=state.default, description="Model")
     seed = w.IntSlider(value=0, min=0, max=99, description="Seed")
     truncation = w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="Truncation")
     button = w.Button(description="Generate", button_style="primary")

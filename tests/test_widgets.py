@@ -76,6 +76,46 @@ def test_widgets_button_calls_the_callback(generator):
         "a white flower", "smoke", 7, 0.7))
 
 
+def test_the_menu_opens_on_the_latest_full_mode_generator_saved_else_the_shipped_one(generator, tmp_path,
+                                                                                        monkeypatch):
+    from t2ilib import pretrained
+
+    shipped = {"fast_mode": False, "saved_at": "2026-12-04T00:00:00"}
+    assert widgets.default_model({widgets.SHIPPED: shipped}) == widgets.SHIPPED
+    monkeypatch.setenv("T2I_FAST", "1")  # save_generator records the mode it was saved in
+    fast = pretrained.load_generator(pretrained.save_generator(generator, tmp_path / "fast.weights.h5",
+                                                               {"text_encoder": "test"}))[1]
+    monkeypatch.setenv("T2I_FAST", "0")
+    full = pretrained.load_generator(pretrained.save_generator(generator, tmp_path / "full.weights.h5",
+                                                               {"text_encoder": "test"}))[1]
+    assert fast["fast_mode"] is True and full["fast_mode"] is False
+    fast_name = widgets.menu_name("yours: fast", fast)
+    assert fast_name == "yours: fast (fast mode: untrained)" and widgets.menu_name("yours: full", full) == "yours: full"
+    trained_here = {"fast_mode": False}  # trained in the notebook, never saved: not the student's saved one
+    cards = {widgets.SHIPPED: shipped, fast_name: {**fast, "saved_at": "2099-01-01T00:00:00"}, "GAN-CLS": trained_here}
+    assert widgets.default_model(cards) == widgets.SHIPPED  # a fast-mode model never, however recent
+    older = {**full, "saved_at": "2026-01-01T00:00:00"}
+    assert widgets.default_model({**cards, "yours: full": full, "yours: older": older}) == "yours: full"
+    with pytest.raises(ValueError, match="pass default="):
+        widgets.default_model({fast_name: fast})
+
+
+def test_the_dropdown_opens_on_the_default_and_generate_uses_it(generator):
+    pytest.importorskip("ipywidgets", reason="the widget front needs ipywidgets")
+    other = models.build_generator(config.get_preset("smoke"), embedding_dim=DIM)
+    choices = {"a fast one": generator, "the best": other}
+    state, box = widgets.demo(choices, widgets.CaptionEncoder(CountingEncoder()), default="the best")
+    menu, button = box.children[1].children
+    assert menu.value == state.default == "the best" and list(menu.options) == ["a fast one", "the best"]
+    button.click()
+    assert np.array_equal(state.last_grid, widgets.Demo({"the best": other}, widgets.CaptionEncoder(
+        CountingEncoder())).generate("a flower with red round petals and a yellow centre", "the best"))
+    assert np.array_equal(state.generate("a red flower"), state.generate("a red flower", "the best"))
+    with pytest.raises(ValueError, match="not one of the models"):
+        widgets.demo(choices, widgets.CaptionEncoder(CountingEncoder()), default="shipped GAN-CLS")
+    assert widgets.demo(choices, widgets.CaptionEncoder(CountingEncoder())).state.default == "a fast one"
+
+
 def test_demo_is_shown_once_by_the_cell_that_ends_with_it(generator, monkeypatch):
     pytest.importorskip("ipywidgets", reason="the widget front needs ipywidgets")
     import IPython.display
@@ -88,19 +128,87 @@ def test_demo_is_shown_once_by_the_cell_that_ends_with_it(generator, monkeypatch
     assert shown == [result.box]
 
 
-def test_generators_save_and_load_safely_with_their_card(generator, tmp_path):
+def test_generators_save_as_weights_and_a_card_and_rebuild_the_same_model(tmp_path):
+    import json
+
     from t2ilib import pretrained
 
-    path = pretrained.save_generator(generator, tmp_path / "g.keras", {"text_encoder": "test"})
+    rng = np.random.default_rng(0)
+    stats = (rng.standard_normal(DIM), rng.uniform(0.5, 2.0, DIM))  # the standardisation lives in the card
+    generator = models.build_generator(config.get_preset("smoke").replace(upsample="nearest"), embedding_dim=DIM,
+                                       text_stats=stats, conditioning="dense")
+    path = pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": "test"})
     loaded, card = pretrained.load_generator(path)
     assert card["text_encoder"] == "test" and card["embedding_dim"] == DIM and card["image_size"] == 32
-    text = np.ones((2, DIM), "float32")
-    assert np.allclose(widgets.generate_grid(loaded, text[0], 2), widgets.generate_grid(generator, text[0], 2))
+    assert card["format"] == pretrained.FORMAT and card["builder"]["preset"]["upsample"] == "nearest"
+    assert json.loads(pretrained.card_path(path).read_text())["builder"]["text_stats"]["mean"][0] == \
+        pytest.approx(stats[0][0])
+    text, z = rng.standard_normal((4, DIM)).astype("float32"), rng.standard_normal((4, 16)).astype("float32")
+    np.testing.assert_array_equal(models.generate(loaded, text, z=z), models.generate(generator, text, z=z))
+    assert pretrained.load_generator(pretrained.card_path(path))[1] == card  # the card's path works too
     assert not list(tmp_path.glob(".*partial*"))  # the temp files were renamed, not left behind
-    with pytest.raises(ValueError, match="ending in .keras"):
-        pretrained.save_generator(generator, tmp_path / "g.h5", {"text_encoder": "test"})
+    with pytest.raises(ValueError, match="ending in .weights.h5"):
+        pretrained.save_generator(generator, tmp_path / "g.keras", {"text_encoder": "test"})
     with pytest.raises(FileNotFoundError, match="check the path"):
-        pretrained.load_generator(tmp_path / "missing.keras")
+        pretrained.load_generator(tmp_path / "missing.weights.h5")
+
+
+def test_a_generator_file_this_kit_cannot_read_gets_one_line_naming_the_file_versions_and_fix(generator, tmp_path):
+    import json
+
+    import keras
+
+    from t2ilib import pretrained
+
+    path = pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": "test"})
+    card_file = pretrained.card_path(path)
+    card = json.loads(card_file.read_text())
+
+    def fails_with(changed_card, *expected):
+        card_file.write_text(json.dumps(changed_card))
+        with pytest.raises(ValueError) as caught:
+            pretrained.load_generator(path)
+        message = str(caught.value)
+        assert "\n" not in message and caught.value.__cause__ is None  # one line, no Keras trace chained to it
+        assert caught.value.__context__ is None or caught.value.__suppress_context__
+        for part in (str(card_file) if "weights" not in expected[0] else str(path), keras.__version__, *expected):
+            assert part in message, (part, message)
+
+    fails_with({**card, "format": pretrained.FORMAT + 1, "keras_version": "9.9.9"},
+               f"format {pretrained.FORMAT + 1}", "Keras 9.9.9", "pip install -U t2i-course")
+    fails_with({key: value for key, value in card.items() if key != "builder"}, "no builder arguments",
+               "save_generator")
+    wider = {**card["builder"], "preset": {**card["builder"]["preset"], "g_channels": [64, 32, 16]}}
+    fails_with({**card, "builder": wider}, "weights do not fit", "copy both from the same save_generator")
+    fails_with({**card, "builder": {**card["builder"], "preset": {**card["builder"]["preset"], "new_knob": 1}}},
+               "does not know", "update the kit")
+
+    old = tmp_path / "old.keras"  # the kit's format before weights + card: Keras-version-bound
+    generator.save(old)
+    with pytest.raises(ValueError) as caught:
+        pretrained.load_generator(old)
+    message = str(caught.value)
+    assert "\n" not in message and str(old) in message and f"saved by Keras {keras.__version__}" in message
+    assert "convert_keras_file" in message
+
+
+def test_an_old_keras_file_converts_to_weights_and_a_card_with_the_same_images(tmp_path):
+    import json
+
+    from t2ilib import pretrained
+
+    rng = np.random.default_rng(1)
+    old = models.build_generator(config.get_preset("smoke"), embedding_dim=DIM,
+                                 text_stats=(rng.standard_normal(DIM), rng.uniform(0.5, 2.0, DIM)))
+    old.save(tmp_path / "old.keras")
+    (tmp_path / "old.json").write_text(json.dumps({"text_encoder": "test", "preset": "smoke", "steps": 3}))
+    loaded, card = pretrained.load_generator(pretrained.convert_keras_file(tmp_path / "old.keras"))
+    assert card["steps"] == 3 and "same images" in card["converted"]
+    text, z = rng.standard_normal((4, DIM)).astype("float32"), rng.standard_normal((4, 16)).astype("float32")
+    np.testing.assert_array_equal(models.generate(loaded, text, z=z), models.generate(old, text, z=z))
+    with pytest.raises(ValueError, match="pass the preset it was trained with"):  # cpu's widths are not smoke's
+        pretrained.convert_keras_file(tmp_path / "old.keras", tmp_path / "x.weights.h5", preset="cpu")
+    assert not (tmp_path / "x.weights.h5").exists()
 
 
 def test_the_shipped_generator_loads_and_reads_sentence_embeddings():

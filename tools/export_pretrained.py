@@ -1,11 +1,12 @@
 """Train the GAN-CLS generator that ships with the kit and export it to ``t2ilib/assets/``.
 
     python -m tools.export_pretrained                    # cpu preset, 10 minutes of training, sentence embeddings
-    python -m tools.export_pretrained --minutes 30 --out /tmp/g.keras
+    python -m tools.export_pretrained --minutes 30 --out /tmp/g.weights.h5
 
 Trains on the prepared ``synthetic_flowers`` set under the data directory (prepares it and its MiniLM
 embeddings first if missing) with the ``cpu`` preset's recipe, in float32 so the file loads anywhere, and writes
-the generator with :func:`t2ilib.pretrained.save_generator` (a ``.keras`` file of a few MB and its ``.json`` card).
+the generator with :func:`t2ilib.pretrained.save_generator` (a ``.weights.h5`` file of a few MB and its ``.json``
+card, which holds the builder's arguments that rebuild it on any supported Keras).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def main(argv=None) -> int:
     card = {
         "model": "gan_cls", "dataset": prepared.name, "text_encoder": "sentence", "preset": preset.name,
         "steps": steps, "training_seconds": round(time.perf_counter() - start, 1), "seed": args.seed,
-        "made_by": "python -m tools.export_pretrained " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "made_by": pretrained.command("python -m tools.export_pretrained", argv if argv is not None else sys.argv[1:]),
+        "fast_mode": False,
     }
     out = pretrained.save_generator(gan.generator, args.out, card)
     print(f"{steps} steps; wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {pretrained.card_path(out).name}")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -154,7 +155,8 @@ def main(argv=None):
     parser.add_argument("--reed", action="store_true",
                         help="Reed et al.'s design: config.REED_ET_AL and raw text (default: the preset's)")
     parser.add_argument("--export", type=Path, default=None,
-                        help="also save the trained generator and its card here (t2ilib.pretrained.save_generator)")
+                        help="also save the trained generator (NAME.weights.h5) and its card NAME.json here "
+                             "(t2ilib.pretrained.save_generator)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a preset field, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
     parser.add_argument("--diversity", type=float, default=None,
@@ -269,7 +271,8 @@ def main(argv=None):
                 "steps": result["steps"], "training_seconds": result["training_seconds"], "seed": args.seed,
                 "test_match": {name: result["test"]["generated"][name] for name in SCORED},
                 "judged": headline(result),
-                "made_by": result["command"]}
+                "fast_mode": False,
+                "made_by": pretrained.command("python -m tests.benchmarks.quality", argv or sys.argv[1:])}
         print("exported", pretrained.save_generator(gan.generator, args.export, card))
     curve = pd.DataFrame(timer.rows)
     curve.to_csv(out / "curve.csv", index=False)
