@@ -159,9 +159,16 @@ def networks(preset=PRESET, **generator_options):
             models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM))
 
 
+class ReplayingGAN(training.ConditionalGAN):
+    """Draws G's noise from the batch, so that a test can recompute every term from the same z."""
+
+    def noise(self, data):
+        return data["z"]
+
+
 def one_step(batch, preset=PRESET, lr_g=0.0, lr_d=0.0, generator_options=None, **options):
     """One train_step with plain SGD (lr 0: the step changes no weight, so every term uses the start weights)."""
-    gan = training.ConditionalGAN(*networks(preset, **(generator_options or {})), **options)
+    gan = ReplayingGAN(*networks(preset, **(generator_options or {})), **options)
     gan.compile(g_optimizer=keras.optimizers.SGD(lr_g), d_optimizer=keras.optimizers.SGD(lr_d), run_eagerly=True)
     logs = {name: float(value) for name, value in gan.train_step(batch).items()}
     return gan, logs
@@ -301,8 +308,8 @@ def test_wgan_gp_defaults_to_five_critic_steps_and_each_sees_fresh_fakes(monkeyp
     assert make_gan(loss="wgan-gp").n_critic == 5 and make_gan().n_critic == 1
     gan = make_gan(loss="wgan-gp", n_critic=3)
     drawn = []
-    original = gan.draw
-    monkeypatch.setattr(gan, "draw", lambda z, text: drawn.append(np.asarray(z)) or original(z, text))
+    original = gan.generate
+    monkeypatch.setattr(gan, "generate", lambda z, text: drawn.append(np.asarray(z)) or original(z, text))
     batch = {key: value for key, value in pairs_batch().items() if key != "z"}
     gan.train_step(batch)
     assert len(drawn) == 4  # three critic steps and G's, each with its own noise (Algorithm 1 of WGAN-GP)
@@ -319,7 +326,7 @@ def test_the_mode_seeking_term_adds_its_weight_over_the_image_to_noise_distance_
     on, off = one_step(batch, diversity_weight=0.5)[1], one_step(batch)[1]
     g, _ = networks()
     z, text = np.asarray(batch["z"]), batch["text"]
-    other_z = np.roll(z, 1, axis=0)  # the trainer's partner noise when the batch carries its own z
+    other_z = np.roll(z, 1, axis=0)  # the trainer's partner noise: another row's z
     images = [np.asarray(g({"z": tf.constant(v), "text": text}, training=True)) for v in (z, other_z)]
     ratio = np.mean(np.abs(images[0] - images[1])) / np.mean(np.abs(z - other_z))
     assert ratio > 1e-4
@@ -344,3 +351,14 @@ def test_make_gan_gives_g_conditioning_augmentation_when_asked():
     assert gan.generator.get_layer("text_ca") is not None
     with pytest.raises(ValueError, match="conditioning='lstm'"):
         training.make_gan(PRESET, embedding_dim=EMBEDDING_DIM, conditioning="lstm")
+
+
+def test_the_gradient_penalty_enters_the_critics_loss_with_its_weight():
+    # Guards WGAN-GP (notebook 06): the critic's loss carries gp_weight times the penalty, and so its gradients.
+    batch, critic = pairs_batch(), PRESET.replace(d_norm="none")
+    (with_gp, on), (without_gp, off) = (one_step(batch, critic, lr_d=1.0, loss="wgan-gp", n_critic=1, gp_weight=weight)
+                                        for weight in (10.0, 0.0))
+    assert on["gp"] > 1e-4
+    assert on["d_loss"] - off["d_loss"] == pytest.approx(10.0 * on["gp"], rel=1e-4)
+    assert not all(np.allclose(a, b, atol=1e-7) for a, b in zip(snapshot(with_gp.discriminator),
+                                                                 snapshot(without_gp.discriminator)))
