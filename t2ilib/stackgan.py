@@ -435,8 +435,9 @@ def compare_stages(stage1, stage2, real, *, features, classifier=None, attribute
             row.update({f"match_{c}": rate for c, rate in rates.items()})
         row["fid_ratio"] = evaluation.frechet_ratio(features, images, real)["ratio"]
         spectral = name != "Stage I"
-        row["high_frequency_ratio"] = (high_frequency_energy(images) / high_frequency_energy(real) if spectral
-                                       else np.nan)
+        row["high_frequency_ratio"] = (evaluation.ratio_to_real(high_frequency_energy(images),
+                                                                high_frequency_energy(real), "high-frequency energy")
+                                       if spectral else np.nan)
         row["checkerboard_ratio"] = evaluation.checkerboard_ratio(images, real) if spectral else np.nan
         row["distance_to_stage1"] = float(losses.reconstruction_loss(images, stage1))
         table[name] = row
