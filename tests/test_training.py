@@ -195,6 +195,7 @@ def contrastive_by_hand(outputs, temperature=0.1):
 
 
 def test_d_scores_the_right_the_wrong_and_the_fake_pairs_it_is_given():
+    # Guards GAN-CLS (notebook 04): D scores the right pair, the real image with the *wrong* caption, and the fake.
     batch = pairs_batch()
     _, logs = one_step(batch)
     g, d = networks()
@@ -209,6 +210,7 @@ def test_d_scores_the_right_the_wrong_and_the_fake_pairs_it_is_given():
 
 
 def test_the_wrong_caption_changes_d_loss_and_d_gradients():
+    # Guards GAN-CLS (notebook 04): the wrong-caption pair is a term of D's loss, so it moves D's weights.
     batch = pairs_batch()
     other = {**batch, "wrong_text": tf.constant(np.random.default_rng(8).standard_normal(
         batch["wrong_text"].shape).astype("float32"))}
@@ -220,6 +222,7 @@ def test_the_wrong_caption_changes_d_loss_and_d_gradients():
 
 
 def test_conditioning_augmentation_adds_exactly_its_weighted_kl_to_g_loss():
+    # Guards Conditioning Augmentation (notebook 05): G's loss carries kl_weight times CA's KL, and D's does not.
     batch = pairs_batch()
     on = one_step(batch, generator_options={"conditioning": "ca", "kl_weight": 2.0})[1]
     off = one_step(batch, generator_options={"conditioning": "ca", "kl_weight": 0.0})[1]
@@ -236,6 +239,7 @@ def test_conditioning_augmentation_adds_exactly_its_weighted_kl_to_g_loss():
 
 
 def test_interpolation_adds_g_loss_on_the_mixed_captions_and_leaves_d_alone():
+    # Guards GAN-INT (notebook 04): G also learns to fool D on captions halfway between two of the batch.
     batch = pairs_batch()
     on, off = one_step(batch, interpolate=True)[1], one_step(batch)[1]
     g, d = networks()
@@ -248,6 +252,7 @@ def test_interpolation_adds_g_loss_on_the_mixed_captions_and_leaves_d_alone():
 
 
 def test_contrastive_term_adds_exactly_its_weight_times_the_matching_loss_to_d_and_to_g():
+    # Guards the contrastive term (XMC-GAN, notebook 04): in D's loss on real images and in G's on its fakes.
     batch = pairs_batch()
     preset = PRESET.replace(projection=True)
     on, off = one_step(batch, preset, contrastive_weight=0.5)[1], one_step(batch, preset)[1]
@@ -322,6 +327,7 @@ def test_wgan_gp_without_a_penalty_logs_none():
 
 
 def test_the_mode_seeking_term_adds_its_weight_over_the_image_to_noise_distance_ratio_to_g_loss():
+    # Guards the mode-seeking term (Mao et al. 2019, notebook 04): G pays weight / ratio when two z look alike.
     batch = pairs_batch()
     on, off = one_step(batch, diversity_weight=0.5)[1], one_step(batch)[1]
     g, _ = networks()
