@@ -2,8 +2,9 @@
 
 A tar member can name an absolute path, climb out with ``..``, or be a link or a device file; extracting such a
 member blindly can overwrite files anywhere. ``extract`` checks every member first and refuses the whole
-archive if one is unsafe, then writes plain files and folders only, into a temporary folder renamed into place
-when complete: an extraction killed half-way is redone, never mistaken for a complete one.
+archive, with the reason, if one is unsafe; then the standard library's ``"data"`` filter (Python 3.11.4+, PEP 706)
+checks each again as it writes, into a temporary folder renamed into place when complete: an extraction killed
+half-way is redone, never mistaken for a complete one.
 """
 
 from __future__ import annotations
@@ -45,14 +46,7 @@ def extract(archive, dest) -> Path:
             members = tar.getmembers()
             for member in members:
                 check_member(member, archive)
-            for member in members:
-                target = tmp.joinpath(*PurePosixPath(member.name).parts)
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as source, open(target, "wb") as sink:
-                    shutil.copyfileobj(source, sink)
+            tar.extractall(tmp, members, filter="data")
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"{archive} is truncated or not a valid archive ({err}); delete it and run again "

@@ -31,11 +31,8 @@ class ChecksumError(RuntimeError):
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
-    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
 def _expected(md5: str | None, sha256: str | None) -> tuple[str, str] | None:

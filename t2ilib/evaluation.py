@@ -28,7 +28,7 @@ from t2ilib.metrics import frechet_distance
 
 __all__ = ["Score", "InceptionFeatures", "fid", "mmd2_unbiased", "kid", "inception_score", "mean_pairwise_distance",
            "truncated_normal", "diversity_ratio", "noise_diversity", "real_images_like", "frechet_ratio",
-           "power_spectrum", "checkerboard_energy", "checkerboard_ratio"]
+           "power_spectrum", "checkerboard_energy", "checkerboard_ratio", "ratio_to_real"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +159,7 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     f = np.asarray(features, "float64")
     if len(f) < 2:
         raise ValueError("diversity needs at least 2 samples")
+    f = f - f.mean(axis=0)  # the same distances, with less rounding in the Gram formula below
     squared = (f**2).sum(1)
     distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * f @ f.T, 0.0))
     return float(distances.sum() / (len(f) * (len(f) - 1)))
@@ -196,12 +197,8 @@ def diversity_ratio(generated_sets, real_sets, features=None) -> Score:
         vectors = images.reshape(len(images), -1) if features is None else features(images)
         return mean_pairwise_distance(vectors)
 
-    ratios = []
-    for fakes, reals in zip(generated_sets, real_sets):
-        real_spread = spread(reals)
-        if real_spread == 0:
-            raise ValueError("a set of real images is all one image: its diversity is 0, a ratio to it is undefined")
-        ratios.append(spread(fakes) / real_spread)
+    ratios = [ratio_to_real(spread(fakes), spread(reals), "spread between images of one caption")
+              for fakes, reals in zip(generated_sets, real_sets)]
     return Score(float(np.mean(ratios)), float(np.std(ratios)), len(ratios))
 
 
@@ -247,7 +244,8 @@ def frechet_ratio(extract, generated, real) -> dict:
     real_features = extract(real)
     fake_vs_real = frechet_distance(extract(generated[:half]), real_features[half:])
     real_vs_real = frechet_distance(real_features[:half], real_features[half:])
-    return {"generated_vs_real": fake_vs_real, "real_vs_real": real_vs_real, "ratio": fake_vs_real / real_vs_real}
+    return {"generated_vs_real": fake_vs_real, "real_vs_real": real_vs_real,
+            "ratio": ratio_to_real(fake_vs_real, real_vs_real, "FID between two halves")}
 
 
 def power_spectrum(images) -> np.ndarray:
@@ -277,4 +275,17 @@ def checkerboard_energy(images, periods=(2, 4)) -> float:
 def checkerboard_ratio(generated, real, periods=(2, 4)) -> float:
     """:func:`checkerboard_energy` of generated images over that of real ones: 1.0 for a real image set.
     Introduced in notebook 07."""
-    return checkerboard_energy(generated, periods) / checkerboard_energy(real, periods)
+    return ratio_to_real(checkerboard_energy(generated, periods), checkerboard_energy(real, periods),
+                         "energy at the checkerboard's frequencies")
+
+
+def ratio_to_real(value: float, real: float, what: str) -> float:
+    """``value / real``, a measure of generated images over the same measure of real ones; NaN, with the reason
+    printed in one line, when the real images have none of ``what`` (flat one-colour pictures, as a stand-in or a
+    broken preparation makes): a ratio to nothing is undefined, and a notebook cell should say so, not crash.
+    Introduced in notebook 03."""
+    if not real > 1e-9:  # zero, up to rounding (identical images are ~1e-8 apart through the Gram formula)
+        print(f"the real images have no {what} ({real:.3g}): the ratio to them is undefined, NaN here; "
+              "are they one flat colour? Look at them (viz.show_images)")
+        return float("nan")
+    return float(value) / float(real)

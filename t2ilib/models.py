@@ -172,11 +172,9 @@ def projection_head(features, code, *, spectral_norm: bool = False) -> dict:
 
 
 def _text_spec(generator):
-    """The ``text`` input a generator declares (a GAN class declares its ``text_spec``), or None if it has none."""
-    if hasattr(generator, "text_spec"):
-        return generator.text_spec
+    """The ``text`` input a generator (or a GAN's generator) declares, or None if it has none."""
     try:
-        return generator.input["text"]
+        return getattr(generator, "generator", generator).input["text"]
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 
@@ -184,7 +182,7 @@ def _text_spec(generator):
 def _checked_text(generator, text) -> np.ndarray:
     """``text`` as an array the generator reads, or a ValueError/TypeError that says what is wrong and what to do."""
     spec = _text_spec(generator)
-    reads_ids = spec is not None and "int" in str(spec.dtype)
+    reads_ids = spec is not None and keras.backend.is_int_dtype(spec.dtype)
     wanted = "token ids [N, L] from the vectorizer" if reads_ids else "text embeddings [N, D]"
     text = np.asarray(text)
     if text.dtype.kind in "USO":

@@ -44,7 +44,7 @@ from t2ilib.layers import (
     batch_normalization,
     dcgan_init,
 )
-from t2ilib.training import ConditionalGAN, dcgan_adam
+from t2ilib.training import ConditionalGAN, dcgan_adam, layer_losses
 
 __all__ = [
     "SOURCE_E",
@@ -301,7 +301,7 @@ class StageGAN(ConditionalGAN):
       image, shrunk, should stay close to the Stage-I image.
 
     Everything else (GAN-CLS, ``loss="wgan-gp"`` with ``gp_weight`` and ``n_critic``, the CA layers' KL terms) is
-    ``ConditionalGAN``'s: this class changes only how images are drawn (:meth:`draw`).
+    ``ConditionalGAN``'s: this class changes only how images are drawn (:meth:`generate`).
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, stage1: keras.Model | None = None,
@@ -323,14 +323,14 @@ class StageGAN(ConditionalGAN):
         low = self.stage1(inputs, training=False)
         return self.generator({"image": low, "text": inputs["text"]}, training=training)
 
-    def draw(self, z, text):
-        """This stage's images in training mode and G's extra terms: CA's KL and, for Stage II, the weighted
+    def generate(self, z, text):
+        """This stage's images in training mode and G's own loss terms: CA's KL and, for Stage II, the weighted
         reconstruction loss against the frozen Stage I's images."""
         if self.stage1 is None:
-            return super().draw(z, text)
+            return super().generate(z, text)
         low = self.stage1({"z": z, "text": text}, training=False)
         images = self.generator({"image": low, "text": text}, training=True)
-        terms = self.generator_terms()
+        terms = layer_losses(self.generator)
         if self.reconstruction_weight:
             terms["reconstruction"] = self.reconstruction_weight * losses.reconstruction_loss(images, low)
         return images, terms
@@ -436,8 +436,9 @@ def compare_stages(stage1, stage2, real, *, features, classifier=None, attribute
             row.update({f"match_{c}": rate for c, rate in rates.items()})
         row["fid_ratio"] = evaluation.frechet_ratio(features, images, real)["ratio"]
         spectral = name != "Stage I"
-        row["high_frequency_ratio"] = (high_frequency_energy(images) / high_frequency_energy(real) if spectral
-                                       else np.nan)
+        row["high_frequency_ratio"] = (evaluation.ratio_to_real(high_frequency_energy(images),
+                                                                high_frequency_energy(real), "high-frequency energy")
+                                       if spectral else np.nan)
         row["checkerboard_ratio"] = evaluation.checkerboard_ratio(images, real) if spectral else np.nan
         row["distance_to_stage1"] = float(losses.reconstruction_loss(images, stage1))
         table[name] = row

@@ -28,7 +28,7 @@ _TWO_REPLICAS = textwrap.dedent("""
 
     import keras
     import numpy as np
-    from t2ilib import config, training
+    from t2ilib import config, models, training
 
     preset = config.PRESETS["smoke"]
     rng = np.random.default_rng(0)
@@ -40,10 +40,15 @@ _TWO_REPLICAS = textwrap.dedent("""
             "z": rng.standard_normal((batch * steps, preset.z_dim)).astype("float32")}
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(batch)  # the global batch: 4 per replica on two
 
+    class ReplayingGAN(training.ConditionalGAN):
+        def noise(self, data):
+            return data["z"]
+
     def run(strategy, initial_weights):
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            gan = training.make_gan(preset, embedding_dim=dim)
+            gan = ReplayingGAN(models.build_generator(preset, embedding_dim=dim),
+                               models.build_discriminator(preset, embedding_dim=dim))
             # Plain SGD: its step is proportional to the gradient, so gradients doubled by a missing 1/replicas
             # would double the step (Adam divides most of that out).
             gan.compile(g_optimizer=keras.optimizers.SGD(0.05), d_optimizer=keras.optimizers.SGD(0.05))

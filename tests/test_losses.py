@@ -32,6 +32,7 @@ def test_bce_real_and_fake_match_the_log_formulas():
 
 
 def test_gan_cls_weights_wrong_and_fake_by_half():
+    # Guards GAN-CLS's loss (notebook 04): real + (wrong + fake) / 2.
     real, wrong, fake = 1.5, 0.3, -0.7
     expected = -math.log(sigmoid(real)) + 0.5 * (-math.log(1 - sigmoid(wrong)) - math.log(1 - sigmoid(fake)))
     got = losses.gan_cls_d_loss(tf.constant([[real]]), tf.constant([[wrong]]), tf.constant([[fake]]))

@@ -97,3 +97,15 @@ def test_a_checkerboard_scores_far_above_real_images(flowers):
     assert evaluation.checkerboard_ratio(np.clip(real + stripes, -1, 1), real) < 1
     with pytest.raises(ValueError, match="multiples of the periods"):
         evaluation.checkerboard_energy(np.zeros((2, 30, 30, 3), "float32"))
+
+
+def test_ratios_to_flat_real_images_are_nan_with_the_reason_not_a_crash(capsys):
+    # Guards item 10 of issue 29: a stand-in or broken dataset of one-colour pictures has no checkerboard energy and
+    # no spread; the notebook cell then prints why its ratio is NaN instead of raising ZeroDivisionError.
+    flat = np.full((4, 16, 16, 3), 0.2, "float32")
+    textured = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype("float32")
+    assert np.isnan(evaluation.checkerboard_ratio(textured, flat))
+    assert "no energy at the checkerboard's frequencies" in capsys.readouterr().out
+    assert np.isnan(evaluation.diversity_ratio([textured], [flat]).mean)
+    assert "no spread between images of one caption" in capsys.readouterr().out
+    assert evaluation.ratio_to_real(1.0, 4.0, "spread") == 0.25 and capsys.readouterr().out == ""

@@ -159,9 +159,16 @@ def networks(preset=PRESET, **generator_options):
             models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM))
 
 
+class ReplayingGAN(training.ConditionalGAN):
+    """Draws G's noise from the batch, so that a test can recompute every term from the same z."""
+
+    def noise(self, data):
+        return data["z"]
+
+
 def one_step(batch, preset=PRESET, lr_g=0.0, lr_d=0.0, generator_options=None, **options):
     """One train_step with plain SGD (lr 0: the step changes no weight, so every term uses the start weights)."""
-    gan = training.ConditionalGAN(*networks(preset, **(generator_options or {})), **options)
+    gan = ReplayingGAN(*networks(preset, **(generator_options or {})), **options)
     gan.compile(g_optimizer=keras.optimizers.SGD(lr_g), d_optimizer=keras.optimizers.SGD(lr_d), run_eagerly=True)
     logs = {name: float(value) for name, value in gan.train_step(batch).items()}
     return gan, logs
@@ -188,6 +195,7 @@ def contrastive_by_hand(outputs, temperature=0.1):
 
 
 def test_d_scores_the_right_the_wrong_and_the_fake_pairs_it_is_given():
+    # Guards GAN-CLS (notebook 04): D scores the right pair, the real image with the *wrong* caption, and the fake.
     batch = pairs_batch()
     _, logs = one_step(batch)
     g, d = networks()
@@ -202,6 +210,7 @@ def test_d_scores_the_right_the_wrong_and_the_fake_pairs_it_is_given():
 
 
 def test_the_wrong_caption_changes_d_loss_and_d_gradients():
+    # Guards GAN-CLS (notebook 04): the wrong-caption pair is a term of D's loss, so it moves D's weights.
     batch = pairs_batch()
     other = {**batch, "wrong_text": tf.constant(np.random.default_rng(8).standard_normal(
         batch["wrong_text"].shape).astype("float32"))}
@@ -213,6 +222,7 @@ def test_the_wrong_caption_changes_d_loss_and_d_gradients():
 
 
 def test_conditioning_augmentation_adds_exactly_its_weighted_kl_to_g_loss():
+    # Guards Conditioning Augmentation (notebook 05): G's loss carries kl_weight times CA's KL, and D's does not.
     batch = pairs_batch()
     on = one_step(batch, generator_options={"conditioning": "ca", "kl_weight": 2.0})[1]
     off = one_step(batch, generator_options={"conditioning": "ca", "kl_weight": 0.0})[1]
@@ -229,6 +239,7 @@ def test_conditioning_augmentation_adds_exactly_its_weighted_kl_to_g_loss():
 
 
 def test_interpolation_adds_g_loss_on_the_mixed_captions_and_leaves_d_alone():
+    # Guards GAN-INT (notebook 04): G also learns to fool D on captions halfway between two of the batch.
     batch = pairs_batch()
     on, off = one_step(batch, interpolate=True)[1], one_step(batch)[1]
     g, d = networks()
@@ -241,6 +252,7 @@ def test_interpolation_adds_g_loss_on_the_mixed_captions_and_leaves_d_alone():
 
 
 def test_contrastive_term_adds_exactly_its_weight_times_the_matching_loss_to_d_and_to_g():
+    # Guards the contrastive term (XMC-GAN, notebook 04): in D's loss on real images and in G's on its fakes.
     batch = pairs_batch()
     preset = PRESET.replace(projection=True)
     on, off = one_step(batch, preset, contrastive_weight=0.5)[1], one_step(batch, preset)[1]
@@ -301,8 +313,8 @@ def test_wgan_gp_defaults_to_five_critic_steps_and_each_sees_fresh_fakes(monkeyp
     assert make_gan(loss="wgan-gp").n_critic == 5 and make_gan().n_critic == 1
     gan = make_gan(loss="wgan-gp", n_critic=3)
     drawn = []
-    original = gan.draw
-    monkeypatch.setattr(gan, "draw", lambda z, text: drawn.append(np.asarray(z)) or original(z, text))
+    original = gan.generate
+    monkeypatch.setattr(gan, "generate", lambda z, text: drawn.append(np.asarray(z)) or original(z, text))
     batch = {key: value for key, value in pairs_batch().items() if key != "z"}
     gan.train_step(batch)
     assert len(drawn) == 4  # three critic steps and G's, each with its own noise (Algorithm 1 of WGAN-GP)
@@ -315,11 +327,12 @@ def test_wgan_gp_without_a_penalty_logs_none():
 
 
 def test_the_mode_seeking_term_adds_its_weight_over_the_image_to_noise_distance_ratio_to_g_loss():
+    # Guards the mode-seeking term (Mao et al. 2019, notebook 04): G pays weight / ratio when two z look alike.
     batch = pairs_batch()
     on, off = one_step(batch, diversity_weight=0.5)[1], one_step(batch)[1]
     g, _ = networks()
     z, text = np.asarray(batch["z"]), batch["text"]
-    other_z = np.roll(z, 1, axis=0)  # the trainer's partner noise when the batch carries its own z
+    other_z = np.roll(z, 1, axis=0)  # the trainer's partner noise: another row's z
     images = [np.asarray(g({"z": tf.constant(v), "text": text}, training=True)) for v in (z, other_z)]
     ratio = np.mean(np.abs(images[0] - images[1])) / np.mean(np.abs(z - other_z))
     assert ratio > 1e-4
@@ -344,3 +357,14 @@ def test_make_gan_gives_g_conditioning_augmentation_when_asked():
     assert gan.generator.get_layer("text_ca") is not None
     with pytest.raises(ValueError, match="conditioning='lstm'"):
         training.make_gan(PRESET, embedding_dim=EMBEDDING_DIM, conditioning="lstm")
+
+
+def test_the_gradient_penalty_enters_the_critics_loss_with_its_weight():
+    # Guards WGAN-GP (notebook 06): the critic's loss carries gp_weight times the penalty, and so its gradients.
+    batch, critic = pairs_batch(), PRESET.replace(d_norm="none")
+    (with_gp, on), (without_gp, off) = (one_step(batch, critic, lr_d=1.0, loss="wgan-gp", n_critic=1, gp_weight=weight)
+                                        for weight in (10.0, 0.0))
+    assert on["gp"] > 1e-4
+    assert on["d_loss"] - off["d_loss"] == pytest.approx(10.0 * on["gp"], rel=1e-4)
+    assert not all(np.allclose(a, b, atol=1e-7) for a, b in zip(snapshot(with_gp.discriminator),
+                                                                 snapshot(without_gp.discriminator)))
