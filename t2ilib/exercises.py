@@ -87,7 +87,12 @@ def check_gan_cls_d_loss(fn: Callable) -> bool:
         real, wrong, fake = (rng.normal(scale=2.0, size=(8, 1)).astype("float32") for _ in range(3))
         real_term, wrong_term, fake_term = (_softplus(-real).mean(), _softplus(wrong).mean(), _softplus(fake).mean())
         got = _number(fn(real, wrong, fake), "the GAN-CLS D loss")
+        if not np.isfinite(got):
+            raise AssertionError(f"case {case + 1}: the loss is {got}. Hint: {_PROBABILITIES} (the log of a negative "
+                                 "logit is NaN)")
         mistakes = {
+            _PROBABILITIES: _binary_crossentropy(1, real) + 0.5 * (_binary_crossentropy(0, wrong)
+                                                                   + _binary_crossentropy(0, fake)),
             "weight the two 'fake' terms by 1/2 each (Reed et al.'s Algorithm 1), or the loss counts fakes twice.":
                 real_term + wrong_term + fake_term,
             "the wrong-caption pairs are missing: real image + wrong text must be called fake too.":
@@ -485,11 +490,14 @@ class _Recorder:
 
         if not tf.executing_eagerly() or not hasattr(image, "numpy"):  # traced by fit: nothing to compare
             return
-        image, text = np.asarray(image), np.asarray(text)
-        which_image = "real" if image.shape == self.images.shape and np.allclose(image, self.images) else "other"
-        which_text = next((name for name, value in (("right", self.text), ("wrong", self.wrong_text))
-                           if text.shape == value.shape and np.allclose(text, value)), "other")
-        self.pairs.append((which_image, which_text))
+        image, text, size = np.asarray(image), np.asarray(text), len(self.images)
+        for start in range(0, len(image), size):  # a batch of several kinds of pairs, concatenated, counts each
+            part_image, part_text = image[start:start + size], text[start:start + size]
+            which_image = "real" if part_image.shape == self.images.shape and np.allclose(part_image,
+                                                                                         self.images) else "other"
+            which_text = next((name for name, value in (("right", self.text), ("wrong", self.wrong_text))
+                               if part_text.shape == value.shape and np.allclose(part_text, value)), "other")
+            self.pairs.append((which_image, which_text))
 
 
 def _toy_pieces(recorder, image_size: int, text_dim: int):
@@ -609,15 +617,7 @@ def check_train_step(model_class) -> bool:
     if not by_g & g_ids:
         raise AssertionError("G was never updated: apply g_optimizer to G's gradients")
 
-    # Which pairs D scored.
-    if ("real", "wrong") not in recorder.pairs:
-        raise AssertionError("D never sees the wrong caption: score (real image, wrong_text) and pass its logits to "
-                             "d_loss_fn as the second argument")
-    if ("real", "right") not in recorder.pairs:
-        raise AssertionError("D never sees a real image with its own caption: score (images, text)")
-    if ("other", "right") not in recorder.pairs:
-        raise AssertionError("D never scores G's images with the right caption: score (fakes, text)")
-
+    pairs = list(recorder.pairs)  # which pairs D scored during the step
     # What the updates were, against the expected SGD steps (G's fakes do not depend on z here, so any z will do).
     after_g, after_d = generator.get_weights(), discriminator.get_weights()
 
@@ -649,6 +649,13 @@ def check_train_step(model_class) -> bool:
     restore(after_g, after_d)
 
     if not _same(after_d, expected_d):
+        if ("real", "wrong") not in pairs:
+            raise AssertionError("D never sees the wrong caption: score (real image, wrong_text) and pass its logits "
+                                 "to d_loss_fn as the second argument")
+        if ("real", "right") not in pairs:
+            raise AssertionError("D never sees a real image with its own caption: score (images, text)")
+        if ("other", "right") not in pairs:
+            raise AssertionError("D never scores G's images with the right caption: score (fakes, text)")
         if _same(after_d, d_on_swapped):
             raise AssertionError("d_loss_fn takes the logits in the order (real, wrong, fake): you passed the fakes' "
                                  "logits as the real ones")

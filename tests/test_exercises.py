@@ -305,7 +305,7 @@ def test_loss_mistakes_get_their_hints(d_fn, g_fn, hint):
 
 
 def _step_class(d_pair_text="wrong_text", g_loss_of="g", d_variables="d", g_variables="g", swap=False,
-                logs="tensors"):
+                logs="tensors", one_call=False):
     """A GAN-CLS model whose train_step makes the mistake the arguments name (by default none)."""
     import keras
     import tensorflow as tf
@@ -327,9 +327,14 @@ def _step_class(d_pair_text="wrong_text", g_loss_of="g", d_variables="d", g_vari
                          "all": self.trainable_variables}
             with tf.GradientTape(persistent=True) as tape:  # one tape, both networks: simultaneous updates
                 fakes = self.generator({"z": z, "text": text}, training=True)
-                real = self.discriminator({"image": images, "text": text})
-                wrong = self.discriminator({"image": images, "text": batch[d_pair_text]})
-                fake = self.discriminator({"image": fakes, "text": text})
+                if one_call:  # keras-io's way: the three kinds of pairs in one batch, the logits split after
+                    real, wrong, fake = tf.split(self.discriminator({
+                        "image": tf.concat([images, images, fakes], 0),
+                        "text": tf.concat([text, batch[d_pair_text], text], 0)}), 3)
+                else:
+                    real = self.discriminator({"image": images, "text": text})
+                    wrong = self.discriminator({"image": images, "text": batch[d_pair_text]})
+                    fake = self.discriminator({"image": fakes, "text": text})
                 d_loss = self.d_loss_fn(real, wrong, fake)
                 if g_loss_of == "wrong_text":
                     fake = self.discriminator({"image": fakes, "text": batch["wrong_text"]})
@@ -360,3 +365,19 @@ def test_train_step_mistakes_get_their_hints(mistake, hint):
     assert exercises.check_train_step(_step_class())  # simultaneous updates from one tape are right too
     with pytest.raises(AssertionError, match=re.escape(hint) if "{" in hint else hint):
         exercises.check_train_step(_step_class(**mistake))
+
+
+def test_three_pairs_scored_in_one_call_pass_and_are_read_apart():
+    assert exercises.check_train_step(_step_class(one_call=True))
+    with pytest.raises(AssertionError, match="D never sees the wrong caption"):
+        exercises.check_train_step(_step_class(one_call=True, d_pair_text="text"))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log")  # the NaN is the mistake
+@pytest.mark.parametrize("wrong", [
+    lambda r, w, f: -np.log(r).mean() - 0.5 * (np.log(1 - w).mean() + np.log(1 - f).mean()),
+    lambda r, w, f: _keras_bce(1, r) + 0.5 * (_keras_bce(0, w) + _keras_bce(0, f)),
+])
+def test_the_numpy_d_loss_check_names_probabilities_too(wrong):
+    with pytest.raises(AssertionError, match="probabilities where the network gives logits"):
+        exercises.check_gan_cls_d_loss(wrong)
