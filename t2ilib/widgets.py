@@ -152,8 +152,8 @@ class DemoWidgets(typing.NamedTuple):
 
 def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
          count: int = 8, show: bool = False) -> DemoWidgets:
-    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead).
-    Introduced in notebook 07."""
+    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead), with
+    the grid of ``caption`` and the first model already drawn. Introduced in notebook 07."""
     state = Demo(models, encoder, count)
     try:
         import ipywidgets as w
@@ -184,6 +184,7 @@ def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with re
                 plt.show()
 
     button.on_click(on_click)
+    on_click(None)  # the demo opens on a grid, never blank; an executed notebook's page keeps it as a PNG
     box = w.VBox([text, w.HBox([model, button]), w.HBox([seed, truncation]), out])
     if show:
         display(box)
