@@ -16,6 +16,8 @@ LAB_ARGS    ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+WIDGETS7 ?= $(VENV)-widgets7
+WIDGETS7_STAMP := $(WIDGETS7)/.installed
 empty :=
 space := $(empty) $(empty)
 # auto = fast mode unless a GPU is found (t2ilib.config.is_fast)
@@ -32,7 +34,7 @@ endif
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
-.PHONY: help install course lab test test-unit test-notebooks test-datasets browser-test student bench lint clean
+.PHONY: help install course lab test test-unit test-notebooks test-datasets browser-test widgets7 student bench lint clean
 
 help:
 	@sed -n '1,7p' Makefile
@@ -72,9 +74,24 @@ test-unit: $(TEST_STAMP)
 test-notebooks: $(TEST_STAMP)
 	T2I_FAST=1 $(BIN)/python -m pytest $(NB) --nbval --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
-# JupyterLab in headless chromium: notebook 07's demo and build/index.html (run `make course` first)
-browser-test: $(TEST_STAMP)
-	T2I_FAST=1 $(BIN)/python -m pytest tests/browser/browser_jupyterlab.py $(PYTEST_ARGS)
+# JupyterLab in headless chromium: notebook 07's demo with ipywidgets 8 and 7.7, build/'s pages offline (run
+# `make course` first)
+browser-test: $(TEST_STAMP) $(WIDGETS7_STAMP)
+	T2I_FAST=1 T2I_WIDGETS7_PYTHON=$(WIDGETS7)/bin/python $(BIN)/python -m pytest tests/browser/browser_jupyterlab.py \
+		$(PYTEST_ARGS)
+
+# A kernel at Colab's ipywidgets 7.7 for browser-test: Colab's pins of the widget packages (constraints-colab.txt)
+# in a venv that reads every other package from $(VENV) (a .pth file). A few seconds from nothing.
+$(WIDGETS7_STAMP): $(STAMP) constraints-colab.txt
+	$(BIN)/python -m venv $(WIDGETS7)
+	$(WIDGETS7)/bin/python -m pip install --quiet --no-deps \
+		$$(grep -iE '^(ipywidgets|widgetsnbextension|ipython-genutils)==' constraints-colab.txt)
+	$(BIN)/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' \
+		> "$$($(WIDGETS7)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/kit-venv.pth"
+	$(WIDGETS7)/bin/python -c 'import ipywidgets, tensorflow, t2ilib; assert ipywidgets.__version__.startswith("7.")'
+	touch $@
+
+widgets7: $(WIDGETS7_STAMP)
 
 # Notebooks 01 and 03-07 on stand-in flowers102, cub200 and cifar10 in the real raw formats (`make test`: one each)
 test-datasets: $(STAMP)

@@ -178,8 +178,9 @@ def default_model(cards: dict, shipped: str = SHIPPED) -> str:
 
 def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
          count: int = 8, show: bool = False, default: str | None = None) -> DemoWidgets:
-    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead).
-    Its Model menu opens on ``default`` (see :func:`default_model`; the first name in the menu if None).
+    """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead), with
+    the grid of ``caption`` already drawn. Its Model menu opens on ``default`` (see :func:`default_model`; the
+    first name in the menu if None).
     Introduced in notebook 07."""
     options = sorted(models)
     if default is not None and default not in models:
@@ -214,6 +215,7 @@ def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with re
                 plt.show()
 
     button.on_click(on_click)
+    on_click(None)  # the demo opens on a grid, never blank; an executed notebook's page keeps it as a PNG
     box = w.VBox([text, w.HBox([model, button]), w.HBox([seed, truncation]), out])
     if show:
         display(box)

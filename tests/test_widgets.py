@@ -124,6 +124,7 @@ def test_demo_is_shown_once_by_the_cell_that_ends_with_it(generator, monkeypatch
     monkeypatch.setattr(IPython.display, "display", lambda *objects, **_: shown.extend(objects))
     result = widgets.demo({"smoke": generator}, widgets.CaptionEncoder(CountingEncoder()))
     assert shown == []  # building it displays nothing: the cell's value does
+    assert result.state.last_grid is not None  # it opens on a grid of its caption, never blank
     result._ipython_display_()
     assert shown == [result.box]
 
