@@ -2,7 +2,7 @@
 #   make course   install, prepare the default dataset, execute every notebook into build/
 #   make lab      install, open the notebooks in JupyterLab
 #   make test     install (with requirements-test.txt), run the unit tests and every notebook under pytest --nbval
-# Options: FAST=0 (full presets instead of fast mode), PYTHON=python3.11, NB=notebooks/03_lstm_gan.ipynb,
+# Options: FAST=1 (CI's smoke mode instead of full mode), PYTHON=python3.11, NB=notebooks/03_lstm_gan.ipynb,
 #   VENV=.venv-floors CONSTRAINTS=constraints-floors.txt (another environment: .ci/run's version matrix)
 
 PYTHON      ?= python3
@@ -20,8 +20,9 @@ WIDGETS7 ?= $(VENV)-widgets7
 WIDGETS7_STAMP := $(WIDGETS7)/.installed
 empty :=
 space := $(empty) $(empty)
-# auto = fast mode unless a GPU is found (t2ilib.config.is_fast)
-FAST   ?= auto
+# 0 = full mode: a CPU gets the notebooks' laptop budgets (config.minutes), a GPU the full ones; 1 = CI's smoke mode;
+# auto = smoke mode unless a GPU is found (t2ilib.config.is_fast)
+FAST   ?= 0
 NB     ?= notebooks
 export T2I_DATA_DIR ?= $(CURDIR)/data
 # Runs train from scratch unless T2I_RUNS_DIR says where to keep them: pytest (test, test-notebooks) in a temp dir

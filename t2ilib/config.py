@@ -107,8 +107,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 def is_fast(environ: dict[str, str] | None = None) -> bool:
     """Whether to run in fast mode, from ``T2I_FAST``.
 
-    ``1``/``true``: fast (CI). ``0``/``false``/unset: full. ``auto``: fast unless a GPU is visible
-    (what ``make course`` uses, so a CPU-only machine still finishes in minutes).
+    ``1``/``true``: fast (CI's smoke mode). ``0``/``false``/unset: full (on a CPU with the notebooks' laptop budgets,
+    see :func:`minutes`). ``auto``: fast unless a GPU is visible.
     Introduced in notebook 00.
     """
     env = os.environ if environ is None else environ
@@ -124,12 +124,18 @@ def is_fast(environ: dict[str, str] | None = None) -> bool:
     raise ValueError(f"T2I_FAST={value!r} is not understood: use 1 (fast), 0 (full) or auto")
 
 
-def minutes(default: float, environ: dict[str, str] | None = None) -> float:
-    """A notebook's full-mode training budget: ``T2I_MINUTES`` if set, else ``default`` (notebook 03 introduces it)."""
+def minutes(full: float, *, laptop: float | None = None, environ: dict[str, str] | None = None) -> float:
+    """A notebook's training budget in minutes: ``T2I_MINUTES`` if set; else ``laptop`` on a machine without a GPU
+    (when given), so a laptop's run ends in minutes and still shows its GAN follow the captions; else ``full``.
+    Introduced in notebook 03."""
     env = os.environ if environ is None else environ
     value = env.get("T2I_MINUTES", "").strip()
     if not value:
-        return float(default)
+        if laptop is None:
+            return float(full)
+        from t2ilib import device
+
+        return float(full if device.detect().has_gpu else laptop)
     try:
         budget = float(value)
     except ValueError:

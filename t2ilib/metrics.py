@@ -20,7 +20,11 @@ Inception-based FID/KID, Inception Score and R-precision are in ``t2ilib.evaluat
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -36,6 +40,7 @@ __all__ = [
     "build_attribute_classifier",
     "train_attribute_classifier",
     "train_attribute_judge",
+    "judge_cache_key",
     "match_rates",
     "chance_levels",
     "alignment_table",
@@ -135,19 +140,72 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
     return classifier
 
 
-def train_attribute_judge(prepared, image_size: int, *, epochs: int = 4, seed: int = 0,
-                          verbose: int = 0) -> AttributeClassifier:
+JUDGE_CACHE_VERSION = 1  # raise when build_attribute_classifier or the training recipe changes
+
+
+def judge_cache_key(prepared, image_size: int, epochs: int, seed: int) -> dict:
+    """What determines a judge: the dataset (a fingerprint of its meta.json), the image size, epochs and seed."""
+    meta = json.dumps(prepared.meta, sort_keys=True).encode()
+    return {"version": JUDGE_CACHE_VERSION, "dataset": hashlib.sha256(meta).hexdigest()[:16],
+            "image_size": int(image_size), "epochs": int(epochs), "seed": int(seed)}
+
+
+def _load_cached_judge(stem: Path, key: dict) -> AttributeClassifier | None:
+    """The judge saved at ``stem`` if it was made with ``key``, else None (missing, stale or unreadable)."""
+    try:
+        card = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        if card.get("key") != key:
+            return None
+        model = build_attribute_classifier(key["image_size"], card["vocab"])
+        model.load_weights(stem.with_suffix(".weights.h5"))
+    except (OSError, ValueError, KeyError):  # a half-written or foreign file: train again
+        return None
+    return AttributeClassifier(model, card["vocab"], pd.Series(card["test_accuracy"], name="match_rate"))
+
+
+def _save_judge(stem: Path, key: dict, classifier: AttributeClassifier) -> None:
+    """Weights, then the card naming its key, each written to a temporary name and renamed (atomic): a run killed
+    mid-write leaves no card, or a card whose weights are complete."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    suffix = f".tmp{os.getpid()}"
+    weights = stem.with_suffix(".weights.h5")
+    partial = stem.parent / (stem.name + suffix + ".weights.h5")  # Keras insists on the .weights.h5 ending
+    classifier.model.save_weights(partial)
+    os.replace(partial, weights)
+    card = {"key": key, "vocab": classifier.vocab, "test_accuracy": classifier.test_accuracy.to_dict()}
+    partial = stem.parent / (stem.name + suffix + ".json")
+    partial.write_text(json.dumps(card, indent=1), encoding="utf-8")
+    os.replace(partial, stem.with_suffix(".json"))
+
+
+def train_attribute_judge(prepared, image_size: int, *, epochs: int = 4, seed: int = 0, verbose: int = 0,
+                          cache: bool = True) -> AttributeClassifier:
     """The judge of notebooks 03-07: the attribute CNN trained on ``prepared``'s real training images at
-    ``image_size``, with its ceiling (``test_accuracy``) measured on the real test images (notebook 03)."""
+    ``image_size``, with its ceiling (``test_accuracy``) measured on the real test images (notebook 03).
+
+    Trained once per dataset, size, epochs and seed, then reloaded from ``<prepared>/judges/`` (minutes saved in
+    every later notebook); a cached judge whose dataset or settings differ is trained again. ``cache=False``
+    trains afresh and saves nothing."""
     vocab = prepared.attribute_values
     if prepared.attributes is None or vocab is None:
         raise ValueError(f"{prepared.path} ({prepared.name}) has no attributes its captions name: an attribute judge "
                          "needs a dataset with known attributes, such as synthetic_flowers")
+    key = judge_cache_key(prepared, image_size, epochs, seed)
+    stem = Path(prepared.path) / "judges" / f"attributes_{image_size}px_{epochs}ep_seed{seed}"
+    if cache and (cached := _load_cached_judge(stem, key)) is not None:
+        return cached
     images = prepared.images(image_size)
     train_ids, test_ids = prepared.split_images("train"), prepared.split_images("test")
-    return train_attribute_classifier(images[train_ids], prepared.attributes.loc[train_ids, list(vocab)],
-                                      images[test_ids], prepared.attributes.loc[test_ids, list(vocab)],
-                                      vocab=vocab, epochs=epochs, seed=seed, verbose=verbose)
+    classifier = train_attribute_classifier(images[train_ids], prepared.attributes.loc[train_ids, list(vocab)],
+                                            images[test_ids], prepared.attributes.loc[test_ids, list(vocab)],
+                                            vocab=vocab, epochs=epochs, seed=seed, verbose=verbose)
+    if cache:
+        try:
+            _save_judge(stem, key, classifier)
+        except OSError as err:  # a read-only dataset directory: the judge still works, it is only not kept
+            warnings.warn(f"could not cache the judge in {stem.parent} ({err}); the next notebook trains it again",
+                          stacklevel=2)
+    return classifier
 
 
 def match_rates(predicted: pd.DataFrame, target: pd.DataFrame) -> pd.Series:

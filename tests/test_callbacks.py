@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import keras
@@ -250,6 +251,16 @@ def test_t2i_minutes_overrides_the_budget_and_bad_values_are_named(monkeypatch):
             config.minutes(10, environ={"T2I_MINUTES": bad})
     with pytest.raises(ValueError, match="minutes=0: a time budget must be a positive number"):
         callbacks.TimeBudget(0)
+
+
+def test_a_laptop_gets_its_own_budget_a_gpu_the_full_one_and_t2i_minutes_beats_both(monkeypatch):
+    from t2ilib import device
+
+    for has_gpu, expected in ((False, 3.0), (True, 10.0)):
+        monkeypatch.setattr(device, "detect", lambda *a, has_gpu=has_gpu, **k: types.SimpleNamespace(has_gpu=has_gpu))
+        assert config.minutes(10, laptop=3, environ={}) == expected
+        assert config.minutes(10, environ={}) == 10.0  # no laptop budget: the full one everywhere
+        assert config.minutes(10, laptop=3, environ={"T2I_MINUTES": "7"}) == 7.0
 
 
 def test_fast_mode_has_no_budget_and_full_mode_one(monkeypatch):

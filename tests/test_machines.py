@@ -146,3 +146,17 @@ def test_every_preset_a_notebook_trains_is_in_its_constants_cell():
         for cell in cells:
             if cell.cell_type == "code" and "MINUTES = config.minutes(" not in cell.source:
                 assert ".replace(" not in cell.source.replace("str.replace(", ""), f"{notebook}: {cell.source[:80]}"
+
+
+@pytest.mark.parametrize("notebook", TRAINING_NOTEBOOKS)
+def test_a_laptop_gets_a_shorter_budget_than_a_gpu_and_fast_mode_stays_explicit(monkeypatch, notebook):
+    # A student who runs a notebook on a laptop, nothing set, trains in full mode for the laptop's minutes.
+    budgets = {}
+    for machine in ("cpu", "gpu"):
+        monkeypatch.setattr(device, "detect", lambda *a, machine=machine, **k: types.SimpleNamespace(
+            has_gpu=machine == "gpu"))
+        assert not config.is_fast(environ={})
+        session = types.SimpleNamespace(fast=False, preset=config.get_preset(environ={}))
+        budgets[machine] = constants(notebook, session, monkeypatch)["MINUTES"]
+    assert 0 < budgets["cpu"] < budgets["gpu"], budgets
+    assert budgets["cpu"] <= 8, f"{notebook}: a laptop's budget of {budgets['cpu']} minutes breaks make course's 45"

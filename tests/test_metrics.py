@@ -142,6 +142,42 @@ def test_attribute_judge_reads_the_datasets_attributes(flowers):
         metrics.train_attribute_judge(no_attributes, 32)
 
 
+def test_the_judge_is_cached_by_what_makes_it_and_a_stale_one_is_trained_again(tiny_flowers, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from t2ilib.data import load_prepared
+
+    shutil.copytree(tiny_flowers, tmp_path / "flowers", ignore=shutil.ignore_patterns("judges"))  # none cached
+    prepared = load_prepared(tmp_path / "flowers")
+    trained = []
+    real_train = metrics.train_attribute_classifier
+    monkeypatch.setattr(metrics, "train_attribute_classifier",
+                        lambda *a, **k: trained.append(k["epochs"]) or real_train(*a, **k))
+    first = metrics.train_attribute_judge(prepared, 32, epochs=1)
+    again = metrics.train_attribute_judge(prepared, 32, epochs=1)
+    assert trained == [1]  # the second call reloaded it
+    images = prepared.images(32)[:16]
+    assert np.allclose(first.features(images), again.features(images), atol=1e-5)
+    assert first.predict(images).equals(again.predict(images))
+    assert again.test_accuracy.equals(first.test_accuracy) and again.vocab == first.vocab
+    assert not list((tmp_path / "flowers" / "judges").glob("*tmp*"))  # no temporary file left behind
+
+    metrics.train_attribute_judge(prepared, 32, epochs=2)  # other settings: a judge of their own
+    assert trained == [1, 2]
+    changed = type(prepared)(prepared.path, {**prepared.meta, "num_captions": prepared.meta["num_captions"] + 1},
+                             prepared.captions, prepared.attributes)
+    metrics.train_attribute_judge(changed, 32, epochs=1)  # the dataset changed under the cache: stale
+    assert trained == [1, 2, 1]
+    card = next((tmp_path / "flowers" / "judges").glob("*1ep*.json"))
+    assert json.loads(card.read_text())["key"] == metrics.judge_cache_key(changed, 32, 1, 0)  # overwritten
+    card.with_name(card.name.replace(".json", ".weights.h5")).write_bytes(b"cut short")
+    metrics.train_attribute_judge(changed, 32, epochs=1)  # unreadable weights: trained again, not a crash
+    assert trained == [1, 2, 1, 1]
+    metrics.train_attribute_judge(changed, 32, epochs=1, cache=False)
+    assert trained == [1, 2, 1, 1, 1]
+
+
 def test_history_frame_numbers_the_steps():
     import keras
 
