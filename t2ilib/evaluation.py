@@ -15,6 +15,10 @@ carries its sample size ``n`` and, where it is cheap, a spread over several runs
 What a match rate misses, each as a ratio to real images (1.0 = like the data): :func:`noise_diversity` (does
 the generator use its noise?), :func:`frechet_ratio` (how far from real, in units of real-vs-real) and
 :func:`checkerboard_ratio` (transposed-convolution artefacts).
+
+Notebook 06 asks whether a refining stage adds detail: :func:`high_frequency_energy` (which a bicubic
+:func:`upsample` cannot raise) and :func:`compare_stages`, its table; :func:`interpolation_jumpiness` measures a
+walk between captions (``t2ilib.conditioning.caption_walk``).
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from t2ilib.data import to_unit_range
-from t2ilib.metrics import frechet_distance
+from t2ilib.losses import reconstruction_loss
+from t2ilib.metrics import frechet_distance, match_rates
 
 __all__ = ["Score", "InceptionFeatures", "fid", "mmd2_unbiased", "kid", "inception_score", "mean_pairwise_distance",
            "truncated_normal", "diversity_ratio", "noise_diversity", "real_images_like", "frechet_ratio",
-           "power_spectrum", "checkerboard_energy", "checkerboard_ratio", "ratio_to_real"]
+           "power_spectrum", "checkerboard_energy", "checkerboard_ratio", "ratio_to_real", "interpolation_jumpiness",
+           "high_frequency_energy", "upsample", "compare_stages"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,3 +296,77 @@ def ratio_to_real(value: float, real: float, what: str) -> float:
               "are they one flat colour? Look at them (viz.show_images)")
         return float("nan")
     return float(value) / float(real)
+
+
+def interpolation_jumpiness(features) -> float:
+    """How unevenly a walk between two captions changes the picture: the largest step between consecutive
+    frames divided by the whole path length (features of frames in order).
+
+    With ``n`` steps a perfectly smooth walk scores ``1/n``; a walk that jumps once and otherwise stands still
+    scores 1.
+    Introduced in notebook 06.
+    """
+    features = np.asarray(features, "float64")
+    steps = np.sqrt((np.diff(features, axis=0) ** 2).sum(-1))
+    return float(steps.max() / max(steps.sum(), 1e-12))
+
+
+def high_frequency_energy(images, cutoff: float = 0.25) -> float:
+    """Share of the images' spectral energy above ``cutoff`` of the sampling frequency (grey level, mean over
+    images). A bicubic upsample cannot add any: a refining stage that raises it adds detail (or noise, which
+    the attribute match and a look at the pictures tell apart). Introduced in notebook 06."""
+    spectrum = power_spectrum(images)  # a share of the energy: the same for any scale of the pixels
+    fy = np.fft.fftfreq(spectrum.shape[1])[:, None]
+    fx = np.fft.fftfreq(spectrum.shape[2])[None, :]
+    high = np.sqrt(fx ** 2 + fy ** 2) > cutoff
+    return float(np.mean(spectrum[:, high].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))
+
+
+def upsample(images, size: int, method: str = "bicubic") -> np.ndarray:
+    """``images`` in [-1, 1] resized to ``size`` px: ``"bicubic"`` (clipped back to [-1, 1]: bicubic overshoots at
+    edges) or ``"nearest"`` (each pixel repeated). Introduced in notebook 06."""
+    import tensorflow as tf
+    from keras import ops
+
+    resized = tf.image.resize(np.asarray(images, "float32"), (size, size), method=method)
+    return np.clip(ops.convert_to_numpy(resized), -1.0, 1.0).astype("float32")
+
+
+def compare_stages(stage1, stage2, real, *, features, classifier=None, attributes: pd.DataFrame | None = None,
+                   columns=("petal_colour", "centre_colour")) -> pd.DataFrame:
+    """Notebook 06's table: Stage I's and Stage II's images for the same captions and z, beside the bicubic
+    upsample of Stage I and ``real`` (the captions' own images, at Stage II's size). Introduced in notebook 06.
+
+    Columns ``"Stage I"`` (its pixels repeated to Stage II's size, which is what a judge at that size reads of it),
+    ``"Stage I, bicubic"``, ``"Stage II"``, ``"real"``. Rows:
+
+    - ``match_<attribute>`` (with ``classifier`` and ``attributes``, the captions' attributes): the share of images
+      whose attribute the classifier reads as the caption's; the real column is the classifier's own ceiling here;
+    - ``fid_ratio``: :func:`frechet_ratio` on ``features`` (1.0: as close to real as real is);
+    - ``high_frequency_ratio`` and ``checkerboard_ratio``: :func:`high_frequency_energy` and
+      :func:`checkerboard_energy` over the real images' (not for Stage I: they would measure the repeat);
+    - ``distance_to_stage1``: ``losses.reconstruction_loss`` (mean ``|avgpool(x) - Stage I|``), how far each set
+      strays from the sketch.
+    """
+    size = stage2.shape[1]
+    real = np.asarray(to_unit_range(real), "float32")
+    if real.shape[1] != size or len(real) != len(stage1) or len(stage2) != len(stage1):
+        raise ValueError(f"compare_stages needs as many Stage-I, Stage-II and real images, the real ones at Stage II's "
+                         f"{size} px: got {len(stage1)}, {len(stage2)} and {len(real)} at {real.shape[1]} px")
+    sets = {"Stage I": upsample(stage1, size, "nearest"), "Stage I, bicubic": upsample(stage1, size),
+            "Stage II": np.asarray(stage2, "float32"), "real": real}
+    table = {}
+    for name, images in sets.items():
+        row = {}
+        if classifier is not None and attributes is not None:
+            rates = match_rates(classifier.predict(images), attributes[list(columns)])
+            row.update({f"match_{c}": rate for c, rate in rates.items()})
+        row["fid_ratio"] = frechet_ratio(features, images, real)["ratio"]
+        spectral = name != "Stage I"
+        row["high_frequency_ratio"] = (ratio_to_real(high_frequency_energy(images),
+                                                                high_frequency_energy(real), "high-frequency energy")
+                                       if spectral else np.nan)
+        row["checkerboard_ratio"] = checkerboard_ratio(images, real) if spectral else np.nan
+        row["distance_to_stage1"] = float(reconstruction_loss(images, stage1))
+        table[name] = row
+    return pd.DataFrame(table)
