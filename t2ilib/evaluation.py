@@ -1,4 +1,5 @@
 """Realism and diversity scores of generated images: FID, KID, Inception Score, with sample size and spread.
+Introduced in notebook 03.
 
 Every score here compares *features*, and the feature extractor is pluggable: any callable
 ``images -> float [N, D]``.
@@ -41,7 +42,7 @@ __all__ = ["Score", "InceptionFeatures", "fid", "mmd2_unbiased", "kid", "incepti
 @dataclasses.dataclass(frozen=True)
 class Score:
     """A measured number with what it rests on: ``mean`` over ``runs`` runs (``std`` between them), ``n`` samples.
-    Introduced in notebook 07."""
+    Used by noise_diversity (notebook 03)."""
 
     mean: float
     std: float
@@ -116,7 +117,7 @@ def fid(extract, images_a, images_b) -> Score:
 
 def mmd2_unbiased(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Unbiased squared MMD with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3`` (Binkowski et al. 2018).
-    Introduced in notebook 07."""
+    Used by kid (notebook 07)."""
     a, b = np.asarray(features_a, "float64"), np.asarray(features_b, "float64")
     m, n, d = len(a), len(b), a.shape[1]
     if min(m, n) < 2:
@@ -211,7 +212,8 @@ def diversity_ratio(generated_sets, real_sets, features=None) -> Score:
 
 def noise_diversity(generator, texts, real_sets, features=None, samples: int = 16, seed: int = 0) -> Score:
     """:func:`diversity_ratio` of ``samples`` images per text row (each with its own z) against ``real_sets``,
-    e.g. from :func:`real_images_like`."""
+    e.g. from :func:`real_images_like`.
+    Introduced in notebook 03."""
     from t2ilib.models import generate
 
     if samples < 2:
@@ -225,7 +227,7 @@ def real_images_like(attributes, images, target, by=("petal_colour", "centre_col
                      seed: int = 0) -> list[np.ndarray]:
     """For each row of ``target``, up to ``count`` real images (of ``images``, rows = ``attributes``' index) whose
     ``by`` attributes equal that row's: the real variety a caption naming those attributes allows.
-    Introduced in notebook 07."""
+    Introduced in notebook 03."""
     rng = np.random.default_rng(seed)
     keys = attributes[list(by)].astype(str).agg("|".join, axis=1)
     pools = {key: group.index.to_numpy() for key, group in keys.groupby(keys)}
@@ -257,7 +259,7 @@ def frechet_ratio(extract, generated, real) -> dict:
 
 def power_spectrum(images) -> np.ndarray:
     """``|FFT|^2`` of each image's grey level minus its mean, ``[N, H, W]`` (frequencies as ``np.fft.fftfreq``).
-    Introduced in notebook 06.
+    Used by checkerboard_ratio (notebook 04).
     """
     grey = np.asarray(to_unit_range(images)).mean(axis=-1)
     return np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
@@ -266,7 +268,7 @@ def power_spectrum(images) -> np.ndarray:
 def checkerboard_energy(images, periods=(2, 4)) -> float:
     """Share of the spectral energy at the frequencies of patterns that repeat every ``periods`` pixels (mean over
     images): where a stride-2 transposed convolution leaves its checkerboard, once per upsampling (Odena et al.
-    2016). Image sides must be multiples of every period. Introduced in notebook 07."""
+    2016). Image sides must be multiples of every period. Used by checkerboard_ratio (notebook 04)."""
     spectrum = power_spectrum(images)
     height, width = spectrum.shape[1:]
     if any(height % p or width % p for p in periods):
@@ -281,7 +283,7 @@ def checkerboard_energy(images, periods=(2, 4)) -> float:
 
 def checkerboard_ratio(generated, real, periods=(2, 4)) -> float:
     """:func:`checkerboard_energy` of generated images over that of real ones: 1.0 for a real image set.
-    Introduced in notebook 07."""
+    Introduced in notebook 04."""
     return ratio_to_real(checkerboard_energy(generated, periods), checkerboard_energy(real, periods),
                          "energy at the checkerboard's frequencies")
 

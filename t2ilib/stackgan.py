@@ -45,7 +45,7 @@ class ResidualBlock(layers.Layer):
 
     A residual block can only *add* to what it is given: Stage II starts as an identity on the joint features
     and learns the corrections.
-    Introduced in notebook 06.
+    Used by make_stage2 (notebook 06).
     """
 
     def __init__(self, filters: int, **kwargs):
@@ -80,7 +80,7 @@ STAGE1_SIZES = {"smoke": 32, "cpu": 32}
 
 def at_size(preset: Preset, image_size: int) -> Preset:
     """``preset`` at ``image_size`` px, each network keeping its width at every resolution both sizes have: G loses
-    (or gains, halving the width) blocks at the output end, D at the input end. Introduced in notebook 06."""
+    (or gains, halving the width) blocks at the output end, D at the input end. Used by make_stage2 (notebook 06)."""
     blocks = int(np.log2(max(image_size, 1) // 4))
     if image_size < 8 or 4 * 2**blocks != image_size:
         raise ValueError(f"image_size={image_size}: G starts at 4x4 and doubles, so use 8, 16, 32, 64, 128 or 256")
@@ -104,7 +104,7 @@ def stage_presets(preset: Preset) -> tuple[Preset, int]:
 def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
                            channels: int = 128, residual_blocks: int = 2, kl_weight: float = 2.0,
                            name: str = "stage2_generator") -> keras.Model:
-    """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run). Introduced in notebook 06.
+    """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run). Used by make_stage2 (notebook 06).
 
     The Stage-I image (``preset.image_size``) is encoded down to 16x16 x ``channels``; the text (standardised
     first when ``text_stats`` is given, see ``models.text_input``) gets its own CA vector, tiled there and joined
@@ -146,7 +146,7 @@ def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, text_stats
     """The discriminator of ``t2ilib.models`` for ``preset`` at ``image_size`` (:func:`at_size`: one more
     down-block per doubling, at the input end), the text head at 4x4, with the preset's named improvements
     (``projection``, ``d_norm="spectral"``; ``"none"`` for WGAN-GP, whose penalty is per sample and must not see
-    batch statistics). Introduced in notebook 06."""
+    batch statistics). Used by make_stage2 (notebook 06)."""
     return models.build_discriminator(at_size(preset, image_size), embedding_dim=embedding_dim,
                                       text_stats=text_stats, name=name)
 
