@@ -1,4 +1,5 @@
 """t2ilib: the small library behind the t2i-course notebooks.
+Introduced in notebook 00.
 
 Each module is taught in a notebook; this package exists only because several notebooks need the same code.
 """
@@ -26,7 +27,7 @@ DATASETS = ("synthetic_flowers", "flowers102", "cub200", "cifar10")
 
 @dataclasses.dataclass(frozen=True)
 class Session:
-    """What a notebook's setup cell learns about the run it is in. Introduced in notebook 00."""
+    """What a notebook's setup cell learns about the run it is in. Used by t2ilib.setup (notebook 00)."""
 
     fast: bool
     preset: object  # t2ilib.config.Preset
@@ -39,7 +40,7 @@ class Session:
 
 def dataset_name(name: str | None = None) -> str:
     """``name``, else T2I_DATASET, else ``synthetic_flowers``; a name not in DATASETS is refused.
-    Introduced in notebook 00."""
+    Used by t2ilib.setup (notebook 00)."""
     chosen = name or os.environ.get("T2I_DATASET") or DATASETS[0]
     if chosen not in DATASETS:
         origin = "dataset" if name else "T2I_DATASET"

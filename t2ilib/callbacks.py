@@ -1,4 +1,5 @@
 """Keras callbacks for GAN training: watch it, record it, survive interruptions, stop when it breaks.
+Introduced in notebook 03.
 
 - :class:`SampleGrid`: the same captions and the same noise every epoch, so the pictures show learning.
 - :class:`LossHistory`: losses and D's outputs per epoch to CSV (and a plot), kept across resumed runs.
@@ -322,7 +323,7 @@ class Checkpoint(keras.callbacks.Callback):
 def configuration(gan) -> dict:
     """What makes two runs the same run, as flat JSON values: the GAN's own options, each optimizer's settings
     and each network's layers (class and config, names left out: Keras numbers them per session).
-    Introduced in notebook 03."""
+    Used by Checkpoint (notebook 03)."""
     config = {"class": type(gan).__name__}
     for name, value in vars(gan).items():
         if name not in _keras_attributes() and isinstance(value, (bool, int, float, str, type(None))):
@@ -431,7 +432,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     The epoch that is cut short still ends as usual, so the loss history, the sample grid and the checkpoint
     record it. ``minutes=None`` means no budget. ``clock`` returns seconds (tests pass a fake one).
-    Introduced in notebook 03.
+    Used by budget (notebook 03).
     """
 
     def __init__(self, minutes: float | None, clock=time.monotonic):
@@ -463,5 +464,6 @@ class TimeBudget(keras.callbacks.Callback):
 
 def budget(minutes: float) -> list:
     """The callbacks that bound a full-mode ``fit`` to ``minutes`` (notebook 03): none in fast mode, whose fixed
-    tiny step counts keep CI deterministic."""
+    tiny step counts keep CI deterministic.
+    Introduced in notebook 03."""
     return [] if config.is_fast() else [TimeBudget(minutes)]

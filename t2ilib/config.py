@@ -1,4 +1,5 @@
 """Presets (how big a run is) and where data and runs live.
+Introduced in notebook 00.
 
 One recipe everywhere (``IMPROVED``, the one measured to work), at the size of the machine:
 
@@ -30,7 +31,7 @@ __all__ = ["Preset", "PRESETS", "REED_ET_AL", "IMPROVED", "is_fast", "minutes", 
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """Sizes, design and optimiser settings of one training run. Frozen: derive variants with ``replace``.
-    Introduced in notebook 00."""
+    Used by t2ilib.setup (notebook 00)."""
 
     name: str
     image_size: int
@@ -109,7 +110,7 @@ def is_fast(environ: dict[str, str] | None = None) -> bool:
 
     ``1``/``true``: fast (CI's smoke mode). ``0``/``false``/unset: full (on a CPU with the notebooks' laptop budgets,
     see :func:`minutes`). ``auto``: fast unless a GPU is visible.
-    Introduced in notebook 00.
+    Used by t2ilib.setup (notebook 00).
     """
     env = os.environ if environ is None else environ
     value = env.get("T2I_FAST", "").strip().lower()
@@ -147,7 +148,7 @@ def minutes(full: float, *, laptop: float | None = None, environ: dict[str, str]
 
 def get_preset(name: str | None = None, *, environ: dict[str, str] | None = None) -> Preset:
     """The preset called ``name``; by default ``smoke`` in fast mode, else ``gpu`` on a GPU and ``cpu`` without.
-    Introduced in notebook 00."""
+    Used by t2ilib.setup (notebook 00)."""
     if name is None:
         if is_fast(environ):
             name = "smoke"
@@ -175,20 +176,20 @@ def _default_dir(env_var: str, leaf: str) -> Path:
 
 def data_dir() -> Path:
     """Where prepared datasets live: ``$T2I_DATA_DIR``, else ``data/`` in a checkout, else ``~/t2i_course/data``.
-    Introduced in notebook 00."""
+    Used by t2ilib.setup (notebook 00)."""
     return _default_dir("T2I_DATA_DIR", "data")
 
 
 def runs_dir() -> Path:
     """Where checkpoints, samples and logs go: ``$T2I_RUNS_DIR``, else ``runs/`` beside ``data/``.
-    Introduced in notebook 00."""
+    Used by t2ilib.setup (notebook 00)."""
     return _default_dir("T2I_RUNS_DIR", "runs")
 
 
 def override(preset: Preset, assignments: list[str]) -> Preset:
     """``preset`` with fields changed by ``"field=value"`` strings (command lines), each value parsed to the field's
     type; tuples are comma-separated: ``override(cpu, ["batch_size=32", "g_channels=128,64,32,16"])``.
-    Introduced in notebook 00."""
+    Used by t2ilib.setup (notebook 00)."""
     changes = {}
     fields = {field.name: field for field in dataclasses.fields(Preset)}
     for assignment in assignments:

@@ -1,4 +1,5 @@
 """Prepared dataset -> ``tf.data.Dataset`` of (image, caption, mismatched caption) batches.
+Introduced in notebook 01.
 
 A prepared dataset is a directory that ``data_prep`` wrote (the format is in docs/data_format.md):
 ``images_<size>.npy``, ``captions.csv``, ``meta.json``, optionally ``attributes.csv`` and ``embeddings/``.
@@ -34,7 +35,7 @@ CROP_FRACTION = 8 / 9  # of each side, for make_dataset(crop=True)
 @dataclasses.dataclass
 class PreparedDataset:
     """A checked prepared dataset: its metadata and captions in memory, its images memory-mapped on demand.
-    Introduced in notebook 01."""
+    Used by load_prepared (notebook 01)."""
 
     path: Path
     meta: dict
@@ -187,6 +188,7 @@ def load_prepared(path) -> PreparedDataset:
 
 def to_unit_range(images):
     """uint8 [0, 255] -> a float32 tensor in [-1, 1], the range of the generator's tanh output (notebook 01).
+    Introduced in notebook 01.
 
     Float images are taken to be in [-1, 1] already and only cast. Takes NumPy arrays and tensors alike, inside a
     ``tf.data`` map too: the one scaling every network, judge and metric of the kit reads its images through.
@@ -204,7 +206,7 @@ def image_groups(prepared: PreparedDataset, image_ids: np.ndarray) -> np.ndarray
 
     Groups are the attribute columns ``meta["mismatch_by"]`` names (the colour pair of the synthetic flowers,
     the class of a real dataset); without them, or if a split holds only one group, every image is its own.
-    Introduced in notebook 07 (R-precision's wrong captions come from other groups too).
+    Introduced in notebook 05 (R-precision's wrong captions come from other groups too).
     """
     columns = prepared.meta.get("mismatch_by")
     if prepared.attributes is None or not columns:

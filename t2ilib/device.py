@@ -1,4 +1,5 @@
 """Where am I running? Colab, Kaggle or local; TPU, CUDA GPU, Apple Metal or CPU.
+Introduced in notebook 00.
 
 ``detect()`` answers in one object, ``describe()`` in one line, ``choose_precision()`` picks the Keras
 mixed-precision policy that is fastest there, and ``strategy()`` returns the matching ``tf.distribute`` strategy.
@@ -72,7 +73,7 @@ def keep_tensorflow_symbols_local() -> bool:
     TensorFlow >= 2.21 on Linux loads it with RTLD_GLOBAL, which exports its bundled LLVM/MLIR to every library
     loaded later: triton's libtriton.so (PyPI's CUDA torch brings triton; transformers imports it) then binds to
     TensorFlow's LLVM instead of its own and crashes the process (SIGSEGV). Only before TensorFlow is imported.
-    Introduced in notebook 00.
+    Used by t2ilib (notebook 00), before anything imports TensorFlow.
     """
     if sys.platform != "linux" or "tensorflow" in sys.modules or TF_GLOBAL_FLAGS_MODULE in sys.modules:
         return False
@@ -85,7 +86,7 @@ def keep_tensorflow_symbols_local() -> bool:
 @contextlib.contextmanager
 def tensorflow_startup_log_held_back():
     """Hold back TensorFlow's start-up log lines (TF_STARTUP_NOISE) written inside the block; pass on the rest.
-    Introduced in notebook 00."""
+    Used by t2ilib.setup (notebook 00)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -102,7 +103,7 @@ def tensorflow_startup_log_held_back():
 
 
 def import_tensorflow():
-    """``import tensorflow`` with its start-up log lines held back. Introduced in notebook 00."""
+    """``import tensorflow`` with its start-up log lines held back. Used by t2ilib.setup (notebook 00)."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     keep_tensorflow_symbols_local()
@@ -117,7 +118,8 @@ def _import_tf():
 
 def detect(environ: Mapping[str, str] | None = None, modules: Mapping[str, Any] | None = None,
            tf: Any = None, system: str | None = None, machine: str | None = None) -> DeviceInfo:
-    """Probe the runtime. All arguments exist for tests: they default to the real process. Introduced in notebook 00."""
+    """Probe the runtime. All arguments exist for tests: they default to the real process.
+    Used by t2ilib.setup (notebook 00)."""
     env = os.environ if environ is None else environ
     mods = sys.modules if modules is None else modules
     tf = _import_tf() if tf is None else tf
@@ -194,7 +196,7 @@ def choose_precision(info: DeviceInfo | None = None, override: str | None = None
 
 def set_precision(policy: str) -> str:
     """Apply a policy globally (before building models). Returns it, so ``set_precision(choose_precision())``.
-    Introduced in notebook 00."""
+    No notebook calls it: the benchmarks and tools/export_pretrained.py do."""
     import keras
 
     if policy not in POLICIES:
@@ -209,7 +211,7 @@ def make_deterministic(seed: int = 0) -> None:
     Seeds Python, NumPy and Keras (``keras.utils.set_random_seed``) and turns on TensorFlow's op determinism.
     That switch is process-wide and cannot be turned off again: some ops get slower and a few GPU ops without a
     deterministic kernel raise instead of running. Use it to reproduce or debug a run, not for the long one.
-    Introduced in notebook 00.
+    No notebook calls it: for reproducing a run (tests/test_reliability.py).
     """
     import keras
 
@@ -224,7 +226,7 @@ def _cache_file() -> Path:
 
 def measure_cpu_bf16_speedup(repeats: int = 5, cache: Path | None = None) -> float:
     """Time a small conv forward+backward in float32 and bfloat16 on this CPU; cached per CPU and TF version.
-    Introduced in notebook 00."""
+    Used by choose_precision (notebook 00)."""
     tf = _import_tf()
     cache = cache or _cache_file()
     key = f"{platform.processor() or platform.machine()}|{os.cpu_count()}|{tf.__version__}"

@@ -1,4 +1,5 @@
 """Realism and diversity scores of generated images: FID, KID, Inception Score, with sample size and spread.
+Introduced in notebook 03.
 
 Every score here compares *features*, and the feature extractor is pluggable: any callable
 ``images -> float [N, D]``.
@@ -15,6 +16,10 @@ carries its sample size ``n`` and, where it is cheap, a spread over several runs
 What a match rate misses, each as a ratio to real images (1.0 = like the data): :func:`noise_diversity` (does
 the generator use its noise?), :func:`frechet_ratio` (how far from real, in units of real-vs-real) and
 :func:`checkerboard_ratio` (transposed-convolution artefacts).
+
+Notebook 06 asks whether a refining stage adds detail: :func:`high_frequency_energy` (which a bicubic
+:func:`upsample` cannot raise) and :func:`compare_stages`, its table; :func:`interpolation_jumpiness` measures a
+walk between captions (``t2ilib.conditioning.caption_walk``).
 """
 
 from __future__ import annotations
@@ -22,19 +27,22 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from t2ilib.data import to_unit_range
-from t2ilib.metrics import frechet_distance
+from t2ilib.losses import reconstruction_loss
+from t2ilib.metrics import frechet_distance, match_rates
 
 __all__ = ["Score", "InceptionFeatures", "fid", "mmd2_unbiased", "kid", "inception_score", "mean_pairwise_distance",
            "truncated_normal", "diversity_ratio", "noise_diversity", "real_images_like", "frechet_ratio",
-           "power_spectrum", "checkerboard_energy", "checkerboard_ratio", "ratio_to_real"]
+           "power_spectrum", "checkerboard_energy", "checkerboard_ratio", "ratio_to_real", "interpolation_jumpiness",
+           "high_frequency_energy", "upsample", "compare_stages"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Score:
     """A measured number with what it rests on: ``mean`` over ``runs`` runs (``std`` between them), ``n`` samples.
-    Introduced in notebook 07."""
+    Used by noise_diversity (notebook 03)."""
 
     mean: float
     std: float
@@ -109,7 +117,7 @@ def fid(extract, images_a, images_b) -> Score:
 
 def mmd2_unbiased(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Unbiased squared MMD with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3`` (Binkowski et al. 2018).
-    Introduced in notebook 07."""
+    Used by kid (notebook 07)."""
     a, b = np.asarray(features_a, "float64"), np.asarray(features_b, "float64")
     m, n, d = len(a), len(b), a.shape[1]
     if min(m, n) < 2:
@@ -204,7 +212,8 @@ def diversity_ratio(generated_sets, real_sets, features=None) -> Score:
 
 def noise_diversity(generator, texts, real_sets, features=None, samples: int = 16, seed: int = 0) -> Score:
     """:func:`diversity_ratio` of ``samples`` images per text row (each with its own z) against ``real_sets``,
-    e.g. from :func:`real_images_like`."""
+    e.g. from :func:`real_images_like`.
+    Introduced in notebook 03."""
     from t2ilib.models import generate
 
     if samples < 2:
@@ -218,7 +227,7 @@ def real_images_like(attributes, images, target, by=("petal_colour", "centre_col
                      seed: int = 0) -> list[np.ndarray]:
     """For each row of ``target``, up to ``count`` real images (of ``images``, rows = ``attributes``' index) whose
     ``by`` attributes equal that row's: the real variety a caption naming those attributes allows.
-    Introduced in notebook 07."""
+    Introduced in notebook 03."""
     rng = np.random.default_rng(seed)
     keys = attributes[list(by)].astype(str).agg("|".join, axis=1)
     pools = {key: group.index.to_numpy() for key, group in keys.groupby(keys)}
@@ -250,7 +259,7 @@ def frechet_ratio(extract, generated, real) -> dict:
 
 def power_spectrum(images) -> np.ndarray:
     """``|FFT|^2`` of each image's grey level minus its mean, ``[N, H, W]`` (frequencies as ``np.fft.fftfreq``).
-    Introduced in notebook 06.
+    Used by checkerboard_ratio (notebook 04).
     """
     grey = np.asarray(to_unit_range(images)).mean(axis=-1)
     return np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
@@ -259,7 +268,7 @@ def power_spectrum(images) -> np.ndarray:
 def checkerboard_energy(images, periods=(2, 4)) -> float:
     """Share of the spectral energy at the frequencies of patterns that repeat every ``periods`` pixels (mean over
     images): where a stride-2 transposed convolution leaves its checkerboard, once per upsampling (Odena et al.
-    2016). Image sides must be multiples of every period. Introduced in notebook 07."""
+    2016). Image sides must be multiples of every period. Used by checkerboard_ratio (notebook 04)."""
     spectrum = power_spectrum(images)
     height, width = spectrum.shape[1:]
     if any(height % p or width % p for p in periods):
@@ -274,7 +283,7 @@ def checkerboard_energy(images, periods=(2, 4)) -> float:
 
 def checkerboard_ratio(generated, real, periods=(2, 4)) -> float:
     """:func:`checkerboard_energy` of generated images over that of real ones: 1.0 for a real image set.
-    Introduced in notebook 07."""
+    Introduced in notebook 04."""
     return ratio_to_real(checkerboard_energy(generated, periods), checkerboard_energy(real, periods),
                          "energy at the checkerboard's frequencies")
 
@@ -289,3 +298,77 @@ def ratio_to_real(value: float, real: float, what: str) -> float:
               "are they one flat colour? Look at them (viz.show_images)")
         return float("nan")
     return float(value) / float(real)
+
+
+def interpolation_jumpiness(features) -> float:
+    """How unevenly a walk between two captions changes the picture: the largest step between consecutive
+    frames divided by the whole path length (features of frames in order).
+
+    With ``n`` steps a perfectly smooth walk scores ``1/n``; a walk that jumps once and otherwise stands still
+    scores 1.
+    Introduced in notebook 06.
+    """
+    features = np.asarray(features, "float64")
+    steps = np.sqrt((np.diff(features, axis=0) ** 2).sum(-1))
+    return float(steps.max() / max(steps.sum(), 1e-12))
+
+
+def high_frequency_energy(images, cutoff: float = 0.25) -> float:
+    """Share of the images' spectral energy above ``cutoff`` of the sampling frequency (grey level, mean over
+    images). A bicubic upsample cannot add any: a refining stage that raises it adds detail (or noise, which
+    the attribute match and a look at the pictures tell apart). Introduced in notebook 06."""
+    spectrum = power_spectrum(images)  # a share of the energy: the same for any scale of the pixels
+    fy = np.fft.fftfreq(spectrum.shape[1])[:, None]
+    fx = np.fft.fftfreq(spectrum.shape[2])[None, :]
+    high = np.sqrt(fx ** 2 + fy ** 2) > cutoff
+    return float(np.mean(spectrum[:, high].sum(-1) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)))
+
+
+def upsample(images, size: int, method: str = "bicubic") -> np.ndarray:
+    """``images`` in [-1, 1] resized to ``size`` px: ``"bicubic"`` (clipped back to [-1, 1]: bicubic overshoots at
+    edges) or ``"nearest"`` (each pixel repeated). Introduced in notebook 06."""
+    import tensorflow as tf
+    from keras import ops
+
+    resized = tf.image.resize(np.asarray(images, "float32"), (size, size), method=method)
+    return np.clip(ops.convert_to_numpy(resized), -1.0, 1.0).astype("float32")
+
+
+def compare_stages(stage1, stage2, real, *, features, classifier=None, attributes: pd.DataFrame | None = None,
+                   columns=("petal_colour", "centre_colour")) -> pd.DataFrame:
+    """Notebook 06's table: Stage I's and Stage II's images for the same captions and z, beside the bicubic
+    upsample of Stage I and ``real`` (the captions' own images, at Stage II's size). Introduced in notebook 06.
+
+    Columns ``"Stage I"`` (its pixels repeated to Stage II's size, which is what a judge at that size reads of it),
+    ``"Stage I, bicubic"``, ``"Stage II"``, ``"real"``. Rows:
+
+    - ``match_<attribute>`` (with ``classifier`` and ``attributes``, the captions' attributes): the share of images
+      whose attribute the classifier reads as the caption's; the real column is the classifier's own ceiling here;
+    - ``fid_ratio``: :func:`frechet_ratio` on ``features`` (1.0: as close to real as real is);
+    - ``high_frequency_ratio`` and ``checkerboard_ratio``: :func:`high_frequency_energy` and
+      :func:`checkerboard_energy` over the real images' (not for Stage I: they would measure the repeat);
+    - ``distance_to_stage1``: ``losses.reconstruction_loss`` (mean ``|avgpool(x) - Stage I|``), how far each set
+      strays from the sketch.
+    """
+    size = stage2.shape[1]
+    real = np.asarray(to_unit_range(real), "float32")
+    if real.shape[1] != size or len(real) != len(stage1) or len(stage2) != len(stage1):
+        raise ValueError(f"compare_stages needs as many Stage-I, Stage-II and real images, the real ones at Stage II's "
+                         f"{size} px: got {len(stage1)}, {len(stage2)} and {len(real)} at {real.shape[1]} px")
+    sets = {"Stage I": upsample(stage1, size, "nearest"), "Stage I, bicubic": upsample(stage1, size),
+            "Stage II": np.asarray(stage2, "float32"), "real": real}
+    table = {}
+    for name, images in sets.items():
+        row = {}
+        if classifier is not None and attributes is not None:
+            rates = match_rates(classifier.predict(images), attributes[list(columns)])
+            row.update({f"match_{c}": rate for c, rate in rates.items()})
+        row["fid_ratio"] = frechet_ratio(features, images, real)["ratio"]
+        spectral = name != "Stage I"
+        row["high_frequency_ratio"] = (ratio_to_real(high_frequency_energy(images),
+                                                                high_frequency_energy(real), "high-frequency energy")
+                                       if spectral else np.nan)
+        row["checkerboard_ratio"] = checkerboard_ratio(images, real) if spectral else np.nan
+        row["distance_to_stage1"] = float(reconstruction_loss(images, stage1))
+        table[name] = row
+    return pd.DataFrame(table)

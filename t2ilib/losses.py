@@ -1,4 +1,5 @@
 """GAN losses as pure functions of discriminator logits, and the tables the trainer picks them from by name.
+Introduced in notebook 03.
 
 Every function takes raw logits (before any sigmoid) and returns a scalar float32 tensor, so the same code runs
 under mixed precision. Three families, the entries of :data:`D_LOSSES` / :data:`G_LOSSES`:
@@ -93,12 +94,14 @@ def gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
 
 
 def hinge_real(logits):
-    """Mean of ``max(0, 1 - logits)``: zero once D scores a real pair above the margin. Introduced in notebook 04."""
+    """Mean of ``max(0, 1 - logits)``: zero once D scores a real pair above the margin.
+    An entry of the loss tables (``loss="hinge"``, notebook 04)."""
     return ops.mean(ops.relu(1.0 - _f32(logits)))
 
 
 def hinge_fake(logits):
-    """Mean of ``max(0, 1 + logits)``: zero once D scores a fake pair below the margin. Introduced in notebook 04."""
+    """Mean of ``max(0, 1 + logits)``: zero once D scores a fake pair below the margin.
+    An entry of the loss tables (``loss="hinge"``, notebook 04)."""
     return ops.mean(ops.relu(1.0 + _f32(logits)))
 
 
@@ -107,12 +110,14 @@ def hinge_d_loss(real_logits, fake_logits):
 
 
 def hinge_g_loss(fake_logits):
-    """The hinge generator loss is unbounded: ``-mean(D(G(z)))``. Introduced in notebook 04."""
+    """The hinge generator loss is unbounded: ``-mean(D(G(z)))``.
+    An entry of the loss tables (``loss="hinge"``, notebook 04)."""
     return -ops.mean(_f32(fake_logits))
 
 
 def hinge_gan_cls_d_loss(real_logits, wrong_logits, fake_logits):
-    """GAN-CLS with the hinge: the same three pairs and weights as :func:`gan_cls_d_loss`. Introduced in notebook 04."""
+    """GAN-CLS with the hinge: the same three pairs and weights as :func:`gan_cls_d_loss`.
+    An entry of the loss tables (``loss="hinge"``, notebook 04)."""
     return hinge_real(real_logits) + 0.5 * (hinge_fake(wrong_logits) + hinge_fake(fake_logits))
 
 
@@ -130,18 +135,19 @@ def kl_loss(mean, log_var):
 def wasserstein_d_loss(real_scores, fake_scores):
     """The WGAN critic loss ``E[D(fake)] - E[D(real)]``: its negative estimates the Wasserstein-1 distance
     (Arjovsky et al. 2017), provided the critic is kept 1-Lipschitz (see :func:`gradient_penalty`).
-    Introduced in notebook 06."""
+    An entry of the loss tables (``loss="wgan-gp"``, notebook 06)."""
     return ops.mean(_f32(fake_scores)) - ops.mean(_f32(real_scores))
 
 
 def wasserstein_cls_d_loss(real_scores, wrong_scores, fake_scores):
     """The critic loss with the conditional (matching-aware) term: real image + wrong text counts as fake,
-    with the GAN-CLS weights ``real + (wrong + fake) / 2``. Introduced in notebook 06."""
+    with the GAN-CLS weights ``real + (wrong + fake) / 2``.
+    An entry of the loss tables (``loss="wgan-gp"``, notebook 06)."""
     return 0.5 * (ops.mean(_f32(wrong_scores)) + ops.mean(_f32(fake_scores))) - ops.mean(_f32(real_scores))
 
 
 def wasserstein_g_loss(fake_scores):
-    """The WGAN generator loss ``-E[D(fake)]``. Introduced in notebook 06."""
+    """The WGAN generator loss ``-E[D(fake)]``. An entry of the loss tables (``loss="wgan-gp"``, notebook 06)."""
     return -ops.mean(_f32(fake_scores))
 
 
@@ -170,7 +176,7 @@ def conditional_gradient_penalty(critic, images, text, fakes, wrong_text=None, s
     """:func:`gradient_penalty` of a critic ``critic(images, text)`` on the lines from each real pair to each kind
     of pair it calls fake: to the fake image with the right caption and, given ``wrong_text`` (GAN-CLS), to the real
     image with the wrong caption, which the image penalty alone leaves unbounded. The mean of the two.
-    Introduced in notebook 06."""
+    Used by training.ConditionalGAN (notebook 05)."""
     penalties = [gradient_penalty(lambda x: critic(x, text), images, fakes, seed=seed)]
     if wrong_text is not None:
         penalties.append(gradient_penalty(lambda t: critic(images, t), text, wrong_text, seed=seed))
@@ -191,7 +197,8 @@ def reconstruction_loss(high_res, low_res):
 
 def pair_similarity(image_features, text_features, temperature: float = 0.1):
     """``[B, B]`` cosine of every image's features with every caption's, over ``temperature`` (XMC-GAN's 0.1):
-    the same scale whatever D's norms are. Row i is image i; column j is caption j. Introduced in notebook 04."""
+    the same scale whatever D's norms are. Row i is image i; column j is caption j.
+    Used by training.ConditionalGAN (notebook 05)."""
     unit = lambda x: ops.normalize(_f32(x), axis=-1)
     return ops.matmul(unit(image_features), ops.transpose(unit(text_features))) / temperature
 

@@ -1,4 +1,5 @@
 """Measuring generated images: does the picture show what the caption says, and does it look real?
+Introduced in notebook 03.
 
 Attribute alignment (for datasets with known attributes, e.g. ``synthetic_flowers``):
 
@@ -53,7 +54,7 @@ __all__ = [
 @dataclasses.dataclass
 class AttributeClassifier:
     """A trained attribute CNN: ``predict`` reads attributes, ``features`` gives the vectors FID is computed on.
-    Introduced in notebook 03."""
+    Used by alignment_table (notebook 03)."""
 
     model: keras.Model  # image in [-1, 1] -> {attribute: logits}
     vocab: dict[str, list[str]]  # attribute -> its values, in the order of the logits
@@ -77,7 +78,7 @@ class AttributeClassifier:
 
 def build_attribute_classifier(image_size: int, vocab: dict[str, list[str]], width: int = 32) -> keras.Model:
     """Three conv blocks on a 32x32 view of the image (colours, counts and shapes all show at 32 px).
-    Introduced in notebook 03."""
+    Used by train_attribute_judge (notebook 03)."""
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.AveragePooling2D(image_size // 32)(image) if image_size > 32 else image
     for filters in (width, 2 * width, 4 * width):
@@ -113,7 +114,7 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
     ``vocab`` (attribute -> values, e.g. ``meta["attribute_values"]``) fixes the classes; by default the sorted
     values seen in ``train_attributes``. With test images given, ``test_accuracy`` holds the per-attribute
     accuracy on them: check it is high before trusting any match rate measured with this classifier.
-    Introduced in notebook 03.
+    Used by train_attribute_judge (notebook 03).
     """
     if vocab is None:
         vocab = {name: sorted(train_attributes[name].astype(str).unique()) for name in train_attributes.columns}
@@ -185,7 +186,8 @@ def train_attribute_judge(prepared, image_size: int, *, epochs: int = 4, seed: i
 
     Trained once per dataset, size, epochs and seed, then reloaded from ``<prepared>/judges/`` (minutes saved in
     every later notebook); a cached judge whose dataset or settings differ is trained again. ``cache=False``
-    trains afresh and saves nothing."""
+    trains afresh and saves nothing.
+    Introduced in notebook 03."""
     vocab = prepared.attribute_values
     if prepared.attributes is None or vocab is None:
         raise ValueError(f"{prepared.path} ({prepared.name}) has no attributes its captions name: an attribute judge "
@@ -260,7 +262,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 
 def history_frame(history: keras.callbacks.History, steps_per_epoch: int) -> pd.DataFrame:
-    """What ``fit()`` logged, one row per epoch, with the training ``step`` each epoch ended at (notebook 05)."""
+    """What ``fit()`` logged, one row per epoch, with the training ``step`` each epoch ended at (notebook 05).
+    Introduced in notebook 05."""
     frame = pd.DataFrame(history.history)
     frame["step"] = (frame.index + 1) * steps_per_epoch
     return frame

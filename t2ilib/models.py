@@ -1,4 +1,5 @@
 """Generator and discriminator builders: the conditional DCGAN of Reed et al. (2016), sized by a preset.
+Introduced in notebook 03.
 
 ``build_generator`` and ``build_discriminator`` return functional ``keras.Model``s with two inputs, ``z`` and
 ``text`` (G) or ``image`` and ``text`` (D). The text is either a cached sentence embedding (``embedding_dim``)
@@ -36,13 +37,14 @@ __all__ = ["build_generator", "build_discriminator", "projection_head", "text_in
 
 def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None,
                text_stats=None):
-    """The ``text`` input of G or D, and the text vector it becomes inside the model. Introduced in notebook 03.
+    """The ``text`` input of G or D, and the text vector it becomes inside the model.
+    Used by build_discriminator (notebook 05).
 
     Either ``embedding_dim`` (a cached embedding arrives) or ``text_encoder`` + ``sequence_length`` (token ids
     arrive and the encoder, trained with the GAN, turns them into a vector).
 
     ``text_stats=(mean, variance)`` of the training embeddings (``PreparedDataset.embedding_stats``) standardises each
-    embedding dimension first, inside the model (why: notebook 04, section 3). Introduced in notebook 03.
+    embedding dimension first, inside the model (why: notebook 04, section 3).
     """
     if (embedding_dim is None) == (text_encoder is None):
         raise ValueError("give either embedding_dim (cached embeddings) or text_encoder + sequence_length "
@@ -67,7 +69,7 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
                     sequence_length: int | None = None, text_stats=None, conditioning: str = "dense",
                     kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
-    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square. Introduced in notebook 03.
+    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square. Introduced in notebook 05.
 
     text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
     -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
@@ -113,7 +115,7 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
                         sequence_length: int | None = None, text_stats=None,
                         name: str = "discriminator") -> keras.Model:
     """``(image, text) -> {"logits": one logit per pair}``: is this a real image that matches this text?
-    Introduced in notebook 03.
+    Introduced in notebook 05.
 
     image -> one ``DownBlock`` per width of ``preset.d_channels`` (no batch norm on the first) down to 4x4;
     text -> ``TextProjection`` -> tiled at 4x4 and concatenated in depth -> 1x1 conv + BN + LeakyReLU -> a 4x4
@@ -159,7 +161,8 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
 
 def projection_head(features, code, *, spectral_norm: bool = False) -> dict:
     """Miyato & Koyama's projection term ``<W code, pool(features)>``, one number per pair ``[B, 1]``, as
-    ``{"agreement", "image_features": pool(features), "text_features": W code}``. Introduced in notebook 04.
+    ``{"agreement", "image_features": pool(features), "text_features": W code}``.
+    Used by build_discriminator (notebook 05).
 
     The layers are named ``pool_image``, ``projection`` (``W``, spectrally normalised with ``spectral_norm``)
     and ``text_image_agreement``.
@@ -208,7 +211,7 @@ def _checked_text(generator, text) -> np.ndarray:
 
 
 def z_dim(generator) -> int:
-    """The width of the noise ``z`` a generator (or a GAN class with ``z_dim``) reads. Introduced in notebook 03."""
+    """The width of the noise ``z`` a generator (or a GAN class with ``z_dim``) reads. Introduced in notebook 07."""
     return getattr(generator, "z_dim", None) or generator.input["z"].shape[-1]
 
 

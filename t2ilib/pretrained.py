@@ -1,4 +1,5 @@
 """The pretrained generator that ships with the kit, and saving/loading generators on any supported Keras.
+Introduced in notebook 04.
 
 A small GAN-CLS generator (``cpu`` preset, 64x64, MiniLM ``sentence`` embeddings) trained on ``synthetic_flowers``
 lives in ``t2ilib/assets/`` so notebook 07's demo works at once, without training. ``tools/export_pretrained.py``
@@ -49,7 +50,8 @@ def _stem(path: Path) -> str:
 
 
 def card_path(path) -> Path:
-    """The ``.json`` card beside a ``NAME.weights.h5`` generator file: ``NAME.json``. Introduced in notebook 07."""
+    """The ``.json`` card beside a ``NAME.weights.h5`` generator file: ``NAME.json``.
+    Used by save_generator (notebook 04)."""
     path = Path(path)
     return path.with_name(_stem(path) + ".json")
 
@@ -70,7 +72,7 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
     loading rebuilds it from the arguments that builder recorded. ``card`` must name the ``text_encoder`` the
     generator was trained with (e.g. ``"sentence"``): free text has to be embedded with the same encoder.
     ``fast_mode`` is recorded as :func:`t2ilib.config.is_fast` says unless the card gives it (notebook 07's demo
-    never opens on a fast-mode generator). Introduced in notebook 07.
+    never opens on a fast-mode generator). Introduced in notebook 04.
     """
     path = Path(path)
     if not path.name.endswith(SUFFIX):

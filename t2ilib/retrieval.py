@@ -1,4 +1,5 @@
 """R-precision: does a generated image retrieve its own caption among 100?
+Introduced in notebook 04.
 
 AttnGAN (Xu et al. 2018) scores text-image agreement with a separately trained image-text matcher (DAMSM): for
 each generated image, rank its caption against 99 captions of other images by cosine similarity in the
@@ -30,7 +31,7 @@ __all__ = ["DualEncoder", "train_dual_encoder", "r_precision"]
 @keras.saving.register_keras_serializable(package="t2ilib")
 class DualEncoder(keras.Model):
     """Image tower and text tower into one ``dim``-d unit sphere, trained with the symmetric InfoNCE loss.
-    Introduced in notebook 07."""
+    Used by train_dual_encoder (notebook 04)."""
 
     def __init__(self, image_size: int = 32, embedding_dim: int = 384, dim: int = 64, width: int = 32,
                  scale: float = 10.0, **kwargs):
@@ -114,7 +115,7 @@ def r_precision(model: DualEncoder, images, true_text, candidate_pool, candidate
     (one label per image, e.g. its attribute combination) and ``candidate_groups`` (one per pool row), a caption
     of the image's own group is never drawn as a wrong one. ``runs`` repeats the draw with other seeds: the Score's
     std is the spread from that draw alone.
-    Introduced in notebook 07.
+    Introduced in notebook 05.
     """
     images_v = ops.convert_to_numpy(model.encode_images(images))
     true_v = ops.convert_to_numpy(model.encode_texts(np.asarray(true_text, "float32")))

@@ -1,4 +1,5 @@
 """Text for the GANs: token ids for encoders trained with the GAN, cached vectors from pretrained ones.
+Introduced in notebook 01.
 
 Two kinds of text encoder feed the generator and the discriminator (notebook 02 compares them):
 
@@ -26,7 +27,7 @@ __all__ = ["caption_hash", "cache_paths", "read_cache_info", "load_cached_embedd
 
 def caption_hash(texts: Sequence[str]) -> str:
     """A SHA-256 of the caption texts in order: a cache made for other captions (or another order) differs.
-    Introduced in notebook 02."""
+    Used by load_cached_embeddings (notebook 02)."""
     digest = hashlib.sha256()
     for text in texts:
         encoded = str(text).encode("utf-8")
@@ -38,7 +39,7 @@ def caption_hash(texts: Sequence[str]) -> str:
 
 def cache_paths(dataset_dir, encoder: str) -> tuple[Path, Path]:
     """Where the cached vectors of ``encoder`` live: ``(embeddings/<encoder>.npy, embeddings/<encoder>.json)``.
-    Introduced in notebook 02."""
+    Used by load_cached_embeddings (notebook 02)."""
     folder = Path(dataset_dir) / "embeddings"
     return folder / f"{encoder}.npy", folder / f"{encoder}.json"
 

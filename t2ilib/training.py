@@ -1,4 +1,5 @@
 """Text-conditional GAN training as a ``keras.Model``: ``gan.compile(...)`` then ``gan.fit(dataset)``.
+Introduced in notebook 03.
 
 The keras-io pattern (``dcgan_overriding_train_step.py``): the model holds a generator and a discriminator,
 ``compile`` takes one optimizer for each, and ``train_step`` updates D, then G (d2l's ``update_D`` and ``update_G``),
@@ -38,7 +39,7 @@ def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimi
 
 def with_loss_scaling(optimizer):
     """``optimizer`` in a ``LossScaleOptimizer`` under ``mixed_float16`` (so small float16 gradients don't
-    underflow), else itself. Introduced in notebook 03."""
+    underflow), else itself. Used by ConditionalGAN (notebook 05)."""
     if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
             optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
@@ -47,7 +48,7 @@ def with_loss_scaling(optimizer):
 
 def layer_losses(generator) -> dict:
     """The losses ``generator``'s layers added in its last call (``add_loss``: CA's weighted KL), as
-    ``{"kl": sum}`` or ``{}``. Introduced in notebook 05."""
+    ``{"kl": sum}`` or ``{}``. Used by ConditionalGAN (notebook 05)."""
     return {"kl": ops.cast(ops.sum(generator.losses), "float32")} if generator.losses else {}
 
 
@@ -154,8 +155,8 @@ class GANCLS(keras.Model):
 
 class ConditionalGAN(GANCLS):
     """GAN-CLS plus the course's optional terms, each off by default and written in one place below.
-    Introduced in notebook 03 (the terms: GAN-INT and the contrastive and mode-seeking terms in notebook 04,
-    WGAN-GP in notebook 06)."""
+    Introduced in notebook 05 (notebooks 03 and 04 build it through ``make_gan``; GAN-INT and the contrastive and
+    mode-seeking terms are notebook 04's, WGAN-GP notebook 06's)."""
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
                  loss: str = "bce", interpolate: bool = False, interpolation_beta: float = 0.5,

@@ -1,4 +1,5 @@
-"""Pictures: image grids (saved as PNG, shown inline) and training curves."""
+"""Pictures: image grids (saved as PNG, shown inline) and training curves.
+Introduced in notebook 01."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def to_uint8(images) -> np.ndarray:
 
 def image_grid(images, columns: int = 8, padding: int = 2) -> np.ndarray:
     """Tile ``[N, H, W, 3]`` images into one uint8 picture, ``columns`` wide, with a white border between them.
-    Introduced in notebook 03."""
+    Used by callbacks.SampleGrid (notebook 03)."""
     images = to_uint8(images)
     count, height, width, channels = images.shape
     rows = -(-count // columns)
@@ -36,7 +37,8 @@ def image_grid(images, columns: int = 8, padding: int = 2) -> np.ndarray:
 
 
 def save_png(path, picture: np.ndarray) -> Path:
-    """Write a uint8 picture as PNG atomically (a reader never sees half a file). Introduced in notebook 03."""
+    """Write a uint8 picture as PNG atomically (a reader never sees half a file).
+    Used by callbacks.SampleGrid (notebook 03)."""
     from PIL import Image
 
     path = Path(path)
@@ -99,6 +101,7 @@ def show_side_by_side(columns: dict, notes: dict | None = None, captions=None, s
 
 def equilibrium(loss: str = "bce", mismatch: bool = False, contrastive: bool = False) -> dict[str, float]:
     """The logged values at the game's equilibrium (``p_G = p_data``, the optimal D), where the game has one.
+    Introduced in notebook 04.
 
     ``bce`` without wrong captions: D loss 2 ln 2, G loss ln 2, D(x) = D(G(z)) = 1/2. ``bce`` with GAN-CLS's
     wrong captions (off the data): D(x, t) = D(G(z), t) = 2/3, D(x, wrong) = 0, D loss ln(3/2) + ln(3)/2,

@@ -1,4 +1,5 @@
 """The interactive demo of notebook 07: type a caption, pick a model, move the seed and truncation, press Generate.
+Introduced in notebook 07.
 
 Two layers, so the demo is testable without a browser and usable where widgets don't render:
 
@@ -95,7 +96,7 @@ def generate_grid(generator, text_vector: np.ndarray, count: int = 8, seed: int 
 
     The vector is checked by :func:`t2ilib.models.generate` (its size, NaN); the caption itself is refused with a
     hint, since it has to be embedded first.
-    Introduced in notebook 07.
+    Used by demo (notebook 07).
     """
     text_vector = np.asarray(text_vector)
     if text_vector.dtype.kind in "USO":
@@ -114,7 +115,7 @@ def generate_grid(generator, text_vector: np.ndarray, count: int = 8, seed: int 
 @dataclasses.dataclass
 class Demo:
     """What the widgets drive: models by name, their caption encoder, and the last result or error.
-    Introduced in notebook 07."""
+    Used by demo (notebook 07)."""
 
     models: dict  # name -> generator
     encoder: CaptionEncoder
@@ -146,7 +147,7 @@ def _enable_colab_widgets() -> None:
 
 
 class DemoWidgets(typing.NamedTuple):
-    """``(state, box)``; a cell that ends with it (or with ``box``) shows the demo once. Introduced in notebook 07."""
+    """``(state, box)``; a cell that ends with it (or with ``box``) shows the demo once. Used by demo (notebook 07)."""
 
     state: Demo
     box: object  # ipywidgets.VBox, or None without ipywidgets

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from t2ilib import layers, losses, stackgan
+from t2ilib import layers, losses, source_e
 
 
 def test_kl_matches_the_closed_form_for_diagonal_gaussians():
@@ -78,7 +78,7 @@ def bn(channels):
 
 
 def test_source_e_generator_has_the_published_parameter_count():
-    g = stackgan.build_source_e_generator()
+    g = source_e.build_source_e_generator()
     by_hand = (
         384 * 256 + 256  # CA: Dense 384 -> 2 x 128 (mean, log-variance)
         + (128 + 100) * 4 * 4 * 1024  # Dense without bias to 4x4x1024, then ReLU (no batch norm in the source)
@@ -95,7 +95,7 @@ def test_source_e_generator_has_the_published_parameter_count():
 
 
 def test_source_e_discriminator_has_the_published_parameter_count():
-    d = stackgan.build_source_e_discriminator(augment="color,translation,cutout")
+    d = source_e.build_source_e_discriminator(augment="color,translation,cutout")
     by_hand = (
         4 * 4 * 3 * 64 + bn(64)  # first block: conv without bias and batch norm, as in the source (EncConv64)
         + 4 * 4 * 64 * 128 + bn(128)
@@ -122,8 +122,8 @@ def test_conditioning_augmentation_can_be_switched_to_its_mean_on_a_built_model(
 
 
 def test_source_e_discriminator_can_read_the_text_without_sampling():
-    preset = stackgan.SOURCE_E.replace(d_channels=(8, 8, 8, 16), text_dim=8)
-    d = stackgan.build_source_e_discriminator(preset, embedding_dim=12, text_code="projection", projection=True,
+    preset = source_e.SOURCE_E.replace(d_channels=(8, 8, 8, 16), text_dim=8)
+    d = source_e.build_source_e_discriminator(preset, embedding_dim=12, text_code="projection", projection=True,
                                               dropout=0.0)
     assert not [layer for layer in d.layers if isinstance(layer, layers.ConditioningAugmentation)]
     rng = np.random.default_rng(0)
@@ -135,15 +135,15 @@ def test_source_e_discriminator_can_read_the_text_without_sampling():
     shuffled = {**inputs, "text": inputs["text"][::-1]}
     assert not np.allclose(logits(inputs, False), logits(shuffled, False))
     with pytest.raises(ValueError, match="text_code"):
-        stackgan.build_source_e_discriminator(preset, embedding_dim=12, text_code="lstm")
+        source_e.build_source_e_discriminator(preset, embedding_dim=12, text_code="lstm")
 
 
-@pytest.mark.parametrize("name", sorted(stackgan.SOURCE_E_SETUPS))
+@pytest.mark.parametrize("name", sorted(source_e.SOURCE_E_SETUPS))
 def test_each_source_e_setup_builds_a_compiled_gan_with_its_knobs(name):
-    setup = stackgan.SOURCE_E_SETUPS[name]
-    preset = stackgan.SOURCE_E.replace(z_dim=4, text_dim=4, g_channels=(16, 8, 8, 8, 8), d_channels=(8, 8, 8, 16))
+    setup = source_e.SOURCE_E_SETUPS[name]
+    preset = source_e.SOURCE_E.replace(z_dim=4, text_dim=4, g_channels=(16, 8, 8, 8, 8), d_channels=(8, 8, 8, 16))
     stats = (np.zeros(12, "float32"), np.ones(12, "float32"))
-    gan = stackgan.build_source_e_gan(setup, preset, text_stats=stats, embedding_dim=12)
+    gan = source_e.build_source_e_gan(setup, preset, text_stats=stats, embedding_dim=12)
     d_layers = {type(layer).__name__ for layer in gan.discriminator.layers}
     assert ("ConditioningAugmentation" in d_layers) == (setup["text_code"] == "ca")
     assert ("Normalization" in d_layers) == setup["standardise"]
@@ -154,4 +154,4 @@ def test_each_source_e_setup_builds_a_compiled_gan_with_its_knobs(name):
     assert not setup["contrastive_weight"] or setup["projection"]
     if setup["standardise"]:
         with pytest.raises(ValueError, match="text_stats"):
-            stackgan.build_source_e_gan(setup, preset, embedding_dim=12)
+            source_e.build_source_e_gan(setup, preset, embedding_dim=12)

@@ -1,4 +1,4 @@
-"""t2ilib.exercises: the reference solutions pass every check; each known mistake gets its own hint."""
+"""t2ilib.exercises and t2ilib.ladder: the reference solutions pass every check; each known mistake has a hint."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from t2ilib import evaluation, exercises, layers, losses, metrics
+from t2ilib import evaluation, exercises, ladder, layers, losses, metrics
 from tools import student
 
 
@@ -228,20 +228,20 @@ def _notebook_code(name, changes=(), stub=False):
 
 def test_the_notebooks_ladder_solutions_pass(capsys):
     models = _notebook_code("build_reed_generator")
-    assert exercises.check_reed_models(models["build_reed_generator"], models["build_reed_discriminator"])
+    assert ladder.check_reed_models(models["build_reed_generator"], models["build_reed_discriminator"])
     pieces = _notebook_code("cls_d_loss")
-    assert exercises.check_gan_cls_losses(pieces["cls_d_loss"], pieces["cls_g_loss"])
-    assert exercises.check_train_step(_notebook_code("MyGANCLS")["MyGANCLS"])
+    assert ladder.check_gan_cls_losses(pieces["cls_d_loss"], pieces["cls_g_loss"])
+    assert ladder.check_train_step(_notebook_code("MyGANCLS")["MyGANCLS"])
     assert capsys.readouterr().out.count("cases pass") == 3
 
 
 def test_what_make_student_leaves_of_the_ladder_fails_at_the_stub():
     models = _notebook_code("build_reed_generator", stub=True)
     pieces = _notebook_code("cls_d_loss", stub=True)
-    for check, arguments in ((exercises.check_reed_models, (models["build_reed_generator"],
+    for check, arguments in ((ladder.check_reed_models, (models["build_reed_generator"],
                                                             models["build_reed_discriminator"])),
-                             (exercises.check_gan_cls_losses, (pieces["cls_d_loss"], pieces["cls_g_loss"])),
-                             (exercises.check_train_step, (_notebook_code("MyGANCLS", stub=True)["MyGANCLS"],))):
+                             (ladder.check_gan_cls_losses, (pieces["cls_d_loss"], pieces["cls_g_loss"])),
+                             (ladder.check_train_step, (_notebook_code("MyGANCLS", stub=True)["MyGANCLS"],))):
         with pytest.raises(NotImplementedError):
             check(*arguments)
 
@@ -260,7 +260,7 @@ def test_what_make_student_leaves_of_the_ladder_fails_at_the_stub():
 def test_model_mistakes_get_their_hints(old, new, hint):
     models = _notebook_code("build_reed_generator", changes=[(old, new)])
     with pytest.raises(AssertionError, match=hint):
-        exercises.check_reed_models(models["build_reed_generator"], models["build_reed_discriminator"])
+        ladder.check_reed_models(models["build_reed_generator"], models["build_reed_discriminator"])
 
 
 def _ops():
@@ -299,9 +299,9 @@ def _keras_bce(target, logits):  # from_logits=False, Keras' default: the logits
      _cls_g, "GradientTape cannot differentiate"),
 ])
 def test_loss_mistakes_get_their_hints(d_fn, g_fn, hint):
-    assert exercises.check_gan_cls_losses(_cls_d, _cls_g)
+    assert ladder.check_gan_cls_losses(_cls_d, _cls_g)
     with pytest.raises(AssertionError, match=hint):
-        exercises.check_gan_cls_losses(d_fn, g_fn)
+        ladder.check_gan_cls_losses(d_fn, g_fn)
 
 
 def _step_class(d_pair_text="wrong_text", g_loss_of="g", d_variables="d", g_variables="g", swap=False,
@@ -362,15 +362,15 @@ def _step_class(d_pair_text="wrong_text", g_loss_of="g", d_variables="d", g_vari
     (dict(logs="floats"), "fails inside fit"),
 ])
 def test_train_step_mistakes_get_their_hints(mistake, hint):
-    assert exercises.check_train_step(_step_class())  # simultaneous updates from one tape are right too
+    assert ladder.check_train_step(_step_class())  # simultaneous updates from one tape are right too
     with pytest.raises(AssertionError, match=re.escape(hint) if "{" in hint else hint):
-        exercises.check_train_step(_step_class(**mistake))
+        ladder.check_train_step(_step_class(**mistake))
 
 
 def test_three_pairs_scored_in_one_call_pass_and_are_read_apart():
-    assert exercises.check_train_step(_step_class(one_call=True))
+    assert ladder.check_train_step(_step_class(one_call=True))
     with pytest.raises(AssertionError, match="D never sees the wrong caption"):
-        exercises.check_train_step(_step_class(one_call=True, d_pair_text="text"))
+        ladder.check_train_step(_step_class(one_call=True, d_pair_text="text"))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in log")  # the NaN is the mistake

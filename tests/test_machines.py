@@ -10,7 +10,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from t2ilib import callbacks, config, device, models, stackgan
+from t2ilib import callbacks, config, device, models, source_e, stackgan
 
 ROOT = Path(__file__).resolve().parent.parent
 # Far above any speed the kit has measured or estimated (README: 46.7 steps/s for a T4 at the reed2016 widths,
@@ -102,8 +102,8 @@ def build_and_run(preset, text_stats):
 
 
 def build_source_e_setups(namespace, generators, text_stats):  # notebook 05, section 4: source E's G and D
-    for setup in stackgan.SOURCE_E_SETUPS.values():
-        gan = stackgan.build_source_e_gan(setup, namespace["preset_e"], text_stats=text_stats)
+    for setup in source_e.SOURCE_E_SETUPS.values():
+        gan = source_e.build_source_e_gan(setup, namespace["preset_e"], text_stats=text_stats)
         run_a_batch(gan.generator, gan.discriminator, 64)
 
 
@@ -131,7 +131,7 @@ def test_every_full_mode_preset_of_a_notebook_builds_and_runs(monkeypatch, noteb
     # SOURCE_E is imported as published; notebook 05 trains preset_e, its copy at this machine's widths, with source
     # E's own builders (build_source_e_setups)
     presets = {name: value for name, value in namespace.items()
-               if isinstance(value, config.Preset) and value is not stackgan.SOURCE_E and name != "preset_e"}
+               if isinstance(value, config.Preset) and value is not source_e.SOURCE_E and name != "preset_e"}
     assert presets, f"{notebook}'s constants cell holds no preset"
     text_stats = (np.zeros(EMBEDDING_DIM, "float32"), np.ones(EMBEDDING_DIM, "float32"))
     generators = {name: build_and_run(preset, text_stats) for name, preset in presets.items()}

@@ -145,14 +145,14 @@ def test_a_diverging_run_stops_at_a_named_step_and_keeps_the_last_good_checkpoin
 
 def saved_generators():
     """Every kind of generator the kit saves, at smoke size: name -> (model, inputs)."""
-    from t2ilib import stackgan
+    from t2ilib import source_e, stackgan
 
     rng = np.random.default_rng(3)
     z = rng.standard_normal((4, PRESET.z_dim)).astype("float32")
     embedding = rng.standard_normal((4, DIM)).astype("float32")
     ids = rng.integers(1, 50, (4, SEQUENCE)).astype("int32")
     ids[:, -2:] = 0  # padding, which the LSTM masks
-    source_e = stackgan.SOURCE_E.replace(g_channels=(32, 16, 16, 8, 8), z_dim=16, text_dim=8)
+    small_e = source_e.SOURCE_E.replace(g_channels=(32, 16, 16, 8, 8), z_dim=16, text_dim=8)
     lstm = text.LSTMTextEncoder(vocab_size=50, embed_dim=8, units=8)
     return {
         "gan_cls": (models.build_generator(PRESET, embedding_dim=DIM), {"z": z, "text": embedding}),
@@ -160,7 +160,7 @@ def saved_generators():
                      {"z": z, "text": ids}),
         "stage1_ca": (models.build_generator(PRESET, embedding_dim=DIM, conditioning="ca"),
                       {"z": z, "text": embedding}),
-        "source_e_ca": (stackgan.build_source_e_generator(source_e, embedding_dim=DIM),
+        "source_e_ca": (source_e.build_source_e_generator(small_e, embedding_dim=DIM),
                         {"z": z, "text": embedding}),
         "stage2": (stackgan.build_stage2_generator(PRESET, embedding_dim=DIM, image_size=64, channels=16,
                                                    residual_blocks=1),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from t2ilib import config, losses, models, stackgan
+from t2ilib import conditioning, config, evaluation, losses, models, source_e, stackgan
 
 SMOKE = config.PRESETS["smoke"].replace(image_size=16, g_channels=(16, 8), d_channels=(8, 16), z_dim=4, text_dim=4)
 TEXT_DIM = 6
@@ -154,7 +154,7 @@ def test_compare_stages_by_hand():
     real = rng.uniform(-1, 1, (8, 16, 16, 3)).astype("float32")
     stage1 = real.reshape(8, 8, 2, 8, 2, 3).mean(axis=(2, 4))  # Stage I: the real images at half size
     features = lambda x: np.asarray(x, "float64").reshape(len(x), 16, 16, 3).mean(axis=(1, 2))  # noqa: E731
-    table = stackgan.compare_stages(stage1, real, real, features=features)
+    table = evaluation.compare_stages(stage1, real, real, features=features)
     assert list(table.columns) == ["Stage I", "Stage I, bicubic", "Stage II", "real"]
     # Stage II is the real images themselves: every ratio 1, and it is exactly as far from Stage I as they are.
     assert table["Stage II"].to_dict() == pytest.approx(table["real"].to_dict())
@@ -163,7 +163,7 @@ def test_compare_stages_by_hand():
     assert pd.isna(table.loc["high_frequency_ratio", "Stage I"])
     assert table.loc["high_frequency_ratio", "Stage I, bicubic"] < 1  # a bicubic upsample has less detail
     with pytest.raises(ValueError, match="real ones at Stage II's"):
-        stackgan.compare_stages(stage1, real, stage1, features=features)
+        evaluation.compare_stages(stage1, real, stage1, features=features)
 
 
 def test_stage_gan_says_what_is_missing():
@@ -176,16 +176,16 @@ def test_stage_gan_says_what_is_missing():
 
 
 def test_measurements_by_hand():
-    assert stackgan.sample_diversity([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]) == pytest.approx((5 + 0 + 5) / 3)
+    assert evaluation.mean_pairwise_distance([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]) == pytest.approx((5 + 0 + 5) / 3)
     even = np.linspace(0, 1, 11)[:, None] * np.ones((1, 3))
-    assert stackgan.interpolation_jumpiness(even) == pytest.approx(0.1)
+    assert evaluation.interpolation_jumpiness(even) == pytest.approx(0.1)
     jump = np.r_[np.zeros((5, 3)), np.ones((6, 3))]
-    assert stackgan.interpolation_jumpiness(jump) == pytest.approx(1.0)
+    assert evaluation.interpolation_jumpiness(jump) == pytest.approx(1.0)
     flat = np.zeros((2, 16, 16, 3))
     stripes = np.zeros((2, 16, 16, 3))
     stripes[:, :, ::2] = 1.0  # the highest horizontal frequency
-    assert stackgan.high_frequency_energy(stripes) == pytest.approx(1.0)
-    assert stackgan.high_frequency_energy(flat) == pytest.approx(0.0)
+    assert evaluation.high_frequency_energy(stripes) == pytest.approx(1.0)
+    assert evaluation.high_frequency_energy(flat) == pytest.approx(0.0)
 
 
 def test_caption_walk_holds_ca_at_its_mean_and_the_report_has_one_row():
@@ -196,22 +196,22 @@ def test_caption_walk_holds_ca_at_its_mean_and_the_report_has_one_row():
     g = models.build_generator(SMOKE.replace(image_size=32, g_channels=(8, 8, 8)), embedding_dim=TEXT_DIM,
                                conditioning="ca")
     text = np.random.default_rng(0).standard_normal((4, TEXT_DIM)).astype("float32")
-    walk = stackgan.caption_walk(g, text[0], text[1], frames=5)
-    np.testing.assert_allclose(walk, stackgan.caption_walk(g, text[0], text[1], frames=5), atol=1e-6)
+    walk = conditioning.caption_walk(g, text[0], text[1], frames=5)
+    np.testing.assert_allclose(walk, conditioning.caption_walk(g, text[0], text[1], frames=5), atol=1e-6)
     assert walk.shape == (5, 32, 32, 3)
     assert g.get_layer("text_ca").sample_at_inference  # restored after the walk
     vocab = {"petal_colour": ["red", "blue"], "centre_colour": ["white", "black"]}
     judge = metrics.AttributeClassifier(metrics.build_attribute_classifier(32, vocab), vocab)
     attributes = pd.DataFrame({"petal_colour": ["red", "blue"] * 2, "centre_colour": ["white"] * 4})
-    row = stackgan.conditioning_report(g, judge, text, attributes, captions=2, per_caption=3, frames=4)
+    row = conditioning.conditioning_report(g, judge, text, attributes, captions=2, per_caption=3, frames=4)
     assert set(row.index) == {"match_petal_colour", "match_centre_colour", "diversity", "jumpiness"}
     assert 0 <= row.match_petal_colour <= 1 and row.diversity > 0 and 1 / 3 - 1e-9 <= row.jumpiness <= 1
     # A dataset without attributes: any image features judge diversity and jumpiness, no match rates.
     pixels = lambda images: np.asarray(images).reshape(len(images), -1)  # noqa: E731
-    bare = stackgan.conditioning_report(g, None, text, features=pixels, captions=2, per_caption=3, frames=4)
+    bare = conditioning.conditioning_report(g, None, text, features=pixels, captions=2, per_caption=3, frames=4)
     assert set(bare.index) == {"diversity", "jumpiness"} and bare.diversity > 0
     with pytest.raises(ValueError, match="without a classifier.*pass features="):
-        stackgan.conditioning_report(g, None, text, attributes, captions=2)
+        conditioning.conditioning_report(g, None, text, attributes, captions=2)
 
 
 # Each policy once, each loss once: the pairs cover loss scaling, the gradient penalty's inner tape and BCE.
@@ -239,12 +239,12 @@ def test_stage_gan_trains_under_mixed_precision(policy, loss):
         keras.mixed_precision.set_global_policy("float32")
 
 
-SOURCE_E_SMALL = stackgan.SOURCE_E.replace(z_dim=4, text_dim=4, g_channels=(16, 8, 8, 8, 8), d_channels=(8, 8, 8, 16))
+SOURCE_E_SMALL = source_e.SOURCE_E.replace(z_dim=4, text_dim=4, g_channels=(16, 8, 8, 8, 8), d_channels=(8, 8, 8, 16))
 BUILDERS = {
-    "source E generator": lambda **kw: stackgan.build_source_e_generator(SOURCE_E_SMALL, embedding_dim=TEXT_DIM, **kw),
-    "source E generator, conditional BN": lambda **kw: stackgan.build_source_e_generator(
+    "source E generator": lambda **kw: source_e.build_source_e_generator(SOURCE_E_SMALL, embedding_dim=TEXT_DIM, **kw),
+    "source E generator, conditional BN": lambda **kw: source_e.build_source_e_generator(
         SOURCE_E_SMALL.replace(g_norm="conditional"), embedding_dim=TEXT_DIM, **kw),
-    "source E discriminator": lambda **kw: stackgan.build_source_e_discriminator(
+    "source E discriminator": lambda **kw: source_e.build_source_e_discriminator(
         SOURCE_E_SMALL, embedding_dim=TEXT_DIM, augment="translation", **kw),
     "Stage II generator": lambda **kw: stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=32,
                                                                        channels=16, **kw),
@@ -274,7 +274,7 @@ def test_text_stats_standardise_the_text_inside_the_model_and_survive_save_load(
 
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
-    with stackgan.ca_at_mean(model), stackgan.ca_at_mean(reloaded):  # CA samples at inference otherwise
+    with conditioning.ca_at_mean(model), conditioning.ca_at_mean(reloaded):  # CA samples at inference otherwise
         logits = lambda out: out["logits"] if isinstance(out, dict) else out  # D's named output, or G's image
         np.testing.assert_allclose(logits(reloaded(inputs, training=False)), logits(model(inputs, training=False)),
                                    atol=1e-6)

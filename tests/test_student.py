@@ -1,5 +1,6 @@
 """tools.student: every solution goes, nothing else changes."""
 
+import importlib
 from pathlib import Path
 
 import nbformat
@@ -72,7 +73,7 @@ STUB = "raise NotImplementedError()"
 
 
 def _is_checker(cell) -> bool:
-    return cell.cell_type == "code" and "exercises.check_" in cell.source
+    return cell.cell_type == "code" and ("exercises.check_" in cell.source or "ladder.check_" in cell.source)
 
 
 def _errors(nb) -> dict[int, str]:
@@ -80,18 +81,18 @@ def _errors(nb) -> dict[int, str]:
             for output in cell.outputs if output.get("output_type") == "error"}
 
 
-def test_every_checker_is_called_in_the_notebook_its_table_names():
-    from t2ilib import exercises
-
-    table = {line.split()[0].strip("`"): line.split()[-1] for line in exercises.__doc__.splitlines()
+@pytest.mark.parametrize("module", ["exercises", "ladder"])
+def test_every_checker_is_called_in_the_notebook_its_table_names(module):
+    checks = importlib.import_module(f"t2ilib.{module}")
+    table = {line.split()[0].strip("`"): line.split()[-1] for line in checks.__doc__.splitlines()
              if line.startswith("``check_")}
-    assert table.keys() == {name for name in exercises.__all__}
+    assert table.keys() == {name for name in checks.__all__}
     for name, number in table.items():
         (path,) = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
-        calls = [cell for cell in nbformat.read(path, as_version=4).cells if f"exercises.{name}(" in cell.source]
-        assert calls, f"{path.name} never calls exercises.{name}"
+        calls = [cell for cell in nbformat.read(path, as_version=4).cells if f"{module}.{name}(" in cell.source]
+        assert calls, f"{path.name} never calls {module}.{name}"
         assert all("### BEGIN SOLUTION" not in cell.source for cell in calls), \
-            f"{path.name}: exercises.{name} is called inside a solution block, so the student version drops it"
+            f"{path.name}: {module}.{name} is called inside a solution block, so the student version drops it"
 
 
 @pytest.mark.slow

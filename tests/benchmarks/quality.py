@@ -48,7 +48,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from t2ilib import callbacks, config, data, device, evaluation, metrics, models, stackgan, text, training
+from t2ilib import callbacks, conditioning, config, data, device, evaluation, metrics, models, text, training
 
 MODELS = {
     # name: (text input, mismatch pairs, interpolation)
@@ -311,9 +311,9 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
                                              "captions": score.n, "samples": DIVERSITY_SAMPLES}
     judged["checkerboard_ratio"] = round(evaluation.checkerboard_ratio(fakes["test"], real["test"]), 3)
     if np.asarray(texts["test"]).dtype.kind == "f":  # caption walks need embeddings to interpolate, not token ids
-        walks = [stackgan.caption_walk(generator, texts["test"][a], texts["test"][b], frames=WALK_FRAMES, seed=seed)
+        walks = [conditioning.caption_walk(generator, texts["test"][a], texts["test"][b], frames=WALK_FRAMES, seed=seed)
                  for a, b in zip(rows[0:16:2], rows[1:16:2])]
-        judged["jumpiness"] = round(float(np.mean([stackgan.interpolation_jumpiness(classifier.features(walk))
+        judged["jumpiness"] = round(float(np.mean([evaluation.interpolation_jumpiness(classifier.features(walk))
                                                    for walk in walks])), 4)
     return judged
 

@@ -4,11 +4,11 @@
     python -m tests.benchmarks.source_e --steps 400 fixed_but_sampled_d fixed_but_colour_jitter
     python -m tests.benchmarks.source_e --steps 100000 --minutes 15 fixed   # what 15 minutes buy
 
-Trains notebook 05's section-4 model (``t2ilib.stackgan.SOURCE_E_SETUPS``, and the "fixed" setup with one fix
+Trains notebook 05's section-4 model (``t2ilib.source_e.SOURCE_E_SETUPS``, and the "fixed" setup with one fix
 undone at a time) (source E's architecture, widths divided by 8 unless ``--full-width``,
 64 px, batch 64, seed 0) once per named setup and prints one JSON row each: D's mean outputs over the last third
 of the run (``d_wrong`` is D on real images with a wrong caption: equal to ``d_real`` means D ignores the text),
-then ``stackgan.conditioning_report`` (match rates, diversity, jumpiness) on 512 test captions, judged by the
+then ``conditioning.conditioning_report`` (match rates, diversity, jumpiness) on 512 test captions, judged by the
 quality benchmark's 64 px attribute classifier (cached in ``--out``). Histories and generators go to ``--out``.
 """
 
@@ -26,8 +26,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from t2ilib import callbacks, config, data, stackgan
-from t2ilib.stackgan import SOURCE_E, SOURCE_E_SETUPS, build_source_e_gan
+from t2ilib import callbacks, conditioning, config, data
+from t2ilib.source_e import SOURCE_E, SOURCE_E_SETUPS, build_source_e_gan
 from tests.benchmarks import quality
 
 FIXED = SOURCE_E_SETUPS["fixed"]
@@ -86,7 +86,7 @@ def main(argv=None):
                "load": round(os.getloadavg()[0], 2),
                "d_real": last.d_real.mean(), "d_wrong": last.d_wrong.mean() if setup["mismatch"] else None,
                "d_fake": last.d_fake.mean(),
-               **stackgan.conditioning_report(gan.generator, classifier, text, attributes).to_dict()}
+               **conditioning.conditioning_report(gan.generator, classifier, text, attributes).to_dict()}
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         tag = f"{args.minutes:g}min" if args.minutes else args.steps
         history.to_csv(out / f"{name}_{tag}.csv", index=False)

@@ -12,7 +12,7 @@ On ``synthetic_flowers`` (10,000 images unless ``--num-images``), the sizes of `
    for its minutes of wall-clock time (``callbacks.TimeBudget``, the first step's tracing included);
 3. Stage II: ``stackgan.make_stage2`` on the frozen Stage I (the same recipe, plus source C's reconstruction
    loss), for its minutes;
-4. ``stackgan.compare_stages`` on one caption per test image with one z each: Stage I, Stage I bicubic-upsampled,
+4. ``evaluation.compare_stages`` on one caption per test image with one z each: Stage I, Stage I bicubic-upsampled,
    Stage II and the captions' real images, on match rates, the classifier-feature FID ratio, high-frequency energy
    and checkerboard energy over real images', and the distance to Stage I.
 
@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from t2ilib import callbacks, config, data, device, metrics, stackgan, training, viz
+from t2ilib import callbacks, conditioning, config, data, device, evaluation, metrics, models, stackgan, training, viz
 from tests.benchmarks import quality
 
 KL_WEIGHT = 2.0  # CA's KL term, StackGAN's weight and normalisation, as notebook 06 trains it
@@ -105,11 +105,11 @@ def main(argv=None):
     if args.eval_images:
         ids, text, target = ids[: args.eval_images], text[: args.eval_images], target.iloc[: args.eval_images]
     z = np.random.default_rng(args.seed + 1).standard_normal((len(text), preset1.z_dim)).astype("float32")
-    with stackgan.ca_at_mean(stage2):  # so Stage II refines exactly the Stage-I image it is compared with
-        low = stackgan.sample_images(stage1.generator, text, z=z)
-        refined = stackgan.sample_images(stage2, text, z=z)  # the same z through the frozen Stage I
+    with conditioning.ca_at_mean(stage2):  # so Stage II refines exactly the Stage-I image it is compared with
+        low = models.generate(stage1.generator, text, z=z)
+        refined = models.generate(stage2, text, z=z)  # the same z through the frozen Stage I
     real = np.asarray(prepared.images(high)[ids])
-    table = stackgan.compare_stages(low, refined, real, features=classifier.features, classifier=classifier,
+    table = evaluation.compare_stages(low, refined, real, features=classifier.features, classifier=classifier,
                                     attributes=target, columns=quality.SCORED)
 
     result = {
@@ -130,7 +130,7 @@ def main(argv=None):
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
     pick = slice(0, 8)
-    rows = [stackgan.upsample(low[pick], high, "nearest"), stackgan.upsample(low[pick], high), refined[pick],
+    rows = [evaluation.upsample(low[pick], high, "nearest"), evaluation.upsample(low[pick], high), refined[pick],
             real[pick]]
     viz.save_png(out / "samples.png", viz.image_grid(np.concatenate([data.to_unit_range(r) for r in rows]), columns=8))
     print(f"\n## StackGAN {preset1.image_size} -> {high} px: Stage I {run1['steps']} steps in {run1['seconds']} s, "
