@@ -44,7 +44,7 @@ from t2ilib.layers import (
     batch_normalization,
     dcgan_init,
 )
-from t2ilib.training import ConditionalGAN, dcgan_adam, layer_losses
+from t2ilib.training import ConditionalGAN, compile_gan, layer_losses
 
 __all__ = [
     "SOURCE_E",
@@ -174,8 +174,7 @@ def build_source_e_gan(setup: dict, preset: Preset = SOURCE_E, *, text_stats=Non
                                                  projection=setup["projection"])
     gan = ConditionalGAN(generator, discriminator, mismatch=setup["mismatch"],
                          contrastive_weight=setup["contrastive_weight"])
-    gan.compile(g_optimizer=dcgan_adam(setup["lr_g"]), d_optimizer=dcgan_adam(setup["lr_d"]))
-    return gan
+    return compile_gan(gan, preset.replace(lr_g=setup["lr_g"], lr_d=setup["lr_d"]))
 
 
 @keras.saving.register_keras_serializable(package="t2ilib")
@@ -357,9 +356,7 @@ def make_stage2(stage1: keras.Model, preset: Preset, *, embedding_dim: int, text
     options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0, **options}
     gan = StageGAN(generator, discriminator, stage1=stage1, reconstruction_weight=reconstruction_weight,
                    mismatch=mismatch, **options)
-    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
-                jit_compile=jit_compile)
-    return gan
+    return compile_gan(gan, preset, jit_compile=jit_compile)
 
 
 # --- Measurements ---------------------------------------------------------------------------------------------
