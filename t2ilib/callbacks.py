@@ -82,17 +82,17 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 class LossHistory(keras.callbacks.Callback):
-    """One CSV row per epoch: epoch, optimizer step, seconds of training so far, and every logged value.
+    """One row per epoch: epoch, optimizer step, seconds of training so far, and every logged value, as ``frame``.
 
-    The file is rewritten atomically each epoch. A resumed run (see :class:`Checkpoint`) keeps the rows of the
-    epochs it does not redo, so the history of a run that was killed twice still reads as one run.
-    ``plot_path`` also saves :func:`t2ilib.viz.plot_history` at the end of training.
+    With ``csv_path`` the rows also go to that file, rewritten atomically each epoch; a resumed run (see
+    :class:`Checkpoint`) keeps the rows of the epochs it does not redo, so the history of a run that was killed twice
+    still reads as one run. ``plot_path`` also saves :func:`t2ilib.viz.plot_history` at the end of training.
     Introduced in notebook 03.
     """
 
-    def __init__(self, csv_path, plot_path=None):
+    def __init__(self, csv_path=None, plot_path=None):
         super().__init__()
-        self.csv_path = Path(csv_path)
+        self.csv_path = None if csv_path is None else Path(csv_path)
         self.plot_path = None if plot_path is None else Path(plot_path)
         self.rows: list[dict] = []
 
@@ -101,7 +101,8 @@ class LossHistory(keras.callbacks.Callback):
         return pd.DataFrame(self.rows)
 
     def on_train_begin(self, logs=None):
-        self.rows = pd.read_csv(self.csv_path).to_dict("records") if self.csv_path.exists() else []
+        on_disk = self.csv_path is not None and self.csv_path.exists()
+        self.rows = pd.read_csv(self.csv_path).to_dict("records") if on_disk else []
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -115,6 +116,8 @@ class LossHistory(keras.callbacks.Callback):
                "seconds": round(self._offset + time.perf_counter() - self._start, 2)}
         row.update({name: float(value) for name, value in (logs or {}).items()})
         self.rows.append(row)
+        if self.csv_path is None:
+            return
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.csv_path.with_name(self.csv_path.name + ".partial")
         self.frame.to_csv(partial, index=False)

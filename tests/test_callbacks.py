@@ -281,6 +281,14 @@ def test_loss_history_writes_one_row_per_epoch_and_a_plot(tmp_path):
     assert (tmp_path / "history.png").stat().st_size > 1000
 
 
+def test_loss_history_without_a_file_keeps_its_rows_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    gan, history = tiny_gan(), callbacks.LossHistory()
+    gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[history])
+    assert history.frame.step.tolist() == [2, 4] and history.frame.d_loss.notna().all()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stop_on_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     gan = interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}

@@ -140,13 +140,3 @@ def test_attribute_judge_reads_the_datasets_attributes(flowers):
     no_attributes = type(flowers)(flowers.path, flowers.meta, flowers.captions, None)
     with pytest.raises(ValueError, match="has no attributes its captions name: an attribute judge needs"):
         metrics.train_attribute_judge(no_attributes, 32)
-
-
-def test_history_frame_numbers_the_steps():
-    import keras
-
-    history = keras.callbacks.History()
-    history.history = {"d_loss": [1.0, 0.9, 0.8], "g_loss": [0.5, 0.6, 0.7]}
-    frame = metrics.history_frame(history, steps_per_epoch=25)
-    assert list(frame.step) == [25, 50, 75]
-    assert list(frame.d_loss) == [1.0, 0.9, 0.8]
