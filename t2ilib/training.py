@@ -249,7 +249,7 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     (``models.build_generator``). ``options`` go to ``ConditionalGAN``; ``loss``, ``contrastive_weight`` and
     ``diversity_weight`` are the preset's (with ``mismatch=False`` the contrastive term is off, since it pairs
     images with wrong captions). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"`` does so
-    on a GPU only (the README's performance section has the CPU numbers).
+    on a GPU only (docs/results.md has the CPU numbers).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
