@@ -15,7 +15,6 @@ sets (the FID recipe of Heusel et al. 2017, on a small domain-specific network i
 generated-vs-real figure with a real-vs-real one (two disjoint real halves), never with another feature space.
 
 Inception-based FID/KID, Inception Score and R-precision are in ``t2ilib.evaluation`` and ``t2ilib.retrieval``.
-:func:`history_frame` turns what ``fit()`` logged into a table with the step of every row.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ __all__ = [
     "chance_levels",
     "alignment_table",
     "frechet_distance",
-    "history_frame",
 ]
 
 
@@ -260,10 +258,3 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     root = root.real  # sqrtm returns tiny imaginary parts from rounding
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
 
-
-def history_frame(history: keras.callbacks.History, steps_per_epoch: int) -> pd.DataFrame:
-    """What ``fit()`` logged, one row per epoch, with the training ``step`` each epoch ended at (notebook 05).
-    Introduced in notebook 05."""
-    frame = pd.DataFrame(history.history)
-    frame["step"] = (frame.index + 1) * steps_per_epoch
-    return frame

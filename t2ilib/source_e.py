@@ -25,7 +25,7 @@ from t2ilib.layers import (
     batch_normalization,
     dcgan_init,
 )
-from t2ilib.training import ConditionalGAN, dcgan_adam
+from t2ilib.training import ConditionalGAN, compile_gan
 
 __all__ = ["SOURCE_E", "build_source_e_generator", "build_source_e_discriminator", "SOURCE_E_SETUPS",
            "build_source_e_gan"]
@@ -134,5 +134,4 @@ def build_source_e_gan(setup: dict, preset: Preset = SOURCE_E, *, text_stats=Non
                                                  projection=setup["projection"])
     gan = ConditionalGAN(generator, discriminator, mismatch=setup["mismatch"],
                          contrastive_weight=setup["contrastive_weight"])
-    gan.compile(g_optimizer=dcgan_adam(setup["lr_g"]), d_optimizer=dcgan_adam(setup["lr_d"]))
-    return gan
+    return compile_gan(gan, preset.replace(lr_g=setup["lr_g"], lr_d=setup["lr_d"]))

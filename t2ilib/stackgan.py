@@ -33,7 +33,7 @@ from t2ilib.layers import (
     batch_normalization,
     dcgan_init,
 )
-from t2ilib.training import ConditionalGAN, dcgan_adam, layer_losses
+from t2ilib.training import ConditionalGAN, compile_gan, layer_losses
 
 __all__ = ["ResidualBlock", "STAGE1_SIZES", "at_size", "stage_presets", "build_stage2_generator",
            "build_stage2_discriminator", "StageGAN", "make_stage2"]
@@ -218,6 +218,4 @@ def make_stage2(stage1: keras.Model, preset: Preset, *, embedding_dim: int, text
     options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0, **options}
     gan = StageGAN(generator, discriminator, stage1=stage1, reconstruction_weight=reconstruction_weight,
                    mismatch=mismatch, **options)
-    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
-                jit_compile=jit_compile)
-    return gan
+    return compile_gan(gan, preset, jit_compile=jit_compile)

@@ -29,12 +29,20 @@ from keras import ops
 
 from t2ilib import losses, models
 
-__all__ = ["GANCLS", "ConditionalGAN", "dcgan_adam", "make_gan", "with_loss_scaling", "layer_losses"]
+__all__ = ["GANCLS", "ConditionalGAN", "dcgan_adam", "compile_gan", "make_gan", "with_loss_scaling", "layer_losses"]
 
 
 def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimizers.Adam:
     """Adam as DCGAN trains it: lr 2e-4 and beta_1 0.5 (0.9 makes GAN training oscillate). Introduced in notebook 03."""
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
+
+
+def compile_gan(gan, preset, **compile_options):
+    """Compile ``gan`` with the preset's Adam for each network (its ``lr_g``, ``lr_d`` and ``beta_1``); returns it.
+    Introduced in notebook 03."""
+    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
+                **compile_options)
+    return gan
 
 
 def with_loss_scaling(optimizer):
@@ -68,6 +76,11 @@ class GANCLS(keras.Model):
         self.built = True  # both networks are built functional models; saving weights needs this flag
 
     @property
+    def options(self) -> dict:
+        """How this trainer trains, beyond its networks and optimizers: what ``callbacks.Checkpoint`` records."""
+        return {"mismatch": self.mismatch, "loss": self.loss_name, "n_critic": self.n_critic}
+
+    @property
     def metrics(self):
         return list(self.trackers.values())  # listed here so that Keras resets them at the start of each epoch
 
@@ -76,7 +89,7 @@ class GANCLS(keras.Model):
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         """One optimizer per network (default: DCGAN's Adam for both), loss-scaled under ``mixed_float16``."""
-        super().compile(**kwargs)
+        super().compile(optimizer=None, **kwargs)  # not Keras' default RMSprop: an unused third optimizer to save
         self.g_optimizer = with_loss_scaling(g_optimizer or dcgan_adam())
         self.d_optimizer = with_loss_scaling(d_optimizer or dcgan_adam())
         # Create the optimizer slots here, in the strategy scope that compile runs in: made lazily inside the first
@@ -186,6 +199,12 @@ class ConditionalGAN(GANCLS):
             if weight:
                 self.trackers[name] = keras.metrics.Mean(name=name)
 
+    @property
+    def options(self) -> dict:
+        return {**super().options, "interpolate": self.interpolate, "interpolation_beta": self.interpolation_beta,
+                "gp_weight": self.gp_weight, "contrastive_weight": self.contrastive_weight,
+                "diversity_weight": self.diversity_weight}
+
     def extra_d_loss(self, data, real, fakes, logs):
         extra = 0.0
         if self.gp_weight:  # WGAN-GP: gradient norm 1 between real and fake images (and wrong captions)
@@ -231,7 +250,7 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     (``models.build_generator``). ``options`` go to ``ConditionalGAN``; ``loss``, ``contrastive_weight`` and
     ``diversity_weight`` are the preset's (with ``mismatch=False`` the contrastive term is off, since it pairs
     images with wrong captions). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"`` does so
-    on a GPU only (the README's performance section has the CPU numbers).
+    on a GPU only (docs/results.md has the CPU numbers).
     """
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
@@ -242,6 +261,5 @@ def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, se
     options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0,
                "diversity_weight": preset.diversity_weight, **options}
     gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
-    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
-                jit_compile=jit_compile)
-    return gan
+    gan.preset = preset  # what the networks were built from: callbacks.Checkpoint records it
+    return compile_gan(gan, preset, jit_compile=jit_compile)

@@ -1,6 +1,5 @@
 """Callbacks: sample grids, loss history, NaN stop, a time budget, and a checkpoint that survives SIGKILL."""
 
-import json
 import os
 import signal
 import subprocess
@@ -42,9 +41,8 @@ CHILD = textwrap.dedent("""
     slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(0.1))
     history = callbacks.LossHistory(directory + "/history.csv")
     grid = callbacks.SampleGrid(data["text"][:2], directory + "/samples", per_caption=2, show=False)
-    checkpoint = callbacks.Checkpoint(directory)
-    gan.fit(dataset, epochs=epochs, steps_per_epoch=4, verbose=0, initial_epoch=checkpoint.resume(gan),
-            callbacks=[history, grid, slow, checkpoint])
+    checkpoint = callbacks.Checkpoint(directory + "/checkpoint")
+    gan.fit(dataset, epochs=epochs, steps_per_epoch=4, verbose=0, callbacks=[history, grid, slow, checkpoint])
     print("STEPS", callbacks.gan_steps(gan), int(gan.d_optimizer.iterations))
     print("NOISE STATE", keras.ops.convert_to_numpy(gan.seed_generator.state).tolist())
 """)
@@ -55,15 +53,21 @@ def run_child(directory, epochs, kill_after_epoch=None):
     process = subprocess.Popen([sys.executable, "-c", CHILD, str(directory), str(epochs)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if kill_after_epoch is not None:
-        checkpoint = callbacks.Checkpoint(directory)
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None:
-            if checkpoint.saved_epochs() and checkpoint.saved_epochs()[0] >= kill_after_epoch:
+            if saved_epoch(directory / "checkpoint") >= kill_after_epoch:
                 process.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.05)
     out, err = process.communicate(timeout=300)
     return process.returncode, out, err
+
+
+def saved_epoch(directory):
+    try:
+        return (callbacks.Checkpoint(directory).saved() or {"epoch": 0})["epoch"]
+    except ValueError:  # read while the child writes it
+        return 0
 
 
 def last_line(out, prefix):
@@ -79,14 +83,13 @@ def test_a_killed_run_resumes_and_ends_with_the_same_step_count(tmp_path):
 
     code, out, _ = run_child(tmp_path / "killed", epochs, kill_after_epoch=2)
     assert code == -signal.SIGKILL, "the child should have been killed mid-run"
-    saved_epoch = callbacks.Checkpoint(tmp_path / "killed").saved_epochs()[0]
-    saved = json.loads(callbacks.Checkpoint(tmp_path / "killed").state_path(saved_epoch).read_text())
+    saved = callbacks.Checkpoint(tmp_path / "killed" / "checkpoint").saved()
     assert 2 <= saved["epoch"] < epochs and saved["step"] == 4 * saved["epoch"]
 
     code, out, err = run_child(tmp_path / "killed", epochs)
     assert code == 0, err[-2000:]
-    assert f"Resumed from {tmp_path / 'killed'} at epoch {saved['epoch']}" in out
-    assert callbacks.Checkpoint(tmp_path / "killed").saved_epochs() == []  # finished: the backup is gone
+    assert f"Resumed from {tmp_path / 'killed' / 'checkpoint'} at epoch {saved['epoch']}" in out
+    assert not (tmp_path / "killed" / "checkpoint").exists()  # finished: the backup is gone
     resumed = last_line(out, "STEPS"), last_line(out, "NOISE STATE")
     assert resumed == straight  # the noise generator's state was restored with the weights
     assert resumed[0] == f"STEPS {4 * epochs} {4 * epochs}"
@@ -139,6 +142,13 @@ def interrupted_fit(gan, directory, epochs, after, dataset=None):
     return gan
 
 
+def restore(checkpoint, gan) -> int:
+    """What fit() does first with a Checkpoint: restore the backup into ``gan``; the epoch fit() would continue from."""
+    checkpoint.set_model(gan)
+    checkpoint.on_train_begin()
+    return gan._initial_epoch or 0
+
+
 class CountSteps(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.steps = 0
@@ -150,9 +160,7 @@ class CountSteps(keras.callbacks.Callback):
 def test_checkpoint_restores_weights_and_both_optimizers(tmp_path):
     gan = interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     fresh = tiny_gan()
-    checkpoint = callbacks.Checkpoint(tmp_path)
-    checkpoint.set_model(fresh)
-    assert checkpoint.restore() == 1
+    assert restore(callbacks.Checkpoint(tmp_path), fresh) == 1
     for a, b in zip(gan.generator.weights, fresh.generator.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(fresh.g_optimizer.iterations) == int(fresh.d_optimizer.iterations) == 2
@@ -163,10 +171,8 @@ def test_checkpoint_restores_weights_and_both_optimizers(tmp_path):
 def test_checkpoint_from_another_model_fails_with_the_directory_named(tmp_path):
     interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     other = training.make_gan(PRESET.replace(g_channels=(16, 8, 8)), embedding_dim=8)
-    checkpoint = callbacks.Checkpoint(tmp_path)
-    checkpoint.set_model(other)
-    with pytest.raises(RuntimeError, match=str(tmp_path)):
-        checkpoint.restore()
+    with pytest.raises(RuntimeError, match=f"{tmp_path} .*preset.g_channels"):
+        restore(callbacks.Checkpoint(tmp_path), other)
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, capsys):
@@ -176,54 +182,39 @@ def test_an_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, ca
     keras.utils.set_random_seed(0)
     interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     resumed, checkpoint, counter = tiny_gan(), callbacks.Checkpoint(tmp_path), CountSteps()
-    resumed.fit(tiny_dataset(), epochs=3, verbose=0, initial_epoch=checkpoint.resume(resumed),
-                callbacks=[counter, checkpoint])
-    assert f"Resumed from {tmp_path} at epoch 1, step 2." in capsys.readouterr().out
+    resumed.fit(tiny_dataset(), epochs=3, verbose=0,  # fit() resumes by itself
+                callbacks=[counter, callbacks.TimeBudget(None), checkpoint])
+    out = capsys.readouterr().out
+    assert f"Resumed from {tmp_path} at epoch 1, step 2." in out and "Trained 4 steps (step 6)" in out
     assert counter.steps == 4 and callbacks.gan_steps(resumed) == 6  # only the two epochs the first run missed
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
 
-def test_a_finished_run_keeps_its_model_drops_its_backup_and_is_not_resumed(tmp_path, capsys):
+def test_a_finished_run_drops_its_backup_and_is_not_resumed(tmp_path, capsys):
     def run():
         gan, counter = tiny_gan(), CountSteps()
-        history, checkpoint = callbacks.LossHistory(tmp_path / "history.csv"), callbacks.Checkpoint(tmp_path)
-        gan.fit(tiny_dataset(), epochs=2, verbose=0, initial_epoch=checkpoint.resume(gan),
-                callbacks=[counter, history, checkpoint])
-        return gan, counter, history, checkpoint
+        history = callbacks.LossHistory(tmp_path / "history.csv")
+        checkpoint = callbacks.Checkpoint(tmp_path / "ckpt")
+        gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[counter, history, checkpoint])
+        return gan, counter, history
 
-    first, _, _, checkpoint = run()
-    assert checkpoint.saved_epochs() == []  # the backup exists to survive an interruption; fit() completed
-    finished = json.loads(checkpoint.finished_state_path.read_text())
-    assert (finished["epoch"], finished["step"]) == (2, 4)
-    reloaded = tiny_gan()
-    reloaded.load_weights(checkpoint.finished_weights_path)
-    for a, b in zip(first.weights, reloaded.weights):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    run()
+    assert not (tmp_path / "ckpt").exists()  # the backup exists to survive an interruption; fit() completed
     capsys.readouterr()
-
-    again, counter, history, _ = run()
-    out = capsys.readouterr().out
-    assert counter.steps == 4 and callbacks.gan_steps(again) == 4  # trained again from the start...
-    assert "Resumed" not in out and f"{tmp_path} holds a finished run (epoch 2, step 4)" in out  # ...and said so
+    again, counter, history = run()
+    assert counter.steps == 4 and callbacks.gan_steps(again) == 4  # trained again from the start
+    assert "Resumed" not in capsys.readouterr().out
     assert history.frame.epoch.tolist() == [1, 2]  # one history, the new run's
-
-
-def test_fit_without_resume_refuses_to_redo_an_interrupted_run(tmp_path):
-    interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=2)
-    gan = tiny_gan()
-    with pytest.raises(RuntimeError, match=r"interrupted run at epoch 2: .*initial_epoch=checkpoint.resume\(gan\)"):
-        gan.fit(tiny_dataset(), epochs=3, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
-    assert callbacks.gan_steps(gan) == 0
 
 
 def test_a_backup_from_another_configuration_is_refused_naming_what_differs(tmp_path):
     interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
-    assert callbacks.Checkpoint(tmp_path).resume(tiny_gan()) == 1  # the same configuration resumes
+    assert restore(callbacks.Checkpoint(tmp_path), tiny_gan()) == 1  # the same configuration resumes
     for other, differs in ((tiny_gan(mismatch=False), "mismatch: True -> False"),
                            (tiny_gan(lr_d=1e-4), "d_optimizer.learning_rate: 0.0002 -> 0.0001")):
         with pytest.raises(RuntimeError, match=f"another configuration .*{differs}.*delete it to start over"):
-            callbacks.Checkpoint(tmp_path).resume(other)
+            restore(callbacks.Checkpoint(tmp_path), other)
 
 
 def test_time_budget_stops_fit_and_the_other_callbacks_still_record_the_cut_epoch(tmp_path, capsys, monkeypatch):
@@ -240,7 +231,7 @@ def test_time_budget_stops_fit_and_the_other_callbacks_still_record_the_cut_epoc
     assert budget.stopped_at == budget.steps == callbacks.gan_steps(gan) == 3
     assert "Trained 3 steps (step 3) in" in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "history.csv").step.tolist() == [2, 3]  # the cut epoch has its row
-    assert json.loads(checkpoint.finished_state_path.read_text())["step"] == 3
+    assert not (tmp_path / "ckpt").exists()  # a budget ends fit() as completed: nothing left to resume
 
 
 def test_t2i_minutes_overrides_the_budget_and_bad_values_are_named(monkeypatch):
@@ -301,9 +292,16 @@ def test_loss_history_writes_one_row_per_epoch_and_a_plot(tmp_path):
     assert (tmp_path / "history.png").stat().st_size > 1000
 
 
+def test_loss_history_without_a_file_keeps_its_rows_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    gan, history = tiny_gan(), callbacks.LossHistory()
+    gan.fit(tiny_dataset(), epochs=2, verbose=0, callbacks=[history])
+    assert history.frame.step.tolist() == [2, 4] and history.frame.d_loss.notna().all()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stop_on_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
-    gan = tiny_gan()
-    gan.fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    gan = interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     broken = tiny_dataset().map(lambda batch: {**batch, "image": batch["image"] * np.nan})
     stop = callbacks.StopOnNaN()
@@ -311,13 +309,12 @@ def test_stop_on_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert stop.stopped_at == 3  # 2 good steps from the first fit, then the first NaN step
     out = capsys.readouterr().out
     assert "Stopped at optimizer step 3" in out and "became NaN" in out and "learning rate" in out
-    assert "Not saving epoch 1" in out
+    assert "Not saving epoch 2" in out and "the backup of epoch 1 stays" in out
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == saved
 
 
 def test_checkpoint_never_saves_nan_weights_even_without_stop_on_nan(tmp_path, capsys):
-    gan = tiny_gan()
-    gan.fit(tiny_dataset(), epochs=1, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])
+    gan = interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     broken = tiny_dataset().map(lambda batch: {**batch, "image": batch["image"] * np.nan})
     gan.fit(broken, epochs=3, verbose=0, callbacks=[callbacks.Checkpoint(tmp_path)])  # trains on, NaN and all
@@ -327,30 +324,35 @@ def test_checkpoint_never_saves_nan_weights_even_without_stop_on_nan(tmp_path, c
 
 def test_checkpoint_keeps_two_generations_and_falls_back_from_a_damaged_one(tmp_path, capsys):
     interrupted_fit(tiny_gan(), tmp_path, epochs=4, after=3)
-    checkpoint = callbacks.Checkpoint(tmp_path)
-    assert checkpoint.saved_epochs() == [3, 2]  # epoch 1 was dropped once epoch 3 was safely on disk
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "epoch-0002.json", "epoch-0002.weights.h5", "epoch-0003.json", "epoch-0003.weights.h5"]
-    newest = checkpoint.weights_path(3)
+        "latest.weights.h5", "latest.weights.h5.bkp", "training_metadata.json", "training_metadata.json.bkp"]
+    newest = tmp_path / "latest.weights.h5"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated, as by a full disk
     fresh = tiny_gan()
-    checkpoint.set_model(fresh)
-    assert checkpoint.restore() == 2
-    out = capsys.readouterr().out
-    assert f"{newest} is damaged" in out and "previous checkpoint is used" in out
+    assert restore(callbacks.Checkpoint(tmp_path), fresh) == 2
+    assert f"{newest} is damaged" in capsys.readouterr().out
     assert int(fresh.g_optimizer.iterations) == 4
-    assert newest.exists()  # the damaged file is left for the student to look at, not deleted
 
 
-def test_a_damaged_state_file_falls_back_and_all_damaged_is_an_error(tmp_path, capsys):
+def test_weights_newer_than_their_record_fall_back(tmp_path, capsys):
+    # A kill between Keras' two writes leaves epoch 3's weights beside epoch 2's record: resuming them as epoch 2
+    # would train one epoch twice, so the step in the record must match the weights'.
+    interrupted_fit(tiny_gan(), tmp_path, epochs=4, after=3)
+    (tmp_path / "training_metadata.json").write_bytes((tmp_path / "training_metadata.json.bkp").read_bytes())
+    fresh = tiny_gan()
+    assert restore(callbacks.Checkpoint(tmp_path), fresh) == 2
+    assert "latest.weights.h5 is at step 6, not 4: trying the previous backup" in capsys.readouterr().out
+    assert int(fresh.g_optimizer.iterations) == 4
+
+
+def test_a_damaged_record_falls_back_and_all_damaged_is_an_error(tmp_path, capsys):
     interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=2)
-    checkpoint = callbacks.Checkpoint(tmp_path)
-    checkpoint.state_path(2).write_text('{"epoch": 2, "st')  # cut mid-write by something other than the kit
-    checkpoint.set_model(tiny_gan())
-    assert checkpoint.restore() == 1
-    assert f"{checkpoint.state_path(2)} is unreadable" in capsys.readouterr().out
-    checkpoint.weights_path(1).unlink()
-    checkpoint.set_model(tiny_gan())
-    with pytest.raises(RuntimeError, match="every checkpoint in .* is damaged"):
-        checkpoint.restore()
-    assert f"{checkpoint.weights_path(1)} is missing" in capsys.readouterr().out
+    record = tmp_path / "training_metadata.json"
+    record.write_text('{"epoch": 2, "st')  # cut mid-write by something other than the kit
+    assert restore(callbacks.Checkpoint(tmp_path), tiny_gan()) == 1
+    assert f"{record} is unreadable" in capsys.readouterr().out
+    for path in (record, tmp_path / "training_metadata.json.bkp"):
+        path.write_text('{"epoch": 1, "batch": 0}')  # Keras' half of the record: killed before the kit's half
+    with pytest.raises(RuntimeError, match=f"no backup in {tmp_path} can be restored"):
+        restore(callbacks.Checkpoint(tmp_path), tiny_gan())
+    assert "is incomplete (cut mid-save)" in capsys.readouterr().out

@@ -13,7 +13,7 @@ import pytest
 from t2ilib import callbacks, config, device, models, source_e, stackgan
 
 ROOT = Path(__file__).resolve().parent.parent
-# Far above any speed the kit has measured or estimated (README: 46.7 steps/s for a T4 at the reed2016 widths,
+# Far above any speed the kit has measured or estimated (docs/results.md: 46.7 steps/s for a T4 at the reed2016 widths,
 # in mixed precision, as an optimistic bound), so a step cap that outlasts the budget at this rate always does.
 FASTEST_STEPS_PER_SECOND = 1_000
 

@@ -177,12 +177,3 @@ def test_the_judge_is_cached_by_what_makes_it_and_a_stale_one_is_trained_again(t
     metrics.train_attribute_judge(changed, 32, epochs=1, cache=False)
     assert trained == [1, 2, 1, 1, 1]
 
-
-def test_history_frame_numbers_the_steps():
-    import keras
-
-    history = keras.callbacks.History()
-    history.history = {"d_loss": [1.0, 0.9, 0.8], "g_loss": [0.5, 0.6, 0.7]}
-    frame = metrics.history_frame(history, steps_per_epoch=25)
-    assert list(frame.step) == [25, 50, 75]
-    assert list(frame.d_loss) == [1.0, 0.9, 0.8]

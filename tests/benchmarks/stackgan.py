@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from t2ilib import callbacks, conditioning, config, data, device, evaluation, metrics, models, stackgan, training, viz
+from t2ilib import callbacks, conditioning, config, data, device, evaluation, models, stackgan, training, viz
 from tests.benchmarks import quality
 
 KL_WEIGHT = 2.0  # CA's KL term, StackGAN's weight and normalisation, as notebook 06 trains it
@@ -46,10 +46,10 @@ COLUMNS = {"Stage I": "stage1", "Stage I, bicubic": "bicubic", "Stage II": "stag
 def train_stage(gan, dataset, minutes: float, history_path: Path) -> dict:
     """``fit`` until ``minutes`` of wall-clock time are spent; the steps, seconds and load it took."""
     start = time.perf_counter()
-    history = gan.fit(dataset, epochs=100_000, steps_per_epoch=LOG_EVERY, verbose=0,
-                      callbacks=[callbacks.TimeBudget(minutes), callbacks.StopOnNaN()])
-    frame = metrics.history_frame(history, LOG_EVERY)
-    frame.to_csv(history_path, index=False)
+    history = callbacks.LossHistory(history_path)
+    gan.fit(dataset, epochs=100_000, steps_per_epoch=LOG_EVERY, verbose=0,
+            callbacks=[callbacks.TimeBudget(minutes), callbacks.StopOnNaN(), history])
+    frame = history.frame
     last = frame.tail(max(1, len(frame) // 3)).mean(numeric_only=True)  # D's beliefs over the last third
     return {"steps": callbacks.gan_steps(gan), "seconds": round(time.perf_counter() - start, 1),
             "load": round(os.getloadavg()[0], 2),
