@@ -9,6 +9,7 @@
 
 They work with ``t2ilib.training.ConditionalGAN`` (anything with ``generator``, ``g_optimizer`` and
 ``d_optimizer``) and read the logs it returns (``d_loss``, ``g_loss``, ``d_real``, ``d_fake``, ``d_wrong``).
+Introduced in notebook 03.
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     The epoch that is cut short still ends as usual, so the loss history, the sample grid and the checkpoint
     record it. ``minutes=None`` means no budget. ``clock`` returns seconds (tests pass a fake one).
-    Introduced in notebook 03.
+    Used by budget (notebook 03).
     """
 
     def __init__(self, minutes: float | None, clock=time.monotonic):
@@ -316,5 +317,5 @@ class TimeBudget(keras.callbacks.Callback):
 
 def budget(minutes: float) -> list:
     """The callbacks that bound a full-mode ``fit`` to ``minutes`` (notebook 03): none in fast mode, whose fixed
-    tiny step counts keep CI deterministic."""
+    tiny step counts keep CI deterministic. Introduced in notebook 03."""
     return [] if config.is_fast() else [TimeBudget(minutes)]

@@ -39,7 +39,7 @@ def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimi
 
 def compile_gan(gan, preset, **compile_options):
     """Compile ``gan`` with the preset's Adam for each network (its ``lr_g``, ``lr_d`` and ``beta_1``); returns it.
-    Introduced in notebook 03."""
+    Introduced in notebook 05."""
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
                 **compile_options)
     return gan
