@@ -11,6 +11,7 @@ import argparse
 import re
 import sys
 from importlib import metadata
+from pathlib import Path
 
 
 def _name(name):
@@ -19,7 +20,7 @@ def _name(name):
 
 def read_pins(path):
     pins = {}
-    for line in open(path, encoding="utf-8"):
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
