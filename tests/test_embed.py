@@ -103,8 +103,8 @@ def test_minilm_gives_unit_vectors_that_put_paraphrases_close():
 
 @pytest.fixture(scope="module")
 def clip_standin(tmp_path_factory):
-    pytest.importorskip("torch", reason="the CLIP stand-in runs on torch, which .ci/run's Python 3.13 job leaves out "
-                                        "(PyPI has only the multi-GB CUDA build for it)")
+    pytest.importorskip("torch", reason="the CLIP stand-in runs on torch, which this environment lacks "
+                                        "(make's WITHOUT= can leave it out)")
     return embed.write_clip_standin(tmp_path_factory.mktemp("clip"), width=16)
 
 

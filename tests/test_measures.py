@@ -48,7 +48,8 @@ def test_diversity_of_one_repeated_image_is_zero_and_of_the_data_about_one(flowe
 
 def tiny_generator(uses_noise: bool) -> keras.Model:
     z, text = keras.Input((8,), name="z"), keras.Input((4,), name="text")
-    inputs = keras.layers.Concatenate()([z, text]) if uses_noise else text
+    # The deaf one still takes z, times 0: Keras before 3.14 refuses a model input its outputs do not use.
+    inputs = keras.layers.Concatenate()([z if uses_noise else 0.0 * z, text])
     pixels = keras.layers.Dense(64 * 64 * 3, activation="tanh", kernel_initializer="random_normal")(inputs)
     return keras.Model({"z": z, "text": text}, keras.layers.Reshape((64, 64, 3))(pixels))
 

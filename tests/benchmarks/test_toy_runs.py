@@ -17,7 +17,7 @@ from tests.benchmarks import quality, source_e, stackgan
 def toy_data(tiny_flowers, tmp_path, monkeypatch):
     """A private copy of the 300-flower dataset as the data directory (the benchmarks add embeddings to it)."""
     pytest.importorskip("sentence_transformers", reason="the benchmarks embed captions with MiniLM (sentence-"
-                        "transformers), which .ci/run's Python 3.13 job leaves out: PyPI has only CUDA torch for 3.13")
+                        "transformers), which this environment lacks (make's WITHOUT= can leave it out)")
     root = tmp_path / "data"
     shutil.copytree(tiny_flowers, root / tiny_flowers.name)
     monkeypatch.setenv("T2I_DATA_DIR", str(root))
