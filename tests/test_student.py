@@ -1,7 +1,7 @@
 """tools.student: every solution goes, nothing else changes."""
 
-import importlib
 import ast
+import importlib
 import re
 from pathlib import Path
 
