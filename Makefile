@@ -95,6 +95,10 @@ $(WIDGETS7_STAMP): $(STAMP) constraints-colab.txt
 	rm -rf $(WIDGETS7)/classic
 	$(WIDGETS7)/bin/python -m pip install --quiet --target $(WIDGETS7)/classic \
 		$$(grep -iE '^notebook==' constraints-colab.txt) -c constraints-colab.txt
+	# and the widgets' nbextension of ipywidgets 7.7.1's release: 3.6.10's draws no Output widget in it
+	# ("_deserialize_state is not a function"); Colab's own front end uses neither
+	$(WIDGETS7)/bin/python -m pip install --quiet --no-deps --target $(WIDGETS7)/classic-nbextension \
+		widgetsnbextension==3.6.1
 	touch $@
 
 widgets7: $(WIDGETS7_STAMP)

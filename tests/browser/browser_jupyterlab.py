@@ -107,11 +107,11 @@ def folder(tmp_path_factory):
     return folder
 
 
-def _serve(folder: Path, what: str, argv: list, env: dict):
+def _serve(folder: Path, what: str, argv: list, env: dict, data: tuple = ()):
     """Run a Jupyter server on 127.0.0.1 until the module's tests are done; yields its base URL and token."""
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, **env,
-           "JUPYTER_PATH": os.pathsep.join([str(folder / "jupyter"), os.environ.get("JUPYTER_PATH", "")])}
+    env = {**os.environ, **env, "JUPYTER_PATH": os.pathsep.join(
+        [str(folder / "jupyter"), *map(str, data), os.environ.get("JUPYTER_PATH", "")])}
     env.pop("MPLBACKEND", None)  # a student's kernel draws inline; Agg (set by conftest.py) would draw nothing
     with open(folder / f"{what}.log", "w") as log:  # the child keeps its own copy of the file
         server = subprocess.Popen(argv + ["--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
@@ -150,11 +150,12 @@ def lab(folder):
 
 @pytest.fixture(scope="module")
 def classic(folder):
-    """Colab's classic Notebook 6.5.7 with widgetsnbextension 3.6.10, for the ipywidgets 7.7.1 kernel."""
-    if not (WIDGETS7_CLASSIC / "notebook").is_dir():
+    """Colab's classic Notebook 6.5.7 with the widgets' nbextension of ipywidgets 7.7.1's release, for its kernel."""
+    if not (WIDGETS7_CLASSIC / "notebook").is_dir() or not WIDGETS7_CLASSIC.with_name("classic-nbextension").is_dir():
         pytest.fail(f"no classic Notebook in {WIDGETS7_CLASSIC}: make widgets7")
+    nbextension = WIDGETS7_CLASSIC.with_name("classic-nbextension") / "share" / "jupyter"  # before the venv's 3.6.10
     yield from _serve(folder, "classic notebook", [WIDGETS7_PYTHON, "-m", "notebook"],
-                      {"PYTHONPATH": str(WIDGETS7_CLASSIC)})
+                      {"PYTHONPATH": str(WIDGETS7_CLASSIC)}, [nbextension])
 
 
 def _names(source: str) -> tuple[set, set]:
