@@ -18,7 +18,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 WIDGETS7 ?= $(VENV)-widgets7
-WIDGETS7_STAMP := $(WIDGETS7)/.installed
+WIDGETS7_STAMP := $(WIDGETS7)/.installed-classic
 empty :=
 space := $(empty) $(empty)
 # 0 = full mode: a CPU gets the notebooks' laptop budgets (config.minutes), a GPU the full ones; 1 = CI's smoke mode;
@@ -119,7 +119,8 @@ browser-test: $(TEST_STAMP) $(WIDGETS7_STAMP)
 		$(PYTEST_ARGS)
 
 # A kernel at Colab's ipywidgets 7.7 for browser-test: Colab's pins of the widget packages (constraints-colab.txt)
-# in a venv that reads every other package from $(VENV) (a .pth file). A few seconds from nothing.
+# in a venv that reads every other package from $(VENV) (a .pth file), and Colab's classic Notebook to show it.
+# About half a minute from nothing.
 $(WIDGETS7_STAMP): $(STAMP) constraints-colab.txt
 	$(BIN)/python -m venv $(WIDGETS7)
 	$(WIDGETS7)/bin/python -m pip install --quiet --no-deps \
@@ -127,6 +128,15 @@ $(WIDGETS7_STAMP): $(STAMP) constraints-colab.txt
 	$(BIN)/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' \
 		> "$$($(WIDGETS7)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/kit-venv.pth"
 	$(WIDGETS7)/bin/python -c 'import ipywidgets, tensorflow, t2ilib; assert ipywidgets.__version__.startswith("7.")'
+	# Colab's classic Notebook with its own jupyter_client (<8) in a folder of its own, on the server's PYTHONPATH
+	# only: JupyterLab 4 does not render ipywidgets 7's widgets
+	rm -rf $(WIDGETS7)/classic
+	$(WIDGETS7)/bin/python -m pip install --quiet --target $(WIDGETS7)/classic \
+		$$(grep -iE '^notebook==' constraints-colab.txt) -c constraints-colab.txt
+	# and the widgets' nbextension of ipywidgets 7.7.1's release: 3.6.10's draws no Output widget in it
+	# ("_deserialize_state is not a function"); Colab's own front end uses neither
+	$(WIDGETS7)/bin/python -m pip install --quiet --no-deps --target $(WIDGETS7)/classic-nbextension \
+		widgetsnbextension==3.6.1
 	touch $@
 
 widgets7: $(WIDGETS7_STAMP)
