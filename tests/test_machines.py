@@ -159,4 +159,15 @@ def test_a_laptop_gets_a_shorter_budget_than_a_gpu_and_fast_mode_stays_explicit(
         session = types.SimpleNamespace(fast=False, preset=config.get_preset(environ={}))
         budgets[machine] = constants(notebook, session, monkeypatch)["MINUTES"]
     assert 0 < budgets["cpu"] < budgets["gpu"], budgets
-    assert budgets["cpu"] <= 8, f"{notebook}: a laptop's budget of {budgets['cpu']} minutes breaks make course's 45"
+
+
+# make course's 45 minutes on a 2-core laptop: the training budgets of 03-07 plus about 15 minutes of fixed costs
+# (data, the judge's first training, evaluations, 00-02), as the laptop runs of docs/results.md measured them.
+LAPTOP_TRAINING_MINUTES = 30
+
+
+def test_the_laptop_budgets_fit_make_courses_45_minutes(monkeypatch):
+    monkeypatch.setattr(device, "detect", lambda *a, **k: types.SimpleNamespace(has_gpu=False))
+    session = types.SimpleNamespace(fast=False, preset=config.get_preset(environ={}))
+    budgets = {notebook: constants(notebook, session, monkeypatch)["MINUTES"] for notebook in TRAINING_NOTEBOOKS}
+    assert sum(budgets.values()) <= LAPTOP_TRAINING_MINUTES, f"the laptop budgets {budgets} break make course's 45"
