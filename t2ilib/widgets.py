@@ -26,7 +26,9 @@ Caption rules (documented behaviour, never a Keras stack trace; ``tests/test_rel
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import sys
 import typing
 import warnings
@@ -158,6 +160,16 @@ class DemoWidgets(typing.NamedTuple):
         display(self.box if self.box is not None else self.state)
 
 
+def _png(fig) -> str:
+    """A matplotlib figure as base64 PNG text, closed so that the inline backend does not show it again."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def menu_name(name: str, card: dict) -> str:
     """``name`` as the Model menu shows it: fast-mode models (``card["fast_mode"]``) say so.
     Introduced in notebook 07."""
@@ -203,17 +215,19 @@ def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with re
     out = w.Output()
 
     def on_click(_):
+        # Set as the Output widget's state, not printed `with out:`: that capture is routed by message id, and the
+        # classic Notebook with ipywidgets 7 sends what arrives before its Output model is made to the cell instead.
+        # The note also makes a click with unchanged settings redraw its (identical) grid.
+        out.outputs = ({"output_type": "stream", "name": "stdout", "text": "Generating...\n"},)
         grid = state.generate(text.value, model.value, seed.value, truncation.value)
-        out.clear_output(wait=True)
-        with out:
-            if grid is None:
-                print("Cannot generate:", state.last_error)
-            else:
-                import matplotlib.pyplot as plt
-
-                viz.show_images(grid[None], title=f"{model.value}: {text.value!r} (seed {seed.value}, "
-                                                  f"truncation {truncation.value:.1f})", columns=1, size=6)
-                plt.show()
+        if grid is None:
+            out.outputs = ({"output_type": "stream", "name": "stdout",
+                            "text": f"Cannot generate: {state.last_error}\n"},)
+        else:
+            title = f"{model.value}: {text.value!r} (seed {seed.value}, truncation {truncation.value:.1f})"
+            out.outputs = ({"output_type": "display_data", "metadata": {},
+                            "data": {"image/png": _png(viz.show_images(grid[None], title=title, columns=1, size=6)),
+                                     "text/plain": title}},)
 
     button.on_click(on_click)
     on_click(None)  # the demo opens on a grid, never blank; an executed notebook's page keeps it as a PNG

@@ -76,6 +76,31 @@ def test_widgets_button_calls_the_callback(generator):
         "a white flower", "smoke", 7, 0.7))
 
 
+def test_the_output_widget_holds_the_grid_as_a_png_or_the_error_in_its_state(generator):
+    """Each click replaces the Output widget's outputs (its synced state, which every front end draws) with one
+    PNG of the grid or the error, and leaves no open figure for the inline backend to show again in the cell."""
+    pytest.importorskip("ipywidgets", reason="the widget front needs ipywidgets")
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    plt.close("all")
+    state, box = widgets.demo({"smoke": generator}, widgets.CaptionEncoder(CountingEncoder()))
+    text, (_, button), out = box.children[0], box.children[1].children, box.children[-1]
+    for _ in range(2):  # the opening grid, then a click's
+        (shown,) = out.outputs
+        assert shown["output_type"] == "display_data" and plt.get_fignums() == []
+        picture = Image.open(io.BytesIO(base64.b64decode(shown["data"]["image/png"])))
+        assert min(picture.size) > 100 and "smoke" in shown["data"]["text/plain"]
+        button.click()
+    text.value = "  "
+    button.click()
+    assert out.outputs == ({"output_type": "stream", "name": "stdout",
+                            "text": f"Cannot generate: {state.last_error}\n"},) and "empty" in state.last_error
+
+
 def test_the_menu_opens_on_the_latest_full_mode_generator_saved_else_the_shipped_one(generator, tmp_path,
                                                                                         monkeypatch):
     from t2ilib import pretrained

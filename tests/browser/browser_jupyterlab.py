@@ -301,17 +301,17 @@ def _shut_down_kernels(url: str, token: str) -> None:
         urllib.request.urlopen(request, timeout=60).close()
 
 
-# Not yet working, kept running so that it shows when it starts to: under ipywidgets 7.7.1 in the classic Notebook the
-# demo's widgets render and its opening grid shows, but the grid a Generate click draws never reaches the Output
-# widget. Colab's own front end is neither JupyterLab 4 (which renders no ipywidgets 7 widget) nor this one, and
-# notebook 07 passes at Colab's versions kernel-side (make test-colab).
-WIDGETS7_CLICK = ("ipywidgets 7.7.1 in the classic Notebook 6.5.7: a Generate click's grid never reaches the demo's "
-                  "Output widget (not yet solved)")
-CLICK_TIME = 120_000  # ms: the default model draws its eight pictures in seconds
+CLICK_TIME = 30_000  # ms: the default model draws its eight pictures in seconds
+# Intermittent, kept running: in the classic Notebook the demo's rendered widgets sometimes leave the page a moment
+# later (the cell's outputs still list its widget view, no page error), then no Generate button is found. Seen in
+# about 1 run in 2 on a busy 2-core machine; when they stay, the opening grid and the click's grid both reach the
+# Output widget.
+WIDGETS7_FLAKY = ("ipywidgets 7.7.1 in the classic Notebook 6.5.7: the demo's widgets sometimes vanish from the page "
+                  "right after they render (cause not yet found)")
 
 
 @pytest.mark.parametrize("kernel", ["ipywidgets8", pytest.param(
-    "ipywidgets7", marks=pytest.mark.xfail(reason=WIDGETS7_CLICK, strict=False))])
+    "ipywidgets7", marks=pytest.mark.xfail(reason=WIDGETS7_FLAKY, strict=False))])
 def test_notebook_07_demo_draws_pictures_with_its_default_model(browser, folder, request, kernel):
     python, front_end = KERNELS[kernel]
     if not Path(python).is_file():
@@ -353,12 +353,11 @@ def test_notebook_07_demo_draws_pictures_with_its_default_model(browser, folder,
         chosen = re.search(r"the Model menu opens on: (.*)", page.evaluate(_PRINTED % js, name))
         assert chosen and chosen.group(1).strip() == default, \
             f"the menu opens on {default!r}, widgets.default_model chose {chosen and chosen.group(1)!r}"
-        output = notebook.locator(".widget-output").first
-        # The demo opens on a grid, never blank: in its Output widget, or (classic Notebook and ipywidgets 7, whose
-        # Output model is made after the kernel has drawn into it) in the cell's own output below the widgets
-        cell = notebook.locator(".jp-Cell, .cell").last
-        cell.locator("img").first.wait_for(timeout=60_000)
-        cell.locator("img").evaluate_all("images => images.forEach(image => image.dataset.before = '1')")
+        # ipywidgets 8's Output view is .widget-output; 7's in the classic Notebook is .jupyter-widgets-output-area
+        output = notebook.locator(".widget-output, .jupyter-widgets-output-area").first
+        # The demo opens on a grid, never blank, in its Output widget (not the cell's own output below it)
+        output.locator("img").first.wait_for(timeout=60_000)
+        output.locator("img").evaluate_all("images => images.forEach(image => image.dataset.before = '1')")
         button.click()
         output.locator("img:not([data-before]), :text('Cannot generate')").first.wait_for(timeout=CLICK_TIME)
         assert "Cannot generate" not in output.inner_text(), f"{default}: {output.inner_text()}"
