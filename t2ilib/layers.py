@@ -43,7 +43,7 @@ _PACKAGE = "t2ilib"
 
 
 def dcgan_init():
-    """The DCGAN weight initialiser: N(0, 0.02). Used by models.build_generator (notebook 05)."""
+    """The DCGAN weight initialiser: N(0, 0.02). Used by training.make_gan (notebook 03)."""
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
@@ -57,7 +57,7 @@ def batch_normalization(**kwargs) -> layers.BatchNormalization:
     The momentum is DCGAN's 0.9: with Keras' default 0.99 the moving statistics that inference uses lag hundreds
     of steps behind a GAN's fast-changing activations, and samples drawn with ``training=False`` (the sample
     grids, the metrics) come out flat grey for the first few hundred steps.
-    Used by models.build_discriminator (notebook 05).
+    Used by training.make_gan (notebook 03).
     """
     import tensorflow as tf  # Keras 3 distributes the TensorFlow backend through tf.distribute
 
@@ -77,7 +77,7 @@ class TextProjection(layers.Layer):
 
     Both G and D own one. Compressing first keeps the text from swamping the 100-d noise in G and keeps D's
     depth concatenation at 4x4 cheap.
-    Used by models.build_discriminator (notebook 05).
+    Used by training.make_gan (notebook 03).
     """
 
     def __init__(self, units: int = 128, spectral_norm: bool = False, **kwargs):
@@ -104,7 +104,7 @@ class TextProjection(layers.Layer):
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SpatialTile(layers.Layer):
     """``[B, D] -> [B, size, size, D]``: the same text code at every spatial position.
-    Used by models.build_discriminator (notebook 05)."""
+    Used by training.make_gan (notebook 03)."""
 
     def __init__(self, size: int = 4, **kwargs):
         super().__init__(**kwargs)
@@ -127,7 +127,7 @@ class UpBlock(layers.Layer):
     ``upsample="nearest"`` swaps the transposed conv for nearest-neighbour upsampling + a 3x3 conv, which cannot
     paint the checkerboard pattern a stride-2 transposed conv tends to (Odena et al. 2016).
     ``batch_norm=False`` with ``activation="tanh"`` makes G's output block (the DCGAN rules: no BN there).
-    Used by models.build_generator (notebook 05).
+    Used by training.make_gan (notebook 03).
     """
 
     def __init__(self, filters: int, upsample: str = "transpose", batch_norm: bool = True,
@@ -197,7 +197,7 @@ class ConditionalBatchNormalization(layers.Layer):
     reads it again: the caption sets the per-channel scale and offset of each block's features, which is how a
     colour word reaches the pixels in a few hundred steps instead of thousands. ``gamma`` starts at 1 and ``beta``
     at 0 (plain batch norm) and learns from there.
-    Used by models.build_generator (notebook 05).
+    Used by training.make_gan (notebook 03).
     """
 
     def __init__(self, **kwargs):
@@ -232,7 +232,7 @@ class DownBlock(layers.Layer):
 
     ``batch_norm=False`` for D's first block (the DCGAN rules), and for a spectrally normalised D, where spectral
     norm alone keeps D smooth and batch statistics would mix the real and fake halves of a batch.
-    Used by models.build_discriminator (notebook 05).
+    Used by training.make_gan (notebook 03).
     """
 
     def __init__(self, filters: int, batch_norm: bool = True, spectral_norm: bool = False, **kwargs):

@@ -176,7 +176,7 @@ def conditional_gradient_penalty(critic, images, text, fakes, wrong_text=None, s
     """:func:`gradient_penalty` of a critic ``critic(images, text)`` on the lines from each real pair to each kind
     of pair it calls fake: to the fake image with the right caption and, given ``wrong_text`` (GAN-CLS), to the real
     image with the wrong caption, which the image penalty alone leaves unbounded. The mean of the two.
-    Used by training.ConditionalGAN (notebook 05)."""
+    Used by training.make_gan (notebook 03)."""
     penalties = [gradient_penalty(lambda x: critic(x, text), images, fakes, seed=seed)]
     if wrong_text is not None:
         penalties.append(gradient_penalty(lambda t: critic(images, t), text, wrong_text, seed=seed))
@@ -198,7 +198,7 @@ def reconstruction_loss(high_res, low_res):
 def pair_similarity(image_features, text_features, temperature: float = 0.1):
     """``[B, B]`` cosine of every image's features with every caption's, over ``temperature`` (XMC-GAN's 0.1):
     the same scale whatever D's norms are. Row i is image i; column j is caption j.
-    Used by training.ConditionalGAN (notebook 05)."""
+    Used by training.make_gan (notebook 03)."""
     unit = lambda x: ops.normalize(_f32(x), axis=-1)
     return ops.matmul(unit(image_features), ops.transpose(unit(text_features))) / temperature
 

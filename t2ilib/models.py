@@ -38,7 +38,7 @@ __all__ = ["build_generator", "build_discriminator", "projection_head", "text_in
 def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_length: int | None = None,
                text_stats=None):
     """The ``text`` input of G or D, and the text vector it becomes inside the model.
-    Used by build_discriminator (notebook 05).
+    Used by training.make_gan (notebook 03).
 
     Either ``embedding_dim`` (a cached embedding arrives) or ``text_encoder`` + ``sequence_length`` (token ids
     arrive and the encoder, trained with the GAN, turns them into a vector).
@@ -69,7 +69,7 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
                     sequence_length: int | None = None, text_stats=None, conditioning: str = "dense",
                     kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
-    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square. Introduced in notebook 05.
+    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square. Introduced in notebook 06.
 
     text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
     -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
@@ -115,7 +115,7 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
                         sequence_length: int | None = None, text_stats=None,
                         name: str = "discriminator") -> keras.Model:
     """``(image, text) -> {"logits": one logit per pair}``: is this a real image that matches this text?
-    Introduced in notebook 05.
+    Introduced in notebook 06.
 
     image -> one ``DownBlock`` per width of ``preset.d_channels`` (no batch norm on the first) down to 4x4;
     text -> ``TextProjection`` -> tiled at 4x4 and concatenated in depth -> 1x1 conv + BN + LeakyReLU -> a 4x4
@@ -162,7 +162,7 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
 def projection_head(features, code, *, spectral_norm: bool = False) -> dict:
     """Miyato & Koyama's projection term ``<W code, pool(features)>``, one number per pair ``[B, 1]``, as
     ``{"agreement", "image_features": pool(features), "text_features": W code}``.
-    Used by build_discriminator (notebook 05).
+    Used by training.make_gan (notebook 03).
 
     The layers are named ``pool_image``, ``projection`` (``W``, spectrally normalised with ``spectral_norm``)
     and ``text_image_agreement``.

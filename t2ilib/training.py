@@ -39,7 +39,7 @@ def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimi
 
 def compile_gan(gan, preset, **compile_options):
     """Compile ``gan`` with the preset's Adam for each network (its ``lr_g``, ``lr_d`` and ``beta_1``); returns it.
-    Introduced in notebook 05."""
+    Used by training.make_gan (notebook 03)."""
     gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
                 **compile_options)
     return gan
@@ -47,7 +47,7 @@ def compile_gan(gan, preset, **compile_options):
 
 def with_loss_scaling(optimizer):
     """``optimizer`` in a ``LossScaleOptimizer`` under ``mixed_float16`` (so small float16 gradients don't
-    underflow), else itself. Used by ConditionalGAN (notebook 05)."""
+    underflow), else itself. Used by training.make_gan (notebook 03)."""
     if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
             optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
@@ -56,7 +56,7 @@ def with_loss_scaling(optimizer):
 
 def layer_losses(generator) -> dict:
     """The losses ``generator``'s layers added in its last call (``add_loss``: CA's weighted KL), as
-    ``{"kl": sum}`` or ``{}``. Used by ConditionalGAN (notebook 05)."""
+    ``{"kl": sum}`` or ``{}``. Used by training.make_gan (notebook 03)."""
     return {"kl": ops.cast(ops.sum(generator.losses), "float32")} if generator.losses else {}
 
 
@@ -168,7 +168,7 @@ class GANCLS(keras.Model):
 
 class ConditionalGAN(GANCLS):
     """GAN-CLS plus the course's optional terms, each off by default and written in one place below.
-    Introduced in notebook 05 (notebooks 03 and 04 build it through ``make_gan``; GAN-INT and the contrastive and
+    Used by training.make_gan (notebook 03), which every notebook builds it through; GAN-INT and the contrastive and
     mode-seeking terms are notebook 04's, WGAN-GP notebook 06's)."""
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
