@@ -161,13 +161,15 @@ def test_a_laptop_gets_a_shorter_budget_than_a_gpu_and_fast_mode_stays_explicit(
     assert 0 < budgets["cpu"] < budgets["gpu"], budgets
 
 
-# make course's 45 minutes on a 2-core laptop: the training budgets of 03-07 plus about 15 minutes of fixed costs
+# make course's 45 minutes on a 2-core laptop: the training budgets of 03-06 plus about 15 minutes of fixed costs
 # (data, the judge's first training, evaluations, 00-02), as the laptop runs of docs/results.md measured them.
+# Notebook 07 trains only when the student has no generator saved, and make course runs 04, which saves one, first.
 LAPTOP_TRAINING_MINUTES = 30
 
 
 def test_the_laptop_budgets_fit_make_courses_45_minutes(monkeypatch):
     monkeypatch.setattr(device, "detect", lambda *a, **k: types.SimpleNamespace(has_gpu=False))
     session = types.SimpleNamespace(fast=False, preset=config.get_preset(environ={}))
-    budgets = {notebook: constants(notebook, session, monkeypatch)["MINUTES"] for notebook in TRAINING_NOTEBOOKS}
+    budgets = {notebook: constants(notebook, session, monkeypatch)["MINUTES"] for notebook in TRAINING_NOTEBOOKS
+               if not notebook.startswith("07")}
     assert sum(budgets.values()) <= LAPTOP_TRAINING_MINUTES, f"the laptop budgets {budgets} break make course's 45"
