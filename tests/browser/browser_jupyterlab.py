@@ -260,6 +260,19 @@ _CLASSIC = ("const nb = window.Jupyter && Jupyter.notebook;"
 FRONT_ENDS = {"lab": _LAB, "classic": _CLASSIC}
 # Ready for Run All: the kernel connected and idle (TensorFlow not yet imported).
 _KERNEL_IDLE = "name => { %s return idle; }"
+# ipywidgets 7's classic front end is ready for Run All once its widget manager has had its first answer from the
+# kernel: when that answer comes, the manager re-renders every cell showing a widget, and the re-render draws nothing
+# where a live widget was (removing the view blanks the model id of the very output it re-renders from;
+# jupyter-widgets/ipywidgets#3770). A fresh kernel refuses the manager's control comm (ipywidgets not imported yet),
+# so the manager then asks for comm_info; asked after Run All's cells, it is answered after them, and the demo drawn
+# by then leaves the page. Ready: the control comm is gone (answered or refused) and a comm_info request of the
+# test's own, sent after the manager's, has its answer (false if not within 30 s; the caller asks again).
+_WIDGET_MANAGER_LOADED = (
+    "async name => { %s const kernel = nb.kernel, manager = kernel.widget_manager; if (!idle || !manager) return false;"
+    " const comms = await Promise.all(Object.values(kernel.comm_manager.comms));"
+    " if (comms.some(comm => comm && comm.target_name === 'jupyter.widget.control')) return false;"
+    " return await new Promise(done => { kernel.comm_info('jupyter.widget', () => done(true));"
+    " setTimeout(() => done(false), 30000); }); }")
 # Run All reached the kernel: the first cell's prompt left '[ ]' for '[*]' or its number.
 _RUNNING = ("name => { %s const prompt = node.querySelector('.jp-InputPrompt, .input_prompt');"
             r" return !!prompt && /\[(\*|\d+)\]/.test(prompt.innerText); }")
@@ -277,7 +290,8 @@ _PRINTED = ("name => { %s return cells.flatMap(cell => cell.outputs).filter(o =>
 
 def _run_all_cells(page, url: str, token: str, name: str, front_end: str) -> None:
     """Open the notebook (in JupyterLab in a workspace of its own: no tab of an earlier run), wait for its kernel
-    to be idle, then Run All; returns once its first cell has started."""
+    to be idle (and in the classic Notebook for its widget manager to load), then Run All; returns once its first
+    cell has started."""
     js = FRONT_ENDS[front_end]
     if front_end == "lab":
         page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={token}", timeout=SLOW)
@@ -288,6 +302,12 @@ def _run_all_cells(page, url: str, token: str, name: str, front_end: str) -> Non
         page.evaluate(f"name => {{ {js} app.shell.activateById(panel.id);"
                       " app.commands.execute('notebook:run-all-cells'); }", name)
     else:
+        # evaluate, not wait_for_function: that would take the predicate's promise for true at once
+        deadline = time.monotonic() + SLOW / 1000
+        while not page.evaluate(_WIDGET_MANAGER_LOADED % js, name):
+            if time.monotonic() > deadline:
+                pytest.fail(f"ipywidgets 7's widget manager had no answer from the kernel within {SLOW // 1000} s")
+            page.wait_for_timeout(200)
         page.evaluate("() => Jupyter.notebook.execute_all_cells()")
     page.wait_for_function(_RUNNING % js, arg=name, timeout=SLOW)
 
@@ -302,12 +322,14 @@ def _shut_down_kernels(url: str, token: str) -> None:
 
 
 CLICK_TIME = 30_000  # ms: the default model draws its eight pictures in seconds
-# Intermittent, kept running: in the classic Notebook the demo's rendered widgets sometimes leave the page a moment
-# later (the cell's outputs still list its widget view, no page error), then no Generate button is found. Seen in
-# about 1 run in 2 on a busy 2-core machine; when they stay, the opening grid and the click's grid both reach the
-# Output widget.
-WIDGETS7_FLAKY = ("ipywidgets 7.7.1 in the classic Notebook 6.5.7: the demo's widgets sometimes vanish from the page "
-                  "right after they render (cause not yet found)")
+
+
+# The demo vanishing in the classic Notebook was the test's Run All racing ipywidgets 7's widget manager (upstream
+# jupyter-widgets/ipywidgets#3770; fixed here by waiting for its answer): 9 of 9 runs passed in the worktree that
+# fixed it. In a fresh clone's browser job (2026-12-04) the classic Notebook's kernel then never showed idle within
+# SLOW, before Run All, once in one run: not yet understood, so the case stays a non-strict expected failure.
+WIDGETS7_FLAKY = ("ipywidgets 7.7.1 in the classic Notebook 6.5.7: in a fresh clone's run the page's kernel never "
+                  "showed idle within the time limit (cause not yet found)")
 
 
 @pytest.mark.parametrize("kernel", ["ipywidgets8", pytest.param(
@@ -348,7 +370,8 @@ def test_notebook_07_demo_draws_pictures_with_its_default_model(browser, folder,
                         f" the page's errors: {console[-5:]}")
         assert done == "demo", f"notebook 07's demo cells failed under {kernel}: {done}"
         print(f"{kernel} in {front_end}: the demo drawn {time.monotonic() - started:.0f} s after opening the notebook")
-        assert button.count() == 1, f"{button.count()} Generate buttons: the demo is shown once"
+        assert button.count() == 1, (f"{button.count()} Generate buttons: the demo is shown once (none: its widgets "
+                                     f"left the page after they were drawn; the page's errors: {console[-5:]})")
         default = notebook.locator(".widget-dropdown select").first.input_value()
         chosen = re.search(r"the Model menu opens on: (.*)", page.evaluate(_PRINTED % js, name))
         assert chosen and chosen.group(1).strip() == default, \
