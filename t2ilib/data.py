@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMAT_VERSION", "PreparedDataset", "load_prepared", "make_dataset", "image_groups", "to_unit_range"]
+__all__ = ["FORMAT_VERSION", "PreparedDataset", "load_prepared", "make_dataset", "image_groups", "image_labels",
+           "to_unit_range"]
 
 FORMAT_VERSION = 1
 CAPTION_COLUMNS = ["caption_id", "image_idx", "split", "text"]
@@ -216,6 +217,20 @@ def image_groups(prepared: PreparedDataset, image_ids: np.ndarray) -> np.ndarray
     return groups if groups.max() > 0 else np.arange(len(image_ids))
 
 
+def image_labels(prepared: PreparedDataset) -> tuple[np.ndarray, list[str]]:
+    """A class label for every image of the dataset and the labels' names: the values of the ``meta["mismatch_by"]``
+    attributes joined by "/" (the colour pair of the synthetic flowers, "red/yellow"; the class of a real dataset),
+    numbered in sorted order of the names. ``make_dataset(text="label")`` gives them as one-hot vectors.
+    Introduced in notebook 03."""
+    columns = prepared.meta.get("mismatch_by")
+    if prepared.attributes is None or not columns:
+        raise ValueError(f"{prepared.path}: class labels come from the attributes meta.json's mismatch_by names, and "
+                         f"{prepared.name} has none; use a dataset with attributes.csv, such as synthetic_flowers")
+    keys = prepared.attributes.loc[np.arange(prepared.num_images), columns].astype(str).agg("/".join, axis=1)
+    names = sorted(set(keys))
+    return np.searchsorted(names, keys.to_numpy()).astype(np.int64), names
+
+
 def _near_miss_tables(prepared: PreparedDataset, image_ids: np.ndarray, groups: np.ndarray):
     """For each ``mismatch_by`` attribute A: where to draw a *near miss* for each image, an image that agrees with
     it on every other ``mismatch_by`` attribute but not on A (same petal colour, another centre colour).
@@ -244,7 +259,10 @@ def _near_miss_tables(prepared: PreparedDataset, image_ids: np.ndarray, groups: 
 
 
 def _text_table(prepared, rows: np.ndarray, text: str, vectorizer) -> np.ndarray:
-    """What the model receives for each caption row: token ids or a cached embedding."""
+    """What the model receives for each caption row: token ids, its image's one-hot label or a cached embedding."""
+    if text == "label":
+        labels, names = image_labels(prepared)
+        return np.eye(len(names), dtype=np.float32)[labels[prepared.captions.image_idx.to_numpy()[rows]]]
     if text == "tokens":
         if vectorizer is None:
             raise ValueError("text='tokens' needs vectorizer=t2ilib.text.make_vectorizer(<training captions>)")
@@ -260,8 +278,10 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
     - ``image``: float32 ``[B, image_size, image_size, 3]`` in [-1, 1], horizontally flipped at random if ``flip``,
       and if ``crop`` a random window of 8/9 of each side resized back (StackGAN's 64 px crops of 76 px images).
     - ``text``: a random caption of the image, drawn again every epoch: the cached embedding ``text`` names
-      (float32 ``[B, D]``) or, with ``text="tokens"``, int32 token ids ``[B, L]`` from ``vectorizer``.
-    - ``wrong_text``: the same kind of text for a caption of an image of another group (see ``image_groups``).
+      (float32 ``[B, D]``), with ``text="tokens"`` int32 token ids ``[B, L]`` from ``vectorizer``, or with
+      ``text="label"`` no caption at all: the image's class label one-hot, float32 ``[B, K]`` (``image_labels``).
+    - ``wrong_text``: the same kind of text for a caption of an image of another group (see ``image_groups``;
+      with ``text="label"``, another label).
       A share ``near_miss`` of them are *near misses* when the dataset names two or more ``mismatch_by``
       attributes: from an image that differs in exactly one of them (the same petal colour with another centre
       colour, or the reverse). Drawn from any other group, nearly every wrong caption names another petal colour,
