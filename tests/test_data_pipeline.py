@@ -262,3 +262,30 @@ def test_embedding_stats_are_the_split_captions_mean_and_variance(prepared, monk
     np.testing.assert_allclose(variance, train.var(0), rtol=1e-6)
     with pytest.raises(ValueError, match="no captions in split 'nope'"):
         prepared.embedding_stats("sentence", split="nope")
+
+
+def test_label_text_is_the_images_colour_pair_one_hot_and_the_wrong_label_another(prepared):
+    from t2ilib.data import image_labels
+
+    labels, names = image_labels(prepared)
+    pair = (prepared.attributes.petal_colour + "/" + prepared.attributes.centre_colour).to_numpy()
+    assert len(labels) == prepared.num_images and names == sorted(set(pair))
+    assert [names[label] for label in labels] == list(pair)
+    images = prepared.images(32)
+    batch = next(iter(make_dataset(prepared, image_size=32, text="label", batch_size=16, flip=False)))
+    text, wrong = batch["text"].numpy(), batch["wrong_text"].numpy()
+    assert text.shape == (16, len(names)) and text.dtype == np.float32
+    assert (text.sum(axis=1) == 1).all() and (wrong.sum(axis=1) == 1).all()  # one-hot
+    for image, label, wrong_label in zip(batch["image"].numpy(), text.argmax(axis=1), wrong.argmax(axis=1)):
+        owner = _matching_image(image, np.flatnonzero(labels == label), images)
+        assert owner is not None, "the label must be the label of the image it comes with"
+        assert wrong_label != label
+
+
+def test_labels_need_attributes_and_say_so(prepared, tmp_path):
+    from t2ilib.data import PreparedDataset, image_labels
+
+    bare = PreparedDataset(path=tmp_path, meta={**prepared.meta, "mismatch_by": []}, captions=prepared.captions,
+                           attributes=prepared.attributes)
+    with pytest.raises(ValueError, match="mismatch_by"):
+        image_labels(bare)
