@@ -55,8 +55,11 @@ DEMO_07_CELLS = {
     "the encoder and the demo": "state, box = widgets.demo(",
 }
 DEMO_07_TIME = 600_000  # ms: the kernel imports TensorFlow and torch, embeds the captions, loads MiniLM
-# A kernel at Colab's ipywidgets (7.7.1): `make widgets7` builds it, WIDGETS7_PYTHON names its python.
-WIDGETS7_PYTHON = os.environ.get("T2I_WIDGETS7_PYTHON", str(ROOT / ".venv-widgets7" / "bin" / "python"))
+# A kernel at Colab's ipywidgets (7.7.1): `make widgets7` builds it, WIDGETS7_PYTHON names its python. Made absolute
+# (`make browser-test` passes .venv-widgets7/bin/python): the server starts a kernel in the notebook's folder, where a
+# relative path names nothing ("No such file or directory" in the server's log, a kernel that never starts). Not
+# resolved: the venv's python is a symlink to the base python, which would leave the venv.
+WIDGETS7_PYTHON = os.path.abspath(os.environ.get("T2I_WIDGETS7_PYTHON", ROOT / ".venv-widgets7" / "bin" / "python"))
 # Its classic Notebook (Colab's notebook 6.5.7 and its jupyter_client, `make widgets7` installs them here): JupyterLab
 # 4's widget manager renders only ipywidgets 8 ("Module @jupyter-widgets/controls, version ^1.5.0 is not registered").
 WIDGETS7_CLASSIC = Path(WIDGETS7_PYTHON).parents[1] / "classic"
@@ -288,7 +291,28 @@ _PRINTED = ("name => { %s return cells.flatMap(cell => cell.outputs).filter(o =>
             ".map(o => [].concat(o.text).join('')).join(''); }")
 
 
-def _run_all_cells(page, url: str, token: str, name: str, front_end: str) -> None:
+# Each front end's server log (in the folder it serves): why a kernel did not start.
+SERVER_LOGS = {"lab": "jupyter lab.log", "classic": "classic notebook.log"}
+
+
+def _wait_for_kernel_idle(page, js: str, name: str, log: Path) -> None:
+    """Wait until the page shows the notebook's kernel idle; fail at once, with the server's words, if the server
+    could not start the kernel, and with the end of its log at the time limit."""
+    start = log.stat().st_size if log.is_file() else 0  # what this test's kernel wrote, not an earlier one's
+    deadline = time.monotonic() + SLOW / 1000
+    while not page.evaluate(_KERNEL_IDLE % js, name):
+        with open(log, errors="replace") as file:
+            file.seek(start)
+            text = file.read()
+        failed = text.find("Failed to run command")  # jupyter_client's launcher: the kernel's process did not start
+        if failed >= 0:
+            pytest.fail(f"the server could not start {name}'s kernel: {text[failed:failed + 1500]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name}'s kernel was not idle within {SLOW // 1000} s; the server's log ends: {text[-1500:]}")
+        page.wait_for_timeout(500)
+
+
+def _run_all_cells(page, url: str, token: str, name: str, front_end: str, log: Path) -> None:
     """Open the notebook (in JupyterLab in a workspace of its own: no tab of an earlier run), wait for its kernel
     to be idle (and in the classic Notebook for its widget manager to load), then Run All; returns once its first
     cell has started."""
@@ -297,7 +321,7 @@ def _run_all_cells(page, url: str, token: str, name: str, front_end: str) -> Non
         page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={token}", timeout=SLOW)
     else:
         page.goto(f"{url}/notebooks/{name}?token={token}", timeout=SLOW)
-    page.wait_for_function(_KERNEL_IDLE % js, arg=name, timeout=SLOW)
+    _wait_for_kernel_idle(page, js, name, log)
     if front_end == "lab":
         page.evaluate(f"name => {{ {js} app.shell.activateById(panel.id);"
                       " app.commands.execute('notebook:run-all-cells'); }", name)
@@ -353,7 +377,7 @@ def test_notebook_07_demo_draws_pictures_with_its_default_model(browser, folder,
     BUILD.mkdir(exist_ok=True)
     try:
         started = time.monotonic()
-        _run_all_cells(page, url, token, name, front_end)
+        _run_all_cells(page, url, token, name, front_end, folder / SERVER_LOGS[front_end])
         notebook = page.locator(".jp-NotebookPanel:visible, #notebook-container").first
         done = page.wait_for_function(_DEMO_OR_ERROR % js, arg=name, timeout=DEMO_07_TIME).json_value()
         button = notebook.locator("button", has_text=re.compile(r"^\s*Generate\s*$"))
