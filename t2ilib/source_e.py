@@ -3,7 +3,7 @@ Augmentation (Zhang et al. 2017), and the three setups notebook 05 trains it wit
 
 - :data:`SOURCE_E` and :func:`build_source_e_generator` / :func:`build_source_e_discriminator`: sentence embedding
   384 -> CA 128, z 100, a DCGAN decoder from 4x4x1024; a D with augmentation on its input and the CA vector tiled
-  at 4x4.
+  at 4x4. :func:`scaled_to` is the same model at a machine preset's widths.
 - :data:`SOURCE_E_SETUPS` ("as published", "balanced", "fixed"), each a :class:`SourceESetup` (its knobs and its
   recipe), and :func:`build_source_e_gan`, which builds and compiles one of them as a
   ``t2ilib.training.ConditionalGAN``.
