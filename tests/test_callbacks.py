@@ -64,10 +64,13 @@ def run_child(directory, epochs, kill_after_epoch=None):
 
 
 def saved_epoch(directory):
+    """The epoch of the kit's newest record: Keras writes its own record (the epoch alone) first, the kit's (with the
+    step and the noise) replaces it a moment later, so a kill between the two would leave Keras' record."""
     try:
-        return (callbacks.Checkpoint(directory).saved() or {"epoch": 0})["epoch"]
+        record = callbacks.Checkpoint(directory).saved() or {}
     except ValueError:  # read while the child writes it
         return 0
+    return record["epoch"] if "step" in record else 0
 
 
 def last_line(out, prefix):
