@@ -52,7 +52,7 @@ def constants(notebook: str, session, monkeypatch) -> dict:
     """The namespace notebook's constants cell (the one reading its MINUTES) leaves, run against ``session``."""
     monkeypatch.setattr(callbacks, "TimeBudget", RecordedBudget, raising=False)
     monkeypatch.delenv("T2I_MINUTES", raising=False)
-    monkeypatch.setenv("T2I_FAST", "0")  # full mode: callbacks.budget gives the run its TimeBudget
+    monkeypatch.setenv("T2I_FAST", "0")  # full mode: callbacks.stop_after gives the run its TimeBudget
     cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
     source = next(c.source for c in cells if c.cell_type == "code" and "MINUTES = config.minutes(" in c.source)
     namespace = {"session": session, "config": config, "callbacks": callbacks, "os": os}
