@@ -7,7 +7,7 @@ attributes are known, whether a generated image matches its caption can be measu
 and ``compositional`` (petal/centre colour pairs that never occur in training).
 
     python -m data_prep synthetic_flowers --out data/synthetic_flowers            # 10,000 images, 32/64/128 px
-    data_prep.synthetic.ensure(session.data_dir, session.preset.num_images)      # from a notebook
+    data_prep.synthetic.ensure(session.data_dir, session.preset.size.num_images)      # from a notebook
 """
 
 from __future__ import annotations

@@ -66,6 +66,6 @@ def setup(seed: int = 0, preset: str | None = None, quiet: bool = False, dataset
     if not quiet:
         mode = "FAST mode (tiny models, a few steps: checks the code, not the results)" if fast else "full mode"
         print(info.describe())
-        print(f"{mode}; preset '{chosen.name}' at {chosen.image_size}x{chosen.image_size}; "
+        print(f"{mode}; preset '{chosen.name}' at {chosen.size.image_size}x{chosen.size.image_size}; "
               f"dataset {session.dataset} in {session.data_dir}")
     return session

@@ -27,7 +27,7 @@ import pandas as pd
 
 from t2ilib import config, models, viz
 
-__all__ = ["SampleGrid", "LossHistory", "Checkpoint", "StopOnNaN", "TimeBudget", "budget", "gan_steps"]
+__all__ = ["SampleGrid", "LossHistory", "Checkpoint", "StopOnNaN", "TimeBudget", "stop_after", "gan_steps"]
 
 
 def gan_steps(gan) -> int:
@@ -216,12 +216,15 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
 
 
 def _fingerprint(gan) -> dict:
-    """What makes two runs one run, as JSON values: the preset the networks were built from (``make_gan`` keeps it),
-    the trainer's options and each optimizer's settings."""
-    preset = getattr(gan, "preset", None)
-    record = {} if preset is None else {
-        f"preset.{name}": value for name, value in dataclasses.asdict(preset).items()
+    """What makes two runs one run, as JSON values: the size the networks were built at (``make_gan`` keeps it), the
+    trainer's recipe and other options, and each optimizer's settings."""
+    size = getattr(gan, "size", None)
+    record = {} if size is None else {
+        f"size.{name}": value for name, value in dataclasses.asdict(size).items()
         if name not in ("steps", "num_images")}  # how long and on how much data, not what is trained
+    recipe = getattr(gan, "recipe", None)
+    if recipe is not None:
+        record.update({f"recipe.{name}": value for name, value in dataclasses.asdict(recipe).items()})
     record.update(getattr(gan, "options", {}))
     for name in ("g_optimizer", "d_optimizer"):
         optimizer = getattr(gan, name)
@@ -282,7 +285,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     The epoch that is cut short still ends as usual, so the loss history, the sample grid and the checkpoint
     record it. ``minutes=None`` means no budget. ``clock`` returns seconds (tests pass a fake one).
-    Used by budget (notebook 03).
+    Used by stop_after (notebook 03).
     """
 
     def __init__(self, minutes: float | None, clock=time.monotonic):
@@ -315,7 +318,7 @@ class TimeBudget(keras.callbacks.Callback):
         print(f"Trained {self.steps - self._first_step} steps (step {self.steps}) in {minutes:.1f} min: {why}.")
 
 
-def budget(minutes: float) -> list:
-    """The callbacks that bound a full-mode ``fit`` to ``minutes`` (notebook 03): none in fast mode, whose fixed
-    tiny step counts keep CI deterministic. Introduced in notebook 03."""
+def stop_after(minutes: float) -> list:
+    """The callbacks that stop a full-mode ``fit`` after ``minutes``: ``[TimeBudget(minutes)]``, and none in fast
+    mode, whose fixed tiny step counts keep CI deterministic. Introduced in notebook 03."""
     return [] if config.is_fast() else [TimeBudget(minutes)]

@@ -1,20 +1,23 @@
-"""Presets (how big a run is) and where data and runs live.
+"""Presets: how big a run is (``Size``) and how it trains (``Recipe``); and where data and runs live.
 Introduced in notebook 00.
 
-One recipe everywhere (``IMPROVED``, the one measured to work), at the size of the machine:
+A preset is a name, a :class:`Size` and a :class:`Recipe`. One recipe everywhere (``IMPROVED``, the one measured to
+work), at the size of the machine:
 
-- ``smoke``: CI and fast mode. Tiny widths at 32x32 and a few dozen steps: proves the code runs, not that it learns.
+- ``smoke``: CI and fast mode. Tiny widths at 32x32 and a few dozen steps, the same recipe as ``cpu``: it proves the
+  code runs the algorithm full mode trains, not that it learns.
 - ``cpu``: a laptop CPU. 64x64, narrow, to learn the synthetic flowers in minutes.
 - ``gpu``: any GPU (a Colab T4, an M1 through tensorflow-metal). The same recipe, 4x the widths and twice the batch,
   so the notebooks' minutes buy quality; the notebooks' time budgets, not its step cap, end its runs.
-- ``reed2016`` (also ``paper``): Reed et al.'s (2016) published design and widths, to reproduce the paper. Only by name.
+- ``reed2016`` (also ``paper``): Reed et al.'s (2016) published design (``REED_ET_AL``) and widths, to reproduce the
+  paper. Only by name.
 
 ``is_fast()`` reads ``T2I_FAST`` so the same notebook runs in seconds under CI and for real elsewhere.
 
-Configuration lives in one layer: the architecture and optimiser choices the builders (``t2ilib.models``) and
-``make_gan`` read are ``Preset`` fields, and a variant is ``preset.replace(field=...)``; what a notebook varies on
-purpose (GAN-CLS or not, GAN-INT, CA's KL weight, WGAN-GP's critic steps) are the arguments of the call that
-trains. ``REED_ET_AL`` and ``IMPROVED`` are two named sets of those fields. "Off" is ``False`` for a switch and
+The builders (``t2ilib.models``) read ``preset.size`` and ``preset.recipe``; ``ConditionalGAN`` reads the recipe's
+loss and weights and, in ``compile()``, its Adam settings. A variant is ``preset.replace(field=...)`` (a field of
+either) or ``preset.replace(recipe=...)``. What a notebook varies on purpose (GAN-CLS or not, GAN-INT, CA's KL
+weight, WGAN-GP's critic steps) are the arguments of the call that trains. "Off" is ``False`` for a switch and
 ``0.0`` for a weight, never ``None``.
 """
 
@@ -24,16 +27,15 @@ import dataclasses
 import os
 from pathlib import Path
 
-__all__ = ["Preset", "PRESETS", "REED_ET_AL", "IMPROVED", "is_fast", "minutes", "get_preset", "override", "data_dir",
-           "runs_dir"]
+__all__ = ["Size", "Recipe", "Preset", "PRESETS", "REED_ET_AL", "IMPROVED", "is_fast", "minutes", "get_preset",
+           "override", "data_dir", "runs_dir"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Preset:
-    """Sizes, design and optimiser settings of one training run. Frozen: derive variants with ``replace``.
-    Used by t2ilib.setup (notebook 00)."""
+class Size:
+    """How big one run is: the image, the networks' widths, the batch and the steps. Used by t2ilib.setup
+    (notebook 00)."""
 
-    name: str
     image_size: int
     z_dim: int
     text_dim: int  # width of the compressed text vector that conditions G and D
@@ -41,63 +43,101 @@ class Preset:
     d_channels: tuple[int, ...]  # discriminator widths, from the input downwards
     batch_size: int
     steps: int  # optimiser steps of a default run
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta_1: float = 0.5
-    num_images: int = 10_000  # synthetic flowers to prepare for this preset
-    # Named improvements over the DCGAN / Reed et al. defaults (all off in `reed2016`; see t2ilib.models):
+    num_images: int = 10_000  # synthetic flowers to prepare for this size
+
+    def __post_init__(self):
+        for field in ("image_size", "z_dim", "text_dim", "batch_size", "steps", "num_images"):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+                raise ValueError(f"size: {field}={getattr(self, field)!r}, use a positive whole number")
+        for field in ("g_channels", "d_channels"):
+            widths = getattr(self, field)
+            if not isinstance(widths, tuple) or not widths or min(widths) < 1:
+                raise ValueError(f"size: {field}={widths!r}, use a tuple of positive widths such as (64, 32, 16)")
+
+    def replace(self, **changes) -> Size:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a run trains: the design of G and D, the loss and its extra terms, and Adam's settings. The defaults are
+    Reed et al.'s (2016) design (:data:`REED_ET_AL`); each other value is a named improvement from a later paper.
+    Used by t2ilib.setup (notebook 00)."""
+
     projection: bool = False  # D adds a projection term <W text, image features> (Miyato & Koyama 2018)
     upsample: str = "transpose"  # "nearest": upsample + conv in G instead of transposed convs (Odena et al.)
-    loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017)
+    loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017); "wgan-gp": a critic (Gulrajani et al. 2017)
     g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)
     d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018); "none" (WGAN-GP)
     contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN); 0: off
     z_every_block: bool = False  # conditional batch norm reads z beside the text in every G block (BigGAN's skip-z)
     diversity_weight: float = 0.0  # > 0: G's mode-seeking term (Mao et al. 2019): two z, one caption, unlike images
+    lr_g: float = 2e-4  # Adam as DCGAN trains it (lr 2e-4, beta_1 0.5); D's rate may differ (TTUR)
+    lr_d: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999  # Keras' default; WGAN-GP's paper uses 0.9
 
     def __post_init__(self):
         for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral", "none")),
                                ("upsample", ("transpose", "nearest")), ("loss", ("bce", "hinge", "wgan-gp"))):
             if getattr(self, field) not in allowed:
-                raise ValueError(f"preset {self.name!r}: {field}={getattr(self, field)!r}, use one of {allowed}")
+                raise ValueError(f"recipe: {field}={getattr(self, field)!r}, use one of {allowed}")
         if self.z_every_block and self.g_norm != "conditional":
-            raise ValueError(f"preset {self.name!r}: z_every_block=True feeds z to the conditional batch norms; "
-                             "set g_norm='conditional' too")
-        if self.diversity_weight < 0:
-            raise ValueError(f"preset {self.name!r}: diversity_weight={self.diversity_weight!r}, use 0 (off) or a "
-                             "positive weight")
-        if self.contrastive_weight < 0:
-            raise ValueError(f"preset {self.name!r}: contrastive_weight={self.contrastive_weight!r}, use 0 (off) or "
-                             "a positive weight")
+            raise ValueError("recipe: z_every_block=True feeds z to the conditional batch norms; set "
+                             "g_norm='conditional' too")
+        for field in ("contrastive_weight", "diversity_weight"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"recipe: {field}={getattr(self, field)!r}, use 0 (off) or a positive weight")
+        for field in ("lr_g", "lr_d"):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"recipe: {field}={getattr(self, field)!r}, use a positive learning rate")
 
-    def replace(self, **changes) -> Preset:
+    def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)
 
 
-# Reed et al.'s design, which `reed2016` and `smoke` keep, and the named improvements `cpu` and `gpu` turn on, so that a
+# Reed et al.'s design, which `reed2016` keeps, and the named improvements every other preset turns on, so that a
 # laptop's few thousand steps are enough (each measured in docs/results.md; notebook 04 explains them).
-REED_ET_AL = dict(projection=False, g_norm="batch", d_norm="batch", loss="bce", lr_d=2e-4, contrastive_weight=0.0,
-                  upsample="transpose", z_every_block=False, diversity_weight=0.0)
-IMPROVED = dict(projection=True, g_norm="conditional", d_norm="spectral", loss="hinge", lr_d=4e-4,
-                contrastive_weight=1.0, upsample="nearest", z_every_block=True, diversity_weight=0.2)
+REED_ET_AL = Recipe()
+IMPROVED = Recipe(projection=True, upsample="nearest", loss="hinge", g_norm="conditional", d_norm="spectral",
+                  contrastive_weight=1.0, z_every_block=True, diversity_weight=0.2, lr_d=4e-4)
+
+SIZE_FIELDS = tuple(field.name for field in dataclasses.fields(Size))
+RECIPE_FIELDS = tuple(field.name for field in dataclasses.fields(Recipe))
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named size and recipe: one training run's configuration. Frozen: derive variants with :meth:`replace`.
+    Used by t2ilib.setup (notebook 00)."""
+
+    name: str
+    size: Size
+    recipe: Recipe = REED_ET_AL
+
+    def replace(self, **changes) -> Preset:
+        """This preset with ``name``, ``size`` or ``recipe`` replaced, then single fields of either changed:
+        ``preset.replace(image_size=32)``, ``preset.replace(recipe=REED_ET_AL, lr_d=1e-4)``."""
+        size, recipe = changes.pop("size", self.size), changes.pop("recipe", self.recipe)
+        name = changes.pop("name", self.name)
+        unknown = sorted(set(changes) - set(SIZE_FIELDS) - set(RECIPE_FIELDS))
+        if unknown:
+            raise ValueError(f"preset {self.name!r} has no field {unknown[0]!r}: a size's fields are "
+                             f"{', '.join(SIZE_FIELDS)}; a recipe's {', '.join(RECIPE_FIELDS)}")
+        size = size.replace(**{field: value for field, value in changes.items() if field in SIZE_FIELDS})
+        recipe = recipe.replace(**{field: value for field, value in changes.items() if field in RECIPE_FIELDS})
+        return Preset(name, size, recipe)
+
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset(
-        name="smoke", image_size=32, z_dim=16, text_dim=16, g_channels=(32, 16, 8), d_channels=(8, 16, 32),
-        batch_size=16, steps=30, num_images=1_200,
-    ),
-    "cpu": Preset(
-        name="cpu", image_size=64, z_dim=64, text_dim=128, g_channels=(128, 64, 32, 16),
-        d_channels=(16, 32, 64, 128), batch_size=32, steps=4_000, **IMPROVED,
-    ),
-    "gpu": Preset(
-        name="gpu", image_size=64, z_dim=100, text_dim=128, g_channels=(512, 256, 128, 64),
-        d_channels=(64, 128, 256, 512), batch_size=64, steps=1_000_000, **IMPROVED,
-    ),
-    "reed2016": Preset(
-        name="reed2016", image_size=64, z_dim=100, text_dim=128, g_channels=(1024, 512, 256, 128),
-        d_channels=(64, 128, 256, 512), batch_size=64, steps=60_000,
-    ),
+    "smoke": Preset("smoke", Size(image_size=32, z_dim=16, text_dim=16, g_channels=(32, 16, 8), d_channels=(8, 16, 32),
+                                  batch_size=16, steps=30, num_images=1_200), IMPROVED),
+    "cpu": Preset("cpu", Size(image_size=64, z_dim=64, text_dim=128, g_channels=(128, 64, 32, 16),
+                              d_channels=(16, 32, 64, 128), batch_size=32, steps=4_000), IMPROVED),
+    "gpu": Preset("gpu", Size(image_size=64, z_dim=100, text_dim=128, g_channels=(512, 256, 128, 64),
+                              d_channels=(64, 128, 256, 512), batch_size=64, steps=1_000_000), IMPROVED),
+    "reed2016": Preset("reed2016", Size(image_size=64, z_dim=100, text_dim=128, g_channels=(1024, 512, 256, 128),
+                                        d_channels=(64, 128, 256, 512), batch_size=64, steps=60_000), REED_ET_AL),
 }
 ALIASES = {"paper": "reed2016"}  # the name it had before the GPU default became `gpu`
 
@@ -187,17 +227,16 @@ def runs_dir() -> Path:
 
 
 def override(preset: Preset, assignments: list[str]) -> Preset:
-    """``preset`` with fields changed by ``"field=value"`` strings (command lines), each value parsed to the field's
-    type; tuples are comma-separated: ``override(cpu, ["batch_size=32", "g_channels=128,64,32,16"])``.
+    """``preset`` with fields of its size or recipe changed by ``"field=value"`` strings (command lines), each value
+    parsed to the field's type; tuples are comma-separated: ``override(cpu, ["batch_size=32", "loss=bce"])``.
     Used by t2ilib.setup (notebook 00)."""
     changes = {}
-    fields = {field.name: field for field in dataclasses.fields(Preset)}
     for assignment in assignments:
         name, sep, value = assignment.partition("=")
         name = name.strip()
-        if not sep or name not in fields:
-            raise ValueError(f"{assignment!r}: write FIELD=VALUE with FIELD one of {sorted(fields)}")
-        current = getattr(preset, name)
+        if not sep or name not in SIZE_FIELDS + RECIPE_FIELDS:
+            raise ValueError(f"{assignment!r}: write FIELD=VALUE, FIELD one of {sorted(SIZE_FIELDS + RECIPE_FIELDS)}")
+        current = getattr(preset.size if name in SIZE_FIELDS else preset.recipe, name)
         if isinstance(current, tuple):
             changes[name] = tuple(int(part) for part in value.split(","))
         elif isinstance(current, bool):

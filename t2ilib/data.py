@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["FORMAT_VERSION", "PreparedDataset", "load_prepared", "make_dataset", "image_groups", "image_labels",
-           "to_unit_range"]
+           "to_tanh_range"]
 
 FORMAT_VERSION = 1
 CAPTION_COLUMNS = ["caption_id", "image_idx", "split", "text"]
@@ -187,7 +187,7 @@ def load_prepared(path) -> PreparedDataset:
     return PreparedDataset(path=path, meta=meta, captions=captions, attributes=attributes)
 
 
-def to_unit_range(images):
+def to_tanh_range(images):
     """uint8 [0, 255] -> a float32 tensor in [-1, 1], the range of the generator's tanh output (notebook 01).
     Introduced in notebook 01.
 
@@ -351,7 +351,7 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
             use_near = (v[:, 2] < near_miss) & (count_near > 0)
             other = tf.where(use_near, near_other, other)
         wrong = pick(u[:, 2], tf.gather(starts, other), tf.gather(counts, other))
-        image = to_unit_range(tf.gather(images, index))
+        image = to_tanh_range(tf.gather(images, index))
         if flip:
             image = tf.where(u[:, 3, None, None, None] < 0.5, tf.reverse(image, axis=[2]), image)
         if crop:

@@ -29,7 +29,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from t2ilib.data import to_unit_range
+from t2ilib.data import to_tanh_range
 from t2ilib.losses import reconstruction_loss
 from t2ilib.metrics import frechet_distance, match_rates
 
@@ -78,7 +78,7 @@ class InceptionFeatures:
     def _batches(self, model, images):
         import keras
 
-        images = to_unit_range(images)
+        images = to_tanh_range(images)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected images [N, H, W, 3], got shape {images.shape}")
         out = []
@@ -201,7 +201,7 @@ def diversity_ratio(generated_sets, real_sets, features=None) -> Score:
                          f"and {len(real_sets)} real sets")
 
     def spread(images):
-        images = np.asarray(to_unit_range(images))
+        images = np.asarray(to_tanh_range(images))
         vectors = images.reshape(len(images), -1) if features is None else features(images)
         return mean_pairwise_distance(vectors)
 
@@ -261,7 +261,7 @@ def power_spectrum(images) -> np.ndarray:
     """``|FFT|^2`` of each image's grey level minus its mean, ``[N, H, W]`` (frequencies as ``np.fft.fftfreq``).
     Used by checkerboard_ratio (notebook 04).
     """
-    grey = np.asarray(to_unit_range(images)).mean(axis=-1)
+    grey = np.asarray(to_tanh_range(images)).mean(axis=-1)
     return np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
 
 
@@ -351,7 +351,7 @@ def compare_stages(stage1, stage2, real, *, features, classifier=None, attribute
       strays from the sketch.
     """
     size = stage2.shape[1]
-    real = np.asarray(to_unit_range(real), "float32")
+    real = np.asarray(to_tanh_range(real), "float32")
     if real.shape[1] != size or len(real) != len(stage1) or len(stage2) != len(stage1):
         raise ValueError(f"compare_stages needs as many Stage-I, Stage-II and real images, the real ones at Stage II's "
                          f"{size} px: got {len(stage1)}, {len(stage2)} and {len(real)} at {real.shape[1]} px")

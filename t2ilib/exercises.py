@@ -137,16 +137,16 @@ def check_gan_cls_pairs(fn: Callable) -> bool:
     images, fakes = (rng.normal(size=(8, 2, 2, 1)).astype("float32") for _ in range(2))
     text, wrong_text = (rng.normal(size=(8, 4)).astype("float32") for _ in range(2))
 
-    def score(image, caption):
+    def d_logits(image, caption):
         return _toy_discriminator({"image": image, "text": caption})
 
-    real, wrong, fake = score(images, text), score(images, wrong_text), score(fakes, text)
+    real, wrong, fake = d_logits(images, text), d_logits(images, wrong_text), d_logits(fakes, text)
     terms = {"real": _softplus(-real).mean(), "wrong": _softplus(wrong).mean(), "fake": _softplus(fake).mean()}
     result = fn(_toy_discriminator, images, text, wrong_text, fakes)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise AssertionError("return two numbers, (d_loss, g_loss)")
     d_got, g_got = _number(result[0], "d_loss"), _number(result[1], "g_loss")
-    fake_wrong = score(fakes, wrong_text)
+    fake_wrong = d_logits(fakes, wrong_text)
     d_mistakes = {
         "the wrong-caption pair is (real image, wrong text): you scored the wrong text with the fake image.":
             terms["real"] + 0.5 * (_softplus(fake_wrong).mean() + terms["fake"]),
@@ -178,7 +178,10 @@ def check_hinge(d_fn: Callable, g_fn: Callable) -> bool:
     ``E relu(1 - s_r) + 1/2 (E relu(1 + s_w) + E relu(1 + s_f))``; ``g_fn(fake)``: the hinge G loss ``-E s_f``.
     Introduced in notebook 04."""
     rng = np.random.default_rng(6)
-    relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
+
+    def relu(x):
+        return np.maximum(x, 0.0)
+
     for case in range(3):
         real, wrong, fake = (rng.normal(scale=1.5, size=(8, 1)).astype("float32") for _ in range(3))
         d_mistakes = {
@@ -324,7 +327,10 @@ def check_mmd(fn: Callable) -> bool:
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(30, 3)), rng.normal(loc=0.3, size=(40, 3))
     got = _number(fn(a, b), "MMD^2")
-    kernel = lambda x, y: (x @ y.T / 3 + 1) ** 3  # noqa: E731
+
+    def kernel(x, y):  # KID's polynomial kernel for these 3-d features
+        return (x @ y.T / 3 + 1) ** 3
+
     mistakes = {
         "leave out the diagonal k(x_i, x_i) of the within-set terms and divide by m (m - 1): that makes it unbiased.":
             kernel(a, a).mean() + kernel(b, b).mean() - 2 * kernel(a, b).mean(),

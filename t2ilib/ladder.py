@@ -310,25 +310,25 @@ def check_train_step(model_class) -> bool:
         generator.set_weights(weights_g)
         discriminator.set_weights(weights_d)
 
-    def score(image, caption):
+    def d_logits(image, caption):
         return discriminator({"image": image, "text": caption})
 
     def fakes():
         return generator({"z": tf.zeros((batch, z_dim)), "text": text})
 
     def d_loss():
-        return losses.gan_cls_d_loss(score(images, text), score(images, wrong_text), score(fakes(), text))
+        return losses.gan_cls_d_loss(d_logits(images, text), d_logits(images, wrong_text), d_logits(fakes(), text))
 
     def g_loss(caption=text):
-        return losses.g_loss_nonsaturating(score(fakes(), caption))
+        return losses.g_loss_nonsaturating(d_logits(fakes(), caption))
 
     restore(start_g, start_d)
     expected_d = _step_of(d_loss, d_vars, lr_d)
     g_on_old_d = _step_of(g_loss, g_vars, lr_g)
     g_on_d_loss = _step_of(d_loss, g_vars, lr_g)
     g_on_wrong = _step_of(lambda: g_loss(wrong_text), g_vars, lr_g)
-    d_on_swapped = _step_of(lambda: losses.gan_cls_d_loss(score(fakes(), text), score(images, wrong_text),
-                                                          score(images, text)), d_vars, lr_d)
+    d_on_swapped = _step_of(lambda: losses.gan_cls_d_loss(d_logits(fakes(), text), d_logits(images, wrong_text),
+                                                          d_logits(images, text)), d_vars, lr_d)
     restore(start_g, expected_d)
     g_on_new_d = _step_of(g_loss, g_vars, lr_g)
     restore(after_g, after_d)

@@ -258,8 +258,9 @@ class DownBlock(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
-        half = lambda n: None if n is None else (n + 1) // 2
-        return (batch, half(height), half(width), self.filters)
+        height = None if height is None else (height + 1) // 2  # stride 2, "same" padding
+        width = None if width is None else (width + 1) // 2
+        return (batch, height, width, self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "batch_norm": self.batch_norm,

@@ -199,8 +199,8 @@ def pair_similarity(image_features, text_features, temperature: float = 0.1):
     """``[B, B]`` cosine of every image's features with every caption's, over ``temperature`` (XMC-GAN's 0.1):
     the same scale whatever D's norms are. Row i is image i; column j is caption j.
     Used by training.make_gan (notebook 03)."""
-    unit = lambda x: ops.normalize(_f32(x), axis=-1)
-    return ops.matmul(unit(image_features), ops.transpose(unit(text_features))) / temperature
+    images, captions = ops.normalize(_f32(image_features), axis=-1), ops.normalize(_f32(text_features), axis=-1)
+    return ops.matmul(images, ops.transpose(captions)) / temperature
 
 
 def contrastive_matching_loss(similarity, groups=None):

@@ -33,7 +33,7 @@ import tensorflow as tf
 from keras import layers
 from scipy import linalg
 
-from t2ilib.data import to_unit_range
+from t2ilib.data import to_tanh_range
 
 __all__ = [
     "AttributeClassifier",
@@ -59,7 +59,7 @@ class AttributeClassifier:
     test_accuracy: pd.Series | None = None  # per attribute, on real held-out images
 
     def _outputs(self, images, batch_size: int = 256):
-        images = to_unit_range(images)
+        images = to_tanh_range(images)
         chunks = [self.model(images[i : i + batch_size], training=False) for i in range(0, len(images), batch_size)]
         return {key: np.concatenate([np.asarray(c[key]) for c in chunks]) for key in chunks[0]}
 
@@ -127,7 +127,7 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
 
     def augment(image, target):
         # Flips and 90-degree turns change no attribute of a flower: free extra data.
-        image = tf.image.random_flip_left_right(to_unit_range(image), seed=seed)
+        image = tf.image.random_flip_left_right(to_tanh_range(image), seed=seed)
         return tf.image.rot90(image, k=tf.random.uniform([], 0, 4, dtype=tf.int32, seed=seed)), target
 
     dataset = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=seed)

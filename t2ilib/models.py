@@ -6,11 +6,12 @@ Introduced in notebook 03.
 or token ids that a trainable ``text_encoder`` (e.g. ``t2ilib.text.LSTMTextEncoder``) reads inside the model,
 as in the LSTM-GAN.
 
-The defaults are the architecture the notebooks teach (the DCGAN rules). The options are named improvements from
-later papers; the ``cpu`` preset turns some on to learn fast on a laptop: ``text_stats`` (the text standardised
-inside the model), ``preset.g_norm="conditional"`` (text-conditional batch norm in every G block, de Vries et al.
-2017), ``preset.d_norm="spectral"`` and ``preset.projection`` (Miyato et al. 2018), ``preset.upsample="nearest"``
-(Odena et al. 2016) and ``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
+A preset's ``size`` gives the widths; its ``recipe`` the design. ``config.REED_ET_AL`` is the architecture the
+notebooks teach (the DCGAN rules); the other values are named improvements from later papers, which every preset but
+``reed2016`` turns on to learn fast on a laptop: ``recipe.g_norm="conditional"`` (text-conditional batch norm in
+every G block, de Vries et al. 2017), ``recipe.d_norm="spectral"`` and ``recipe.projection`` (Miyato et al. 2018),
+``recipe.upsample="nearest"`` (Odena et al. 2016); beside them ``text_stats`` (the text standardised inside the
+model) and ``conditioning="ca"`` (StackGAN's Conditioning Augmentation).
 """
 
 from __future__ import annotations
@@ -69,35 +70,36 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,
                     sequence_length: int | None = None, text_stats=None, conditioning: str = "dense",
                     kl_weight: float = 2.0, name: str = "generator") -> keras.Model:
-    """``(z, text) -> image`` in [-1, 1], ``preset.image_size`` square. Introduced in notebook 06.
+    """``(z, text) -> image`` in [-1, 1], ``preset.size.image_size`` square. Introduced in notebook 06.
 
-    text -> code (``TextProjection`` to ``preset.text_dim``, or Conditioning Augmentation) -> concatenated with z
-    -> Dense to 4x4 x ``g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
-    with tanh and no batch norm, upsampling as ``preset.upsample`` says (``"transpose"``: DCGAN). With
-    ``preset.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block, and with
-    ``preset.z_every_block`` z does too.
+    text -> code (``TextProjection`` to ``size.text_dim``, or Conditioning Augmentation) -> concatenated with z
+    -> Dense to 4x4 x ``size.g_channels[0]`` -> one ``UpBlock`` per further width -> a last up-block to 3 channels
+    with tanh and no batch norm, upsampling as ``recipe.upsample`` says (``"transpose"``: DCGAN). With
+    ``recipe.g_norm="conditional"`` the code also sets the batch-norm scale and offset of every up-block, and with
+    ``recipe.z_every_block`` z does too.
     ``kl_weight`` weighs CA's KL term (``losses.kl_loss``, StackGAN's normalisation) in G's loss: StackGAN's 2 by
     default. A generator that reads cached embeddings keeps these arguments as ``builder_arguments`` (plain
     values): ``t2ilib.pretrained`` saves them beside its weights and rebuilds it from them.
     """
-    upsample = preset.upsample
+    size, recipe = preset.size, preset.recipe
+    upsample = recipe.upsample
     if conditioning not in ("dense", "ca"):
         raise ValueError(f"conditioning={conditioning!r}: use 'dense' (Reed et al.) or 'ca' (StackGAN)")
-    z = keras.Input((preset.z_dim,), name="z")
+    z = keras.Input((size.z_dim,), name="z")
     text, vector = text_input(embedding_dim, text_encoder, sequence_length, text_stats)
     if conditioning == "ca":
-        code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(vector)
+        code = ConditioningAugmentation(size.text_dim, kl_weight=kl_weight, name="text_ca")(vector)
     else:
-        code = TextProjection(preset.text_dim, name="text_projection")(vector)
+        code = TextProjection(size.text_dim, name="text_projection")(vector)
     x = layers.Concatenate(name="z_and_text")([z, code])
-    x = layers.Dense(4 * 4 * preset.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
+    x = layers.Dense(4 * 4 * size.g_channels[0], use_bias=False, kernel_initializer=dcgan_init(),
                      name="project")(x)
-    x = layers.Reshape((4, 4, preset.g_channels[0]), name="to_4x4")(x)
+    x = layers.Reshape((4, 4, size.g_channels[0]), name="to_4x4")(x)
     x = layers.ReLU()(batch_normalization()(x))
-    conditional = preset.g_norm == "conditional"
-    if preset.z_every_block:  # each block's scale and offset also depend on z, not only the 4x4 start
+    conditional = recipe.g_norm == "conditional"
+    if recipe.z_every_block:  # each block's scale and offset also depend on z, not only the 4x4 start
         code = layers.Concatenate(name="z_and_text_for_blocks")([z, code])
-    for i, filters in enumerate(preset.g_channels[1:], start=1):
+    for i, filters in enumerate(size.g_channels[1:], start=1):
         block = UpBlock(filters, upsample=upsample, conditional=conditional, name=f"up{i}")
         x = block((x, code)) if conditional else block(x)
     image = UpBlock(3, upsample=upsample, batch_norm=False, activation="tanh", name="to_rgb")(x)
@@ -105,7 +107,8 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     if text_encoder is None:  # what t2ilib.pretrained saves beside the weights, to rebuild this model on any Keras
         stats = None if text_stats is None else [np.asarray(s, "float32").reshape(-1).tolist() for s in text_stats]
         generator.builder_arguments = {
-            "preset": dataclasses.asdict(preset), "embedding_dim": int(embedding_dim), "conditioning": conditioning,
+            "preset": preset.name, "size": dataclasses.asdict(size), "recipe": dataclasses.asdict(recipe),
+            "embedding_dim": int(embedding_dim), "conditioning": conditioning,
             "kl_weight": float(kl_weight), "name": name,
             "text_stats": None if stats is None else {"mean": stats[0], "variance": stats[1]}}
     return generator
@@ -117,32 +120,31 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     """``(image, text) -> {"logits": one logit per pair}``: is this a real image that matches this text?
     Introduced in notebook 06.
 
-    image -> one ``DownBlock`` per width of ``preset.d_channels`` (no batch norm on the first) down to 4x4;
+    image -> one ``DownBlock`` per width of ``preset.size.d_channels`` (no batch norm on the first) down to 4x4;
     text -> ``TextProjection`` -> tiled at 4x4 and concatenated in depth -> 1x1 conv + BN + LeakyReLU -> a 4x4
-    conv to one logit (Reed et al. 2016). ``preset.d_norm`` normalises D: ``"batch"`` (DCGAN), ``"spectral"``
+    conv to one logit (Reed et al. 2016). ``recipe.d_norm`` normalises D: ``"batch"`` (DCGAN), ``"spectral"``
     (Miyato et al. 2018, every conv/dense weight) or ``"none"`` (WGAN-GP, whose penalty is per sample).
 
-    ``preset.projection`` adds Miyato & Koyama's (2018) projection term (:func:`projection_head`) to the logit,
+    ``recipe.projection`` adds Miyato & Koyama's (2018) projection term (:func:`projection_head`) to the logit,
     and D also returns the term's two vectors as ``"image_features"`` and ``"text_features"`` (what
     ``ConditionalGAN``'s contrastive term compares).
     """
-    if preset.d_norm not in ("batch", "spectral", "none"):
-        raise ValueError(f"preset {preset.name!r}: d_norm={preset.d_norm!r}, use 'batch', 'spectral' or 'none'")
-    spectral_norm, batch_norm = preset.d_norm == "spectral", preset.d_norm == "batch"
-    if preset.image_size // 2 ** len(preset.d_channels) != 4:
-        raise ValueError(f"preset {preset.name!r}: {len(preset.d_channels)} down-blocks take "
-                         f"{preset.image_size}px to {preset.image_size // 2 ** len(preset.d_channels)}px, not 4px")
-    image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
+    size, recipe = preset.size, preset.recipe
+    spectral_norm, batch_norm = recipe.d_norm == "spectral", recipe.d_norm == "batch"
+    if size.image_size // 2 ** len(size.d_channels) != 4:
+        raise ValueError(f"preset {preset.name!r}: {len(size.d_channels)} down-blocks take "
+                         f"{size.image_size}px to {size.image_size // 2 ** len(size.d_channels)}px, not 4px")
+    image = keras.Input((size.image_size, size.image_size, 3), name="image")
     text, vector = text_input(embedding_dim, text_encoder, sequence_length, text_stats)
 
     x = image
-    for i, filters in enumerate(preset.d_channels):
+    for i, filters in enumerate(size.d_channels):
         x = DownBlock(filters, batch_norm=batch_norm and i > 0, spectral_norm=spectral_norm, name=f"down{i + 1}")(x)
     features = x  # [B, 4, 4, d_channels[-1]]
 
-    code = TextProjection(preset.text_dim, spectral_norm=spectral_norm, name="text_projection")(vector)
+    code = TextProjection(size.text_dim, spectral_norm=spectral_norm, name="text_projection")(vector)
     joint = layers.Concatenate(name="image_and_text")([features, SpatialTile(4, name="tile_text")(code)])
-    joint = spectral(layers.Conv2D(preset.d_channels[-1], 1, use_bias=not batch_norm,
+    joint = spectral(layers.Conv2D(size.d_channels[-1], 1, use_bias=not batch_norm,
                                    kernel_initializer=dcgan_init()), spectral_norm)(joint)
     if batch_norm:
         joint = batch_normalization()(joint)
@@ -151,7 +153,7 @@ def build_discriminator(preset, *, embedding_dim: int | None = None, text_encode
     logit = layers.Flatten()(logit)  # [B, 1]
 
     outputs = {}
-    if preset.projection:
+    if recipe.projection:
         outputs = projection_head(features, code, spectral_norm=spectral_norm)
         logit = layers.Add()([logit, outputs.pop("agreement")])
     # Logits leave in float32 whatever the precision policy: the losses need the range.

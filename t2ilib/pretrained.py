@@ -9,8 +9,10 @@ A generator is stored as two files, the way keras-hub presets ship ``config.json
 
 - ``NAME.weights.h5``: its weights only (``model.save_weights``; HDF5, no pickles, no Keras config);
 - ``NAME.json``: its card: what it reads (the text encoder, the embedding size), how it was trained, and
-  ``builder``, the arguments of :func:`t2ilib.models.build_generator` (the preset's fields, ``embedding_dim``,
-  ``conditioning``, the text standardisation's mean and variance), with the ``format`` of the pair.
+  ``builder``, the arguments of :func:`t2ilib.models.build_generator` (the preset's name, its ``size`` and
+  ``recipe``, ``embedding_dim``, ``conditioning``, the text standardisation's mean and variance), with the
+  ``format`` of the pair. Format 1 (before sizes and recipes were apart) kept the preset as one flat dict of
+  fields; it still loads.
 
 Loading rebuilds the model with ``build_generator`` and loads the weights into it, so the file does not depend
 on the Keras that saved it (a ``.keras`` file stores Keras' own layer configs, which older Keras refuse). A pair
@@ -20,7 +22,6 @@ file) raises one ``ValueError`` line that names the file, the versions and the f
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -41,7 +42,7 @@ __all__ = ["ASSETS", "PRETRAINED_GAN_CLS", "FORMAT", "save_generator", "load_gen
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PRETRAINED_GAN_CLS = ASSETS / "gan_cls_synthetic_flowers.weights.h5"
-FORMAT = 1  # of the weights + card pair; raise it when the card's meaning changes, and keep reading older ones
+FORMAT = 2  # of the weights + card pair; raise it when the card's meaning changes, and keep reading older ones
 SUFFIX = ".weights.h5"  # Keras' own requirement for save_weights
 
 
@@ -111,19 +112,28 @@ def _card_json(card: dict) -> str:
     return re.sub(r"\[\s+([-+0-9.eE,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
 
 
-def _preset(fields: dict, card: Path) -> config.Preset:
-    known = {field.name for field in dataclasses.fields(config.Preset)}
-    unknown = sorted(set(fields) - known)
+def _preset(builder: dict, card_format: int, card: Path) -> config.Preset:
+    """The preset a card's builder arguments name: format 2 keeps ``size`` and ``recipe`` apart, format 1 one flat
+    dict of fields under ``preset``."""
+    if card_format == 1:
+        fields = dict(builder["preset"])
+        name = fields.pop("name")
+        size = {field: fields.pop(field) for field in config.SIZE_FIELDS if field in fields}
+        recipe = fields
+    else:
+        name, size, recipe = builder["preset"], builder["size"], builder["recipe"]
+    unknown = sorted((set(size) - set(config.SIZE_FIELDS)) | (set(recipe) - set(config.RECIPE_FIELDS)))
     if unknown:
         raise ValueError(f"{card}: its preset has fields this t2i-course ({_versions()}) does not know ({unknown}): "
                          "update the kit (pip install -U t2i-course, or git pull in the repository)")
-    return config.Preset(**{name: tuple(value) if isinstance(value, list) else value for name, value in fields.items()})
+    size = config.Size(**{field: tuple(value) if isinstance(value, list) else value for field, value in size.items()})
+    return config.Preset(name, size, config.Recipe(**recipe))
 
 
-def _rebuild(builder: dict, card: Path) -> keras.Model:
+def _rebuild(builder: dict, card_format: int, card: Path) -> keras.Model:
     stats = builder.get("text_stats")
     return models.build_generator(
-        _preset(builder["preset"], card), embedding_dim=builder["embedding_dim"],
+        _preset(builder, card_format, card), embedding_dim=builder["embedding_dim"],
         text_stats=None if stats is None else (np.asarray(stats["mean"], "float32"),
                                                np.asarray(stats["variance"], "float32")),
         conditioning=builder.get("conditioning", "dense"), kl_weight=builder.get("kl_weight", 2.0),
@@ -170,7 +180,7 @@ def load_generator(path=None) -> tuple[keras.Model, dict]:
         raise ValueError(f"{card_file}: no builder arguments ('builder'), so {path.name} cannot be rebuilt (saved by "
                          f"{_saved_by(card)}, read by {_versions()}): save the generator again with "
                          "t2ilib.pretrained.save_generator")
-    generator = _rebuild(card["builder"], card_file)
+    generator = _rebuild(card["builder"], card["format"], card_file)
     try:
         # Keras skips (with a warning) parts of a file that the model lacks: compare every array's shape first
         stored, wanted = _stored_shapes(path), sorted(tuple(weight.shape) for weight in generator.weights)
@@ -224,7 +234,7 @@ def convert_keras_file(path, out=None, preset: str | None = None) -> Path:
     try:
         generator.set_weights(old.get_weights())
     except ValueError:
-        raise ValueError(f"{path}: rebuilt from preset {generator.builder_arguments['preset']['name']!r} it has other "
+        raise ValueError(f"{path}: rebuilt from preset {generator.builder_arguments['preset']!r} it has other "
                          "weights' shapes: pass the preset it was trained with (preset=...)") from None
     for model in (old, generator):  # CA draws its text code at random at inference: compare at its mean
         for layer in model.layers:
@@ -235,7 +245,7 @@ def convert_keras_file(path, out=None, preset: str | None = None) -> Path:
     text = rng.standard_normal((8, int(old.input["text"].shape[-1]))).astype("float32")
     difference = np.abs(models.generate(old, text, z=z) - models.generate(generator, text, z=z)).max()
     if difference > 1e-5:
-        raise ValueError(f"{path}: rebuilt from preset {generator.builder_arguments['preset']['name']!r} it draws "
+        raise ValueError(f"{path}: rebuilt from preset {generator.builder_arguments['preset']!r} it draws "
                          f"other images (max difference {difference:.3g}): pass the preset it was trained with "
                          "(preset=...)")
     for layer in generator.layers:

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from t2ilib.data import to_unit_range
+from t2ilib.data import to_tanh_range
 from t2ilib.evaluation import Score
 
 __all__ = ["DualEncoder", "train_dual_encoder", "r_precision"]
@@ -56,7 +56,7 @@ class DualEncoder(keras.Model):
 
     def encode_images(self, images, training=False):
         """Images (uint8 or [-1, 1], any size) -> unit vectors ``[N, dim]``."""
-        images = ops.convert_to_tensor(to_unit_range(images) if isinstance(images, np.ndarray) else images)
+        images = ops.convert_to_tensor(to_tanh_range(images) if isinstance(images, np.ndarray) else images)
         if images.shape[1] != self.image_size:
             images = ops.image.resize(images, (self.image_size, self.image_size))
         return ops.normalize(self.image_tower(images, training=training), axis=-1)

@@ -33,10 +33,14 @@ from t2ilib.layers import (
     batch_normalization,
     dcgan_init,
 )
-from t2ilib.training import ConditionalGAN, compile_gan, layer_losses
+from t2ilib.training import ConditionalGAN, layer_losses
 
 __all__ = ["ResidualBlock", "STAGE1_SIZES", "at_size", "stage_presets", "build_stage2_generator",
            "build_stage2_discriminator", "StageGAN", "make_stage2"]
+
+
+def _conv3x3(filters: int) -> layers.Conv2D:
+    return layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init())
 
 
 @keras.saving.register_keras_serializable(package="t2ilib")
@@ -51,8 +55,8 @@ class ResidualBlock(layers.Layer):
     def __init__(self, filters: int, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
-        conv = lambda: layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init())
-        self.conv1, self.norm1, self.conv2, self.norm2 = conv(), batch_normalization(), conv(), batch_normalization()
+        self.conv1, self.norm1 = _conv3x3(filters), batch_normalization()
+        self.conv2, self.norm2 = _conv3x3(filters), batch_normalization()
 
     def build(self, input_shape):
         if input_shape[-1] != self.filters:
@@ -84,7 +88,7 @@ def at_size(preset: Preset, image_size: int) -> Preset:
     blocks = int(np.log2(max(image_size, 1) // 4))
     if image_size < 8 or 4 * 2**blocks != image_size:
         raise ValueError(f"image_size={image_size}: G starts at 4x4 and doubles, so use 8, 16, 32, 64, 128 or 256")
-    g, d = list(preset.g_channels), list(preset.d_channels)
+    g, d = list(preset.size.g_channels), list(preset.size.d_channels)
     while len(g) < blocks:
         g.append(max(g[-1] // 2, 8))
     while len(d) < blocks:
@@ -97,8 +101,8 @@ def stage_presets(preset: Preset) -> tuple[Preset, int]:
     :data:`STAGE1_SIZES` (32 px for ``smoke`` and ``cpu``) or else the preset's own size, Stage II at twice that
     (64 -> 128 px on a GPU; pass ``image_size=256`` to :func:`make_stage2` where the dataset has 256 px images).
     Introduced in notebook 06."""
-    stage1 = at_size(preset, STAGE1_SIZES.get(preset.name, preset.image_size))
-    return stage1, 2 * stage1.image_size
+    stage1 = at_size(preset, STAGE1_SIZES.get(preset.name, preset.size.image_size))
+    return stage1, 2 * stage1.size.image_size
 
 
 def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
@@ -106,13 +110,13 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
                            name: str = "stage2_generator") -> keras.Model:
     """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run). Used by make_stage2 (notebook 06).
 
-    The Stage-I image (``preset.image_size``) is encoded down to 16x16 x ``channels``; the text (standardised
+    The Stage-I image (``preset.size.image_size``) is encoded down to 16x16 x ``channels``; the text (standardised
     first when ``text_stats`` is given, see ``models.text_input``) gets its own CA vector, tiled there and joined
     in depth; residual blocks mix the two; nearest upsample + conv blocks (halving the width each time) climb to
-    ``image_size``; a 3x3 conv and tanh give RGB. With ``preset.g_norm="conditional"`` the CA code also sets the
+    ``image_size``; a 3x3 conv and tanh give RGB. With ``recipe.g_norm="conditional"`` the CA code also sets the
     batch norm of every up-block, as in Stage I.
     """
-    low = preset.image_size
+    low = preset.size.image_size
     if low % 16 or image_size % 16 or image_size <= low:
         raise ValueError(f"Stage II refines {low}px to {image_size}px: both must be multiples of 16 and the "
                          f"output larger than the input")
@@ -124,13 +128,13 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
     while size > 16:
         x = DownBlock(channels, name=f"encode{size // 2}")(x)  # LeakyReLU: the encoder reads like a D
         size //= 2
-    code = ConditioningAugmentation(preset.text_dim, kl_weight=kl_weight, name="text_ca")(vector)
+    code = ConditioningAugmentation(preset.size.text_dim, kl_weight=kl_weight, name="text_ca")(vector)
     x = layers.Concatenate(name="image_and_text")([x, SpatialTile(16, name="tile_text")(code)])
     x = layers.Conv2D(channels, 3, padding="same", use_bias=False, kernel_initializer=dcgan_init(), name="joint")(x)
     x = layers.ReLU()(batch_normalization(name="joint_bn")(x))
     for i in range(residual_blocks):
         x = ResidualBlock(channels, name=f"residual{i + 1}")(x)
-    width, conditional = channels, preset.g_norm == "conditional"
+    width, conditional = channels, preset.recipe.g_norm == "conditional"
     while size < image_size:
         width = max(width // 2, 16)
         size *= 2
@@ -144,7 +148,7 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
 def build_stage2_discriminator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
                                name: str = "stage2_discriminator") -> keras.Model:
     """The discriminator of ``t2ilib.models`` for ``preset`` at ``image_size`` (:func:`at_size`: one more
-    down-block per doubling, at the input end), the text head at 4x4, with the preset's named improvements
+    down-block per doubling, at the input end), the text head at 4x4, with the recipe's named improvements
     (``projection``, ``d_norm="spectral"``; ``"none"`` for WGAN-GP, whose penalty is per sample and must not see
     batch statistics). Used by make_stage2 (notebook 06)."""
     return models.build_discriminator(at_size(preset, image_size), embedding_dim=embedding_dim,
@@ -161,7 +165,7 @@ class StageGAN(ConditionalGAN):
       must be the larger size. ``reconstruction_weight`` > 0 adds source C's loss between stages: the Stage-II
       image, shrunk, should stay close to the Stage-I image.
 
-    Everything else (GAN-CLS, ``loss="wgan-gp"`` with ``gp_weight`` and ``n_critic``, the CA layers' KL terms) is
+    Everything else (GAN-CLS, ``recipe.loss="wgan-gp"`` with ``gp_weight`` and ``n_critic``, the CA layers' KL terms) is
     ``ConditionalGAN``'s: this class changes only how images are drawn (:meth:`generate`).
     """
 
@@ -205,17 +209,18 @@ def make_stage2(stage1: keras.Model, preset: Preset, *, embedding_dim: int, text
     as ``training.make_gan`` compiles Stage I. Introduced in notebook 06.
 
     G: :func:`build_stage2_generator` to ``image_size`` (twice Stage I's by default), ``channels`` wide at 16x16
-    (twice Stage I's last width by default); D: :func:`build_stage2_discriminator`. The trainer takes
-    ``preset.loss``, ``preset.contrastive_weight`` (off without ``mismatch``) and the learning rates, plus source
-    C's ``reconstruction_weight``; ``options`` go to ``StageGAN``.
+    (twice Stage I's last width by default); D: :func:`build_stage2_discriminator`. The trainer takes the preset's
+    recipe (its contrastive term off without ``mismatch``) plus source C's ``reconstruction_weight``; ``options``
+    go to ``StageGAN``.
     """
-    image_size = image_size or 2 * preset.image_size
+    image_size = image_size or 2 * preset.size.image_size
     generator = build_stage2_generator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
-                                       image_size=image_size, channels=channels or 2 * preset.g_channels[-1],
+                                       image_size=image_size, channels=channels or 2 * preset.size.g_channels[-1],
                                        residual_blocks=residual_blocks, kl_weight=kl_weight)
     discriminator = build_stage2_discriminator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
                                                image_size=image_size)
-    options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0, **options}
+    recipe = preset.recipe if mismatch else preset.recipe.replace(contrastive_weight=0.0)
     gan = StageGAN(generator, discriminator, stage1=stage1, reconstruction_weight=reconstruction_weight,
-                   mismatch=mismatch, **options)
-    return compile_gan(gan, preset, jit_compile=jit_compile)
+                   recipe=recipe, mismatch=mismatch, **options)
+    gan.compile(jit_compile=jit_compile)
+    return gan

@@ -1,4 +1,4 @@
-"""Text-conditional GAN training as a ``keras.Model``: ``gan.compile(...)`` then ``gan.fit(dataset)``.
+"""Text-conditional GAN training as a ``keras.Model``: ``gan.compile()`` then ``gan.fit(dataset)``.
 Introduced in notebook 03.
 
 The keras-io pattern (``dcgan_overriding_train_step.py``): the model holds a generator and a discriminator,
@@ -7,12 +7,15 @@ so Keras supplies the progress bar, the callbacks and ``tf.distribute``. Noteboo
 reads the train step phase by phase. Two classes:
 
 - :class:`GANCLS`, one algorithm: GAN-CLS (Reed et al. 2016), where D also sees real images with the *wrong* caption
-  and must call them fake, so it has to read the text (``mismatch=False``: the plain conditional GAN), with a loss
-  from ``t2ilib.losses``' tables (``"bce"``, ``"hinge"`` or ``"wgan-gp"``).
+  and must call them fake, so it has to read the text (``mismatch=False``: the plain conditional GAN), with the
+  recipe's loss from ``t2ilib.losses``' tables (``"bce"``, ``"hinge"`` or ``"wgan-gp"``).
 - :class:`ConditionalGAN`, the trainer every notebook uses: GAN-CLS plus the course's optional terms, each written
   in one place and off unless asked for: GAN-INT (``interpolate``), WGAN-GP's gradient penalty and ``n_critic``
-  critic steps (``loss="wgan-gp"``), the contrastive term (``contrastive_weight``, XMC-GAN) and the mode-seeking
-  term (``diversity_weight``, Mao et al. 2019).
+  critic steps (``recipe.loss="wgan-gp"``), the contrastive term (``recipe.contrastive_weight``, XMC-GAN) and the
+  mode-seeking term (``recipe.diversity_weight``, Mao et al. 2019).
+
+Both take a ``config.Recipe`` (``recipe=``, Reed et al.'s by default): its loss, its weights and, in ``compile()``,
+its Adam settings. An argument that repeats a recipe field (``loss=``, ``contrastive_weight=``...) is refused.
 
 StackGAN's stage trainer (``t2ilib.stackgan.StageGAN``) is a subclass that changes only :meth:`GANCLS.generate`.
 The dataset yields dicts ``{"image", "text", "wrong_text"}`` (``t2ilib.data.make_dataset``), optionally ``"group"``
@@ -27,22 +30,14 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from t2ilib import losses, models
+from t2ilib import config, losses, models
 
-__all__ = ["GANCLS", "ConditionalGAN", "dcgan_adam", "compile_gan", "make_gan", "with_loss_scaling", "layer_losses"]
+__all__ = ["GANCLS", "ConditionalGAN", "dcgan_adam", "make_gan", "with_loss_scaling", "layer_losses"]
 
 
 def dcgan_adam(learning_rate: float = 2e-4, beta_1: float = 0.5) -> keras.optimizers.Adam:
     """Adam as DCGAN trains it: lr 2e-4 and beta_1 0.5 (0.9 makes GAN training oscillate). Introduced in notebook 03."""
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
-
-
-def compile_gan(gan, preset, **compile_options):
-    """Compile ``gan`` with the preset's Adam for each network (its ``lr_g``, ``lr_d`` and ``beta_1``); returns it.
-    Used by training.make_gan (notebook 03)."""
-    gan.compile(g_optimizer=dcgan_adam(preset.lr_g, preset.beta_1), d_optimizer=dcgan_adam(preset.lr_d, preset.beta_1),
-                **compile_options)
-    return gan
 
 
 def with_loss_scaling(optimizer):
@@ -63,22 +58,33 @@ def layer_losses(generator) -> dict:
 class GANCLS(keras.Model):
     """GAN-CLS: a generator and a discriminator trained against each other on (image, text) pairs. Notebook 03."""
 
-    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch=True, loss="bce", **kwargs):
-        super().__init__(**kwargs)  # ConditionalGAN checks the arguments
-        self.generator, self.discriminator, self.mismatch, self.loss_name = generator, discriminator, mismatch, loss
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, recipe: config.Recipe = config.REED_ET_AL,
+                 mismatch=True, **kwargs):
+        repeated = sorted(set(kwargs) & set(config.RECIPE_FIELDS))
+        if repeated:
+            raise ValueError(f"{repeated[0]}= is a field of the recipe: pass recipe=recipe.replace({repeated[0]}=...) "
+                             "(e.g. config.REED_ET_AL.replace(...)) instead")
+        super().__init__(**kwargs)  # ConditionalGAN checks the networks
+        self.generator, self.discriminator, self.recipe, self.mismatch = generator, discriminator, recipe, mismatch
         self.z_dim = generator.input["z"].shape[-1] if "z" in generator.input else None
         self.seed_generator = keras.random.SeedGenerator(0)
         self.n_critic = 1  # D steps per G step (ConditionalGAN: five for a WGAN critic)
-        # Logs D's belief in each kind of pair (a critic's scores are no probabilities: its Wasserstein estimate)
-        pairs = ["d_real", "d_wrong", "d_fake"] if mismatch else ["d_real", "d_fake"]
-        names = ["d_loss", "g_loss"] + (["wasserstein"] if loss == "wgan-gp" else pairs)
+        # Logs D's belief in each kind of pair; a critic's scores are no probabilities, so it logs its Wasserstein
+        # estimate instead
+        names = ["d_loss", "g_loss"]
+        if recipe.loss == "wgan-gp":
+            names.append("wasserstein")
+        elif mismatch:
+            names += ["d_real", "d_wrong", "d_fake"]
+        else:
+            names += ["d_real", "d_fake"]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True  # both networks are built functional models; saving weights needs this flag
 
     @property
     def options(self) -> dict:
-        """How this trainer trains, beyond its networks and optimizers: what ``callbacks.Checkpoint`` records."""
-        return {"mismatch": self.mismatch, "loss": self.loss_name, "n_critic": self.n_critic}
+        """How this trainer trains beyond its recipe, networks and optimizers: what ``callbacks.Checkpoint`` records."""
+        return {"mismatch": self.mismatch, "n_critic": self.n_critic}
 
     @property
     def metrics(self):
@@ -88,10 +94,15 @@ class GANCLS(keras.Model):
         return super().fit(*args, shuffle=shuffle, **kwargs)
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
-        """One optimizer per network (default: DCGAN's Adam for both), loss-scaled under ``mixed_float16``."""
+        """One optimizer per network, loss-scaled under ``mixed_float16``; by default the recipe's Adam for each (its
+        ``lr_g`` or ``lr_d``, ``beta_1`` and ``beta_2``)."""
         super().compile(optimizer=None, **kwargs)  # not Keras' default RMSprop: an unused third optimizer to save
-        self.g_optimizer = with_loss_scaling(g_optimizer or dcgan_adam())
-        self.d_optimizer = with_loss_scaling(d_optimizer or dcgan_adam())
+        recipe = self.recipe
+        if g_optimizer is None:
+            g_optimizer = keras.optimizers.Adam(recipe.lr_g, beta_1=recipe.beta_1, beta_2=recipe.beta_2)
+        if d_optimizer is None:
+            d_optimizer = keras.optimizers.Adam(recipe.lr_d, beta_1=recipe.beta_1, beta_2=recipe.beta_2)
+        self.g_optimizer, self.d_optimizer = with_loss_scaling(g_optimizer), with_loss_scaling(d_optimizer)
         # Create the optimizer slots here, in the strategy scope that compile runs in: made lazily inside the first
         # distributed train step instead, they break MirroredStrategy and TPUStrategy.
         self.g_optimizer.build(self.generator.trainable_variables)
@@ -126,7 +137,7 @@ class GANCLS(keras.Model):
         """One step of D: real pairs are real; fakes and, for GAN-CLS, real images with the wrong caption are fake."""
         images, text = data["image"], data["text"]
         fakes = ops.stop_gradient(self.generate(self.noise(data), text)[0])  # constants: D's gradients stop here
-        plain_loss, cls_loss = losses.D_LOSSES[self.loss_name]
+        plain_loss, cls_loss = losses.D_LOSSES[self.recipe.loss]
         logs = {}
         with tf.GradientTape() as tape:
             real, fake = self.discriminate(images, text), self.discriminate(fakes, text)
@@ -151,7 +162,7 @@ class GANCLS(keras.Model):
         with tf.GradientTape() as tape:
             fakes, logs = self.generate(z, text)
             scored = self.discriminate(fakes, text)
-            g_loss = losses.G_LOSSES[self.loss_name](scored["logits"]) + sum(logs.values())
+            g_loss = losses.G_LOSSES[self.recipe.loss](scored["logits"]) + sum(logs.values())
             g_loss += self.extra_g_loss(data, z, fakes, scored, logs)
             scaled_loss = self.g_optimizer.scale_loss(g_loss / tf.distribute.get_strategy().num_replicas_in_sync)
         variables = self.generator.trainable_variables
@@ -171,17 +182,15 @@ class ConditionalGAN(GANCLS):
     Used by training.make_gan (notebook 03), which every notebook builds it through; GAN-INT and the contrastive and
     mode-seeking terms are notebook 04's, WGAN-GP notebook 06's)."""
 
-    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, mismatch: bool = True,
-                 loss: str = "bce", interpolate: bool = False, interpolation_beta: float = 0.5,
-                 n_critic: int | None = None, gp_weight: float = 10.0, contrastive_weight: float = 0.0,
-                 diversity_weight: float = 0.0, **kwargs):
-        wanted = {"logits", "image_features", "text_features"} if contrastive_weight else {"logits"}
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *,
+                 recipe: config.Recipe = config.REED_ET_AL, mismatch: bool = True, interpolate: bool = False,
+                 interpolation_beta: float = 0.5, n_critic: int | None = None, gp_weight: float = 10.0, **kwargs):
+        wanted = {"logits", "image_features", "text_features"} if recipe.contrastive_weight else {"logits"}
         if not isinstance(discriminator.output, dict) or not wanted <= set(discriminator.output):
             raise ValueError(f"discriminator {discriminator.name!r} must return a dict with {sorted(wanted)}: build "
                              "it with t2ilib.models.build_discriminator (the contrastive term needs projection=True)")
-        if loss not in losses.G_LOSSES:
-            raise ValueError(f"loss={loss!r}: choose one of {sorted(losses.G_LOSSES)}")
-        super().__init__(generator, discriminator, mismatch=mismatch, loss=loss, **kwargs)
+        super().__init__(generator, discriminator, recipe=recipe, mismatch=mismatch, **kwargs)
+        loss = recipe.loss
         mixes_captions = interpolate or (loss == "wgan-gp" and mismatch)
         if mixes_captions and keras.backend.is_int_dtype(generator.input["text"].dtype):
             raise ValueError("interpolate=True (GAN-INT) and WGAN-GP's penalty between right and wrong captions mix "
@@ -193,17 +202,15 @@ class ConditionalGAN(GANCLS):
             raise ValueError(f"n_critic={n_critic!r}: D takes at least one step per G step")
         self.interpolate, self.interpolation_beta, self.n_critic = interpolate, interpolation_beta, n_critic
         self.gp_weight = gp_weight if loss == "wgan-gp" else 0.0
-        self.contrastive_weight, self.diversity_weight = contrastive_weight, diversity_weight
-        for name, weight in [("gp", self.gp_weight), ("d_contrastive", contrastive_weight),
-                             ("g_contrastive", contrastive_weight), ("diversity", diversity_weight)]:
+        for name, weight in [("gp", self.gp_weight), ("d_contrastive", recipe.contrastive_weight),
+                             ("g_contrastive", recipe.contrastive_weight), ("diversity", recipe.diversity_weight)]:
             if weight:
                 self.trackers[name] = keras.metrics.Mean(name=name)
 
     @property
     def options(self) -> dict:
         return {**super().options, "interpolate": self.interpolate, "interpolation_beta": self.interpolation_beta,
-                "gp_weight": self.gp_weight, "contrastive_weight": self.contrastive_weight,
-                "diversity_weight": self.diversity_weight}
+                "gp_weight": self.gp_weight}
 
     def extra_d_loss(self, data, real, fakes, logs):
         extra = 0.0
@@ -212,54 +219,59 @@ class ConditionalGAN(GANCLS):
                 lambda images, text: self.discriminate(images, text)["logits"], data["image"], data["text"], fakes,
                 data["wrong_text"] if self.mismatch else None, seed=self.seed_generator)
             extra += self.gp_weight * logs["gp"]
-        if self.contrastive_weight:  # each real image picks its own caption among the batch's
+        if self.recipe.contrastive_weight:  # each real image picks its own caption among the batch's
             logs["d_contrastive"] = losses.contrastive_loss(real["image_features"], real["text_features"],
                                                              data.get("group"))
-            extra += self.contrastive_weight * logs["d_contrastive"]
+            extra += self.recipe.contrastive_weight * logs["d_contrastive"]
         return extra
 
     def extra_g_loss(self, data, z, fakes, scored, logs):
-        extra, text = 0.0, data["text"]
+        extra, text, recipe = 0.0, data["text"], self.recipe
         if self.interpolate:  # GAN-INT: captions between two of the batch (D has no real image for them)
             mixed = self.interpolation_beta * text + (1.0 - self.interpolation_beta) * ops.roll(text, 1, axis=0)
-            extra += losses.G_LOSSES[self.loss_name](self.discriminate(self.generate(z, mixed)[0], mixed)["logits"])
-        if self.contrastive_weight:  # each fake picks its own caption among the batch's
+            extra += losses.G_LOSSES[recipe.loss](self.discriminate(self.generate(z, mixed)[0], mixed)["logits"])
+        if recipe.contrastive_weight:  # each fake picks its own caption among the batch's
             logs["g_contrastive"] = losses.contrastive_loss(scored["image_features"], scored["text_features"],
                                                              data.get("group"))
-            extra += self.contrastive_weight * logs["g_contrastive"]
-        if self.diversity_weight:  # mode seeking: the same captions with other z must give other images
+            extra += recipe.contrastive_weight * logs["g_contrastive"]
+        if recipe.diversity_weight:  # mode seeking: the same captions with other z must give other images
             other_z = ops.roll(z, 1, axis=0)  # another row's z: as fresh a draw from N(0, I) as a new one
             others = self.generate(other_z, text)[0]
             logs["diversity"] = ops.mean(ops.abs(ops.cast(fakes, "float32") - ops.cast(others, "float32"))) / (
                 ops.mean(ops.abs(z - other_z)))
-            extra += self.diversity_weight / (logs["diversity"] + 1e-5)
+            extra += recipe.diversity_weight / (logs["diversity"] + 1e-5)
         return extra
 
 
-def make_gan(preset, *, embedding_dim: int | None = None, text_encoders=None, sequence_length: int | None = None,
-             text_stats=None, mismatch: bool = True, interpolate: bool = False, jit_compile: bool | str = "auto",
-             conditioning: str = "dense", kl_weight: float = 2.0, **options) -> ConditionalGAN:
-    """Build G and D for ``preset`` and compile them into a ``ConditionalGAN`` with the preset's Adam settings.
+def make_gan(preset, *, recipe: config.Recipe | None = None, embedding_dim: int | None = None, text_encoders=None,
+             sequence_length: int | None = None, text_stats=None, mismatch: bool = True, interpolate: bool = False,
+             jit_compile: bool | str = "auto", conditioning: str = "dense", kl_weight: float = 2.0,
+             **options) -> ConditionalGAN:
+    """Build G and D for ``preset`` and compile them into a ``ConditionalGAN`` with the recipe's Adam settings.
     Introduced in notebook 03.
 
-    The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable encoders
-    (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
+    ``recipe`` (default ``preset.recipe``) is the design and the losses: ``recipe=config.REED_ET_AL`` trains Reed et
+    al.'s at the preset's size. With ``mismatch=False`` the recipe's contrastive term is off, since it pairs images
+    with wrong captions. The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable
+    encoders (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions. ``text_stats`` (cached embeddings only)
     standardises the text inside both networks (see ``t2ilib.models.text_input``); ``conditioning="ca"`` gives G
     Conditioning Augmentation instead of a Dense text layer, its KL term weighted by ``kl_weight``
-    (``models.build_generator``). ``options`` go to ``ConditionalGAN``; ``loss``, ``contrastive_weight`` and
-    ``diversity_weight`` are the preset's (with ``mismatch=False`` the contrastive term is off, since it pairs
-    images with wrong captions). ``jit_compile=True`` compiles the train step with XLA; Keras' ``"auto"`` does so
-    on a GPU only (docs/results.md has the CPU numbers).
+    (``models.build_generator``). ``options`` go to ``ConditionalGAN``. ``jit_compile=True`` compiles the train
+    step with XLA; Keras' ``"auto"`` does so on a GPU only (docs/results.md has the CPU numbers).
     """
+    recipe = recipe or preset.recipe
+    if not mismatch:
+        recipe = recipe.replace(contrastive_weight=0.0)
+    preset = preset.replace(recipe=recipe)
     g_encoder, d_encoder = text_encoders or (None, None)
     generator = models.build_generator(preset, embedding_dim=embedding_dim, text_encoder=g_encoder,
                                        sequence_length=sequence_length, text_stats=text_stats,
                                        conditioning=conditioning, kl_weight=kl_weight)
     discriminator = models.build_discriminator(preset, embedding_dim=embedding_dim, text_encoder=d_encoder,
                                                sequence_length=sequence_length, text_stats=text_stats)
-    options = {"loss": preset.loss, "contrastive_weight": preset.contrastive_weight if mismatch else 0.0,
-               "diversity_weight": preset.diversity_weight, **options}
-    gan = ConditionalGAN(generator, discriminator, mismatch=mismatch, interpolate=interpolate, **options)
-    gan.preset = preset  # what the networks were built from: callbacks.Checkpoint records it
-    return compile_gan(gan, preset, jit_compile=jit_compile)
+    gan = ConditionalGAN(generator, discriminator, recipe=recipe, mismatch=mismatch, interpolate=interpolate,
+                         **options)
+    gan.size = preset.size  # what the networks were built at: callbacks.Checkpoint records it
+    gan.compile(jit_compile=jit_compile)
+    return gan

@@ -6,10 +6,11 @@ import os
 
 import pytest
 
+BASE = os.environ.get("T2I_RUNS_DIR")  # the runs directory this pytest process was given, before any item changes it
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     # Before nbval's notebook collector starts its kernel (in the setup of the notebook's first cell), which
     # inherits this environment.
-    base = os.environ.setdefault("T2I_RUNS_BASE", os.environ["T2I_RUNS_DIR"])
-    os.environ["T2I_RUNS_DIR"] = os.path.join(base, item.path.stem)
+    os.environ["T2I_RUNS_DIR"] = os.path.join(BASE, item.path.stem)

@@ -145,13 +145,14 @@ def test_each_source_e_setup_builds_a_compiled_gan_with_its_knobs(name):
     stats = (np.zeros(12, "float32"), np.ones(12, "float32"))
     gan = source_e.build_source_e_gan(setup, preset, text_stats=stats, embedding_dim=12)
     d_layers = {type(layer).__name__ for layer in gan.discriminator.layers}
-    assert ("ConditioningAugmentation" in d_layers) == (setup["text_code"] == "ca")
-    assert ("Normalization" in d_layers) == setup["standardise"]
-    assert gan.mismatch == setup["mismatch"]
-    assert float(gan.d_optimizer.learning_rate) == pytest.approx(setup["lr_d"])
+    assert ("ConditioningAugmentation" in d_layers) == (setup.text_code == "ca")
+    assert ("Normalization" in d_layers) == setup.standardise
+    assert gan.mismatch == setup.mismatch
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(setup.recipe.lr_d)
     # The contrastive term needs the projection head's two vectors; "fixed" has both (issue 17).
-    assert gan.contrastive_weight == setup["contrastive_weight"]
-    assert not setup["contrastive_weight"] or setup["projection"]
-    if setup["standardise"]:
+    assert gan.recipe.contrastive_weight == setup.recipe.contrastive_weight
+    assert not setup.recipe.contrastive_weight or setup.recipe.projection
+    assert set(setup.knobs()) >= {"standardise", "augment", "text_code", "kl_weight", "lr_d", "projection"}
+    if setup.standardise:
         with pytest.raises(ValueError, match="text_stats"):
             source_e.build_source_e_gan(setup, preset, embedding_dim=12)

@@ -37,7 +37,7 @@ _TWO_REPLICAS = textwrap.dedent("""
     data = {"image": rng.uniform(-1, 1, (batch * steps, 32, 32, 3)).astype("float32"), "text": text,
             "wrong_text": np.roll(text, 1, axis=0),
             # The noise comes with the data so that both runs see exactly the same inputs.
-            "z": rng.standard_normal((batch * steps, preset.z_dim)).astype("float32")}
+            "z": rng.standard_normal((batch * steps, preset.size.z_dim)).astype("float32")}
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(batch)  # the global batch: 4 per replica on two
 
     class ReplayingGAN(training.ConditionalGAN):

@@ -1,6 +1,7 @@
 """What each machine gets: the recipe measured to work by default everywhere, widened on a GPU, and full-mode runs
 bounded by the notebooks' minutes. The GPU is faked (device detection monkeypatched): CI has none."""
 
+import ast
 import os
 import types
 from pathlib import Path
@@ -27,10 +28,10 @@ def test_a_gpu_gets_the_improved_recipe_widened(fake_gpu):
     preset = config.get_preset(environ={"T2I_FAST": "0"})
     cpu = config.PRESETS["cpu"]
     assert preset.name == "gpu"
-    assert {field: getattr(preset, field) for field in config.IMPROVED} == config.IMPROVED
-    assert all(g > c for g, c in zip(preset.g_channels, cpu.g_channels))
-    assert all(g > c for g, c in zip(preset.d_channels, cpu.d_channels))
-    assert preset.batch_size > cpu.batch_size
+    assert preset.recipe == config.IMPROVED
+    assert all(g > c for g, c in zip(preset.size.g_channels, cpu.size.g_channels))
+    assert all(g > c for g, c in zip(preset.size.d_channels, cpu.size.d_channels))
+    assert preset.size.batch_size > cpu.size.batch_size
 
 
 def test_reed2016_is_there_by_name_and_never_the_default(monkeypatch):
@@ -38,8 +39,8 @@ def test_reed2016_is_there_by_name_and_never_the_default(monkeypatch):
         monkeypatch.setattr(device, "detect", lambda *a, has_gpu=has_gpu, **k: types.SimpleNamespace(has_gpu=has_gpu))
         assert config.get_preset(environ={"T2I_FAST": "0"}).name == ("gpu" if has_gpu else "cpu")
     reed = config.get_preset("reed2016")
-    assert {field: getattr(reed, field) for field in config.REED_ET_AL} == config.REED_ET_AL
-    assert reed.g_channels == (1024, 512, 256, 128) and config.get_preset("paper") is reed
+    assert reed.recipe == config.REED_ET_AL
+    assert reed.size.g_channels == (1024, 512, 256, 128) and config.get_preset("paper") is reed
 
 
 class RecordedBudget:
@@ -51,11 +52,36 @@ def constants(notebook: str, session, monkeypatch) -> dict:
     """The namespace notebook's constants cell (the one reading its MINUTES) leaves, run against ``session``."""
     monkeypatch.setattr(callbacks, "TimeBudget", RecordedBudget, raising=False)
     monkeypatch.delenv("T2I_MINUTES", raising=False)
-    monkeypatch.setenv("T2I_FAST", "0")  # full mode: callbacks.budget gives the run its TimeBudget
+    monkeypatch.setenv("T2I_FAST", "0")  # full mode: callbacks.stop_after gives the run its TimeBudget
     cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
     source = next(c.source for c in cells if c.cell_type == "code" and "MINUTES = config.minutes(" in c.source)
     namespace = {"session": session, "config": config, "callbacks": callbacks, "os": os}
     exec(compile(source, notebook, "exec"), namespace)
+    return namespace
+
+
+def code_statements(notebook: str):
+    """Each top-level statement of the notebook's code cells after its constants cell, with its source."""
+    cells = [c for c in nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells if c.cell_type == "code"]
+    start = next(i for i, c in enumerate(cells) if "MINUTES = config.minutes(" in c.source) + 1
+    for cell in cells[start:]:
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.parse(source).body:
+            yield node, ast.get_source_segment(source, node)
+
+
+def is_preset_derivation(node) -> bool:
+    """``preset_x = ...`` (a name with "preset" in it) at the top level of a cell: where a notebook derives a preset."""
+    return (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+            and "preset" in node.targets[0].id)
+
+
+def derive_presets(notebook: str, namespace: dict) -> dict:
+    """``namespace`` with every preset the notebook derives after its constants cell, in the notebook's order."""
+    namespace.update(source_e=source_e, stackgan=stackgan)
+    for node, source in code_statements(notebook):
+        if is_preset_derivation(node):
+            exec(compile(source, notebook, "exec"), namespace)
     return namespace
 
 
@@ -73,7 +99,7 @@ def test_on_a_gpu_the_minutes_not_the_step_cap_end_a_full_mode_run(fake_gpu, mon
     session = types.SimpleNamespace(fast=False, preset=config.get_preset(environ={"T2I_FAST": "0"}))
     namespace = constants(notebook, session, monkeypatch)
     cap, minutes = RUNS[notebook](namespace)
-    [budget] = callbacks.budget(minutes)
+    [budget] = callbacks.stop_after(minutes)
     assert isinstance(budget, RecordedBudget) and budget.minutes == minutes
     assert cap / FASTEST_STEPS_PER_SECOND > 60 * minutes, f"{notebook} would stop at {cap} steps before its minutes"
 
@@ -97,7 +123,7 @@ def build_and_run(preset, text_stats):
     """G (with CA, as notebooks 05 and 06 build it; notebooks 03, 04 and 07 use the Dense layer) and D of ``preset``."""
     generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM, text_stats=text_stats, conditioning="ca")
     discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM, text_stats=text_stats)
-    run_a_batch(generator, discriminator, preset.image_size)
+    run_a_batch(generator, discriminator, preset.size.image_size)
     return generator
 
 
@@ -113,8 +139,13 @@ def build_stage2(namespace, generators, text_stats):  # notebook 06, section 4: 
     assert gan.generator.output.shape[1] == namespace["HIGH"]
 
 
-# What a notebook builds beyond G and D of each preset in its constants cell
-OTHER_BUILDS = {"05_conditioning_augmentation.ipynb": build_source_e_setups, "06_stackgan.ipynb": build_stage2}
+def build_reed_et_al(namespace, generators, text_stats):  # notebooks 03 and 04 pass make_gan Reed et al.'s recipe
+    build_and_run(namespace["preset"].replace(recipe=config.REED_ET_AL), text_stats)
+
+
+# What a notebook builds beyond G and D of each preset it derives
+OTHER_BUILDS = {"03_lstm_gan.ipynb": build_reed_et_al, "04_gan_cls.ipynb": build_reed_et_al,
+                "05_conditioning_augmentation.ipynb": build_source_e_setups, "06_stackgan.ipynb": build_stage2}
 TRAINING_NOTEBOOKS = ["03_lstm_gan.ipynb", "04_gan_cls.ipynb", "05_conditioning_augmentation.ipynb",
                       "06_stackgan.ipynb", "07_evaluation_and_demo.ipynb"]
 
@@ -127,25 +158,25 @@ def test_every_full_mode_preset_of_a_notebook_builds_and_runs(monkeypatch, noteb
     monkeypatch.setattr(device, "detect", lambda *args, **kwargs: types.SimpleNamespace(has_gpu=machine == "gpu"))
     session = types.SimpleNamespace(fast=False, preset=config.get_preset(environ={"T2I_FAST": "0"}))
     assert session.preset.name == machine
-    namespace = constants(notebook, session, monkeypatch)  # raises where the notebook derives an invalid preset
+    # raises where the notebook derives an invalid preset
+    namespace = derive_presets(notebook, constants(notebook, session, monkeypatch))
     # SOURCE_E is imported as published; notebook 05 trains preset_e, its copy at this machine's widths, with source
     # E's own builders (build_source_e_setups)
     presets = {name: value for name, value in namespace.items()
                if isinstance(value, config.Preset) and value is not source_e.SOURCE_E and name != "preset_e"}
-    assert presets, f"{notebook}'s constants cell holds no preset"
+    assert presets, f"{notebook} derives no preset"
     text_stats = (np.zeros(EMBEDDING_DIM, "float32"), np.ones(EMBEDDING_DIM, "float32"))
     generators = {name: build_and_run(preset, text_stats) for name, preset in presets.items()}
     if notebook in OTHER_BUILDS:
         OTHER_BUILDS[notebook](namespace, generators, text_stats)
 
 
-def test_every_preset_a_notebook_trains_is_in_its_constants_cell():
-    # What the test above relies on: no training cell derives a preset of its own.
+def test_every_preset_a_notebook_trains_is_derived_where_the_test_above_finds_it():
+    # What the test above relies on: a variant of a preset (`.replace(`) is made only in a top-level `preset_x = ...`
     for notebook in TRAINING_NOTEBOOKS:
-        cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
-        for cell in cells:
-            if cell.cell_type == "code" and "MINUTES = config.minutes(" not in cell.source:
-                assert ".replace(" not in cell.source.replace("str.replace(", ""), f"{notebook}: {cell.source[:80]}"
+        for node, source in code_statements(notebook):
+            if not is_preset_derivation(node):
+                assert ".replace(" not in source.replace("str.replace(", ""), f"{notebook}: {source[:80]}"
 
 
 @pytest.mark.parametrize("notebook", TRAINING_NOTEBOOKS)

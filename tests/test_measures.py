@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from t2ilib import evaluation
-from t2ilib.data import load_prepared, to_unit_range
+from t2ilib.data import load_prepared, to_tanh_range
 
 PAIR = ["petal_colour", "centre_colour"]
 
@@ -69,7 +69,7 @@ def test_noise_diversity_is_zero_for_a_generator_that_ignores_its_noise(flowers)
 
 def block_means(images):
     """A small feature extractor for the tests: the mean colour of each 16x16 block (48 numbers)."""
-    x = np.asarray(to_unit_range(images))
+    x = np.asarray(to_tanh_range(images))
     return x.reshape(len(x), 4, 16, 4, 16, 3).mean(axis=(2, 4)).reshape(len(x), -1).astype("float64")
 
 
@@ -86,7 +86,7 @@ def test_frechet_ratio_is_one_for_real_images_and_large_for_noise(flowers):
 
 def test_a_checkerboard_scores_far_above_real_images(flowers):
     _, images = flowers
-    real = np.asarray(to_unit_range(images[:64]))
+    real = np.asarray(to_tanh_range(images[:64]))
     assert evaluation.checkerboard_ratio(real, real) == pytest.approx(1.0)
     y, x = np.mgrid[0:64, 0:64]
     period_2 = np.where((x + y) % 2 == 0, 0.08, -0.08)[None, :, :, None]  # a faint stride-2 checkerboard

@@ -90,18 +90,18 @@ def test_frechet_distance_of_shifted_gaussians():
 def test_unit_range_scales_uint8_and_passes_floats_through_arrays_and_tensors():
     import tensorflow as tf
 
-    from t2ilib.data import to_unit_range
+    from t2ilib.data import to_tanh_range
 
     pixels = np.array([[0, 255], [127, 128]], np.uint8)
     expected = np.array([[-1.0, 1.0], [127 / 127.5 - 1, 128 / 127.5 - 1]], np.float32)
-    np.testing.assert_allclose(to_unit_range(pixels), expected, atol=1e-6)
-    np.testing.assert_allclose(to_unit_range(tf.constant(pixels)), expected, atol=1e-6)
+    np.testing.assert_allclose(to_tanh_range(pixels), expected, atol=1e-6)
+    np.testing.assert_allclose(to_tanh_range(tf.constant(pixels)), expected, atol=1e-6)
     # Inside a tf.data map (a graph tensor) too, where the dataset pipelines call it.
-    mapped = next(iter(tf.data.Dataset.from_tensors(pixels).map(to_unit_range)))
+    mapped = next(iter(tf.data.Dataset.from_tensors(pixels).map(to_tanh_range)))
     np.testing.assert_allclose(mapped, expected, atol=1e-6)
     already = np.array([-0.5, 0.25], np.float64)  # a generator's output is not scaled again
-    assert to_unit_range(already).dtype == tf.float32
-    np.testing.assert_allclose(to_unit_range(already), already)
+    assert to_tanh_range(already).dtype == tf.float32
+    np.testing.assert_allclose(to_tanh_range(already), already)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ EMBEDDING_DIM = 24
 
 def batch(preset, size=2, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((size, preset.z_dim)).astype("float32"),
+    return (rng.standard_normal((size, preset.size.z_dim)).astype("float32"),
             rng.standard_normal((size, EMBEDDING_DIM)).astype("float32"),
-            rng.uniform(-1, 1, (size, preset.image_size, preset.image_size, 3)).astype("float32"))
+            rng.uniform(-1, 1, (size, preset.size.image_size, preset.size.image_size, 3)).astype("float32"))
 
 
 @pytest.mark.parametrize("name", sorted(config.PRESETS))
@@ -22,13 +22,13 @@ def test_builders_make_the_preset_shapes(name):
     preset = config.PRESETS[name]
     generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
     discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
-    assert generator.output.shape == (None, preset.image_size, preset.image_size, 3)
-    named = {"logits", "image_features", "text_features"} if preset.projection else {"logits"}
+    assert generator.output.shape == (None, preset.size.image_size, preset.size.image_size, 3)
+    named = {"logits", "image_features", "text_features"} if preset.recipe.projection else {"logits"}
     assert set(discriminator.output) == named and discriminator.output["logits"].shape == (None, 1)
     # G's first block is 4x4 x g_channels[0]; D's last down-block reaches 4x4 x d_channels[-1].
-    assert generator.get_layer("to_4x4").output.shape[1:] == (4, 4, preset.g_channels[0])
-    last_down = discriminator.get_layer(f"down{len(preset.d_channels)}")
-    assert last_down.output.shape[1:] == (4, 4, preset.d_channels[-1])
+    assert generator.get_layer("to_4x4").output.shape[1:] == (4, 4, preset.size.g_channels[0])
+    last_down = discriminator.get_layer(f"down{len(preset.size.d_channels)}")
+    assert last_down.output.shape[1:] == (4, 4, preset.size.d_channels[-1])
     if name == "smoke":  # run the small one; the paper widths are checked by shape alone (fast tests)
         z, text, images = batch(preset)
         fakes = np.asarray(generator({"z": z, "text": text}))
@@ -43,11 +43,11 @@ def test_improved_variants_build_at_every_preset(name):
                                        conditioning="ca")
     discriminator = models.build_discriminator(preset.replace(projection=True, d_norm="spectral"),
                                                embedding_dim=EMBEDDING_DIM)
-    assert generator.output.shape == (None, preset.image_size, preset.image_size, 3)
+    assert generator.output.shape == (None, preset.size.image_size, preset.size.image_size, 3)
     # The projection head's two vectors come out by name, for the contrastive term.
     outputs = discriminator.output
     assert set(outputs) == {"logits", "image_features", "text_features"} and outputs["logits"].shape == (None, 1)
-    assert outputs["image_features"].shape == outputs["text_features"].shape == (None, preset.d_channels[-1])
+    assert outputs["image_features"].shape == outputs["text_features"].shape == (None, preset.size.d_channels[-1])
     assert any(isinstance(layer, keras.layers.SpectralNormalization) for layer in discriminator.layers)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in discriminator.layers)
 
@@ -62,7 +62,7 @@ def test_d_norm_none_leaves_d_without_any_normalisation():
 
 
 def test_dcgan_rules_no_batch_norm_on_d_input_or_g_output():
-    preset = config.PRESETS["smoke"]
+    preset = config.PRESETS["smoke"].replace(recipe=config.REED_ET_AL)  # DCGAN's batch norm in D
     discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
     generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
     assert discriminator.get_layer("down1").norm is None
@@ -84,7 +84,7 @@ def test_token_id_models_hold_their_own_lstm_encoder():
     generator = models.build_generator(preset, text_encoder=LSTMTextEncoder(50, 8, 16), sequence_length=7)
     discriminator = models.build_discriminator(preset, text_encoder=LSTMTextEncoder(50, 8, 16), sequence_length=7)
     ids = np.random.default_rng(0).integers(1, 50, (3, 7)).astype("int32")
-    fakes = np.asarray(generator({"z": np.zeros((3, preset.z_dim), "float32"), "text": ids}))
+    fakes = np.asarray(generator({"z": np.zeros((3, preset.size.z_dim), "float32"), "text": ids}))
     assert fakes.shape == (3, 32, 32, 3)
     assert discriminator({"image": fakes, "text": ids})["logits"].shape == (3, 1)
     encoders = [layer for layer in generator.layers + discriminator.layers if isinstance(layer, LSTMTextEncoder)]

@@ -31,7 +31,7 @@ def batch(count=8):
 def test_mixed_precision_step_keeps_float32_where_it_matters(policy, compute):
     keras.utils.set_random_seed(0)  # the same weights whatever ran before
     gan = training.ConditionalGAN(models.build_generator(PRESET, embedding_dim=EMBEDDING_DIM),
-                                  models.build_discriminator(PRESET, embedding_dim=EMBEDDING_DIM))
+                                  models.build_discriminator(PRESET, embedding_dim=EMBEDDING_DIM), recipe=PRESET.recipe)
     gan.compile(run_eagerly=True)  # one step: tracing would cost more than it saves
     conv = gan.generator.get_layer("up1").conv
     assert conv.compute_dtype == compute and conv.kernel.dtype == "float32", "16-bit maths on float32 weights"
@@ -41,20 +41,21 @@ def test_mixed_precision_step_keeps_float32_where_it_matters(policy, compute):
 
     data = batch()
     before = [np.array(v) for v in gan.trainable_variables]
-    # Three steps: float16's loss scaling may skip a first step that overflows (and halve its scale), never all.
-    logs = gan.fit(tf.data.Dataset.from_tensors(data).repeat(3), epochs=1, verbose=0).history
+    # Six steps: float16's loss scaling skips the steps that overflow, halving its scale each time (with the recipe's
+    # contrastive term G's first three do, from Keras' starting scale 2^15), never all.
+    logs = gan.fit(tf.data.Dataset.from_tensors(data).repeat(6), epochs=1, verbose=0).history
     assert all(np.isfinite(logs[name][0]) for name in ("d_loss", "g_loss"))
     moved = [not np.array_equal(b, np.asarray(a)) for b, a in zip(before, gan.trainable_variables)]
     assert sum(moved) >= 0.9 * len(moved), "gradients reached the weights (no underflow, no missing gradients)"
 
-    images = gan({"z": np.zeros((2, PRESET.z_dim), "float32"), "text": data["text"][:2]})
+    images = gan({"z": np.zeros((2, PRESET.size.z_dim), "float32"), "text": data["text"][:2]})
     logits = gan.discriminator({"image": images, "text": tf.constant(data["text"][:2])})["logits"]
     assert images.dtype == "float32" and logits.dtype == "float32"
     # The same weights in float32 draw nearly the same picture: the 16-bit maths is close, and really 16-bit.
     keras.mixed_precision.set_global_policy("float32")
     reference = models.build_generator(PRESET, embedding_dim=EMBEDDING_DIM)
     reference.set_weights(gan.generator.get_weights())
-    expected = np.asarray(reference({"z": np.zeros((2, PRESET.z_dim), "float32"), "text": data["text"][:2]}))
+    expected = np.asarray(reference({"z": np.zeros((2, PRESET.size.z_dim), "float32"), "text": data["text"][:2]}))
     np.testing.assert_allclose(np.asarray(images), expected, atol=0.05)
     assert not np.array_equal(np.asarray(images), expected)
 

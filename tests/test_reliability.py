@@ -149,7 +149,7 @@ def saved_generators():
     from t2ilib import source_e, stackgan
 
     rng = np.random.default_rng(3)
-    z = rng.standard_normal((4, PRESET.z_dim)).astype("float32")
+    z = rng.standard_normal((4, PRESET.size.z_dim)).astype("float32")
     embedding = rng.standard_normal((4, DIM)).astype("float32")
     ids = rng.integers(1, 50, (4, SEQUENCE)).astype("int32")
     ids[:, -2:] = 0  # padding, which the LSTM masks

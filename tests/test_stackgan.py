@@ -6,7 +6,9 @@ import tensorflow as tf
 
 from t2ilib import conditioning, config, evaluation, losses, models, source_e, stackgan
 
-SMOKE = config.PRESETS["smoke"].replace(image_size=16, g_channels=(16, 8), d_channels=(8, 16), z_dim=4, text_dim=4)
+# Reed et al.'s recipe at a smaller smoke size: each test turns on what it checks
+SMOKE = config.PRESETS["smoke"].replace(recipe=config.REED_ET_AL, image_size=16, g_channels=(16, 8), d_channels=(8, 16),
+                                        z_dim=4, text_dim=4)
 TEXT_DIM = 6
 
 
@@ -70,14 +72,15 @@ def test_stage2_trains_while_stage1_stays_frozen(loss):
     d2 = stackgan.build_stage2_discriminator(SMOKE.replace(d_norm="batch" if loss == "bce" else "none"),
                                              embedding_dim=TEXT_DIM, image_size=32)
     start = [w.copy() for w in g2.get_weights()]
-    gan = stackgan.StageGAN(g2, d2, stage1=stage1, loss=loss, n_critic=2, reconstruction_weight=1.0)
+    gan = stackgan.StageGAN(g2, d2, stage1=stage1, recipe=SMOKE.recipe.replace(loss=loss), n_critic=2,
+                            reconstruction_weight=1.0)
     gan.compile()
     gan.fit(batches(32), epochs=1, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(frozen, stage1.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(start, g2.get_weights()))
     # Two batches, two critic steps each (the trainer's n_critic, which the ablation tests of test_training pin).
     assert (int(gan.d_optimizer.iterations), int(gan.g_optimizer.iterations)) == (4, 2)
-    images = gan({"z": np.zeros((2, SMOKE.z_dim), "float32"), "text": np.zeros((2, TEXT_DIM), "float32")})
+    images = gan({"z": np.zeros((2, SMOKE.size.z_dim), "float32"), "text": np.zeros((2, TEXT_DIM), "float32")})
     assert images.shape == (2, 32, 32, 3)
 
 
@@ -88,7 +91,7 @@ def test_stage2_reconstruction_adds_exactly_its_weighted_loss_to_g_loss():
     batch = {"image": tf.constant(rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32")),
              "text": tf.constant(rng.standard_normal((4, TEXT_DIM)).astype("float32")),
              "wrong_text": tf.constant(rng.standard_normal((4, TEXT_DIM)).astype("float32")),
-             "z": tf.constant(rng.standard_normal((4, SMOKE.z_dim)).astype("float32"))}
+             "z": tf.constant(rng.standard_normal((4, SMOKE.size.z_dim)).astype("float32"))}
 
     def networks():  # a deterministic Stage II (no CA noise), so the term can be computed apart
         keras.utils.set_random_seed(0)
@@ -120,25 +123,25 @@ def test_stage2_reconstruction_adds_exactly_its_weighted_loss_to_g_loss():
 def test_stage_presets_size_each_machine_and_keep_the_widths_per_resolution():
     cpu, gpu = config.PRESETS["cpu"], config.PRESETS["gpu"]
     stage1, high = stackgan.stage_presets(cpu)
-    assert (stage1.image_size, high) == (32, 64)
+    assert (stage1.size.image_size, high) == (32, 64)
     # G keeps its 4..16 px widths, D its 16..4 px ones; the recipe (named improvements) is the preset's.
-    assert stage1.g_channels == (128, 64, 32) and stage1.d_channels == (32, 64, 128)
-    assert (stage1.loss, stage1.d_norm, stage1.projection) == ("hinge", "spectral", True)
-    assert stage1.contrastive_weight == 1.0
+    assert stage1.size.g_channels == (128, 64, 32) and stage1.size.d_channels == (32, 64, 128)
+    assert (stage1.recipe.loss, stage1.recipe.d_norm, stage1.recipe.projection) == ("hinge", "spectral", True)
+    assert stage1.recipe.contrastive_weight == 1.0
     assert stackgan.at_size(stage1, 64) == cpu  # back up to the preset's own size: the preset itself
     assert stackgan.stage_presets(gpu) == (gpu, 128)
     assert stackgan.stage_presets(config.PRESETS["smoke"])[0] == config.PRESETS["smoke"]
-    assert stackgan.at_size(SMOKE, 64).d_channels == (8, 8, 8, 16)  # new input-end blocks halve, down to 8
+    assert stackgan.at_size(SMOKE, 64).size.d_channels == (8, 8, 8, 16)  # new input-end blocks halve, down to 8
     with pytest.raises(ValueError, match="48"):
         stackgan.at_size(cpu, 48)
 
 
 def test_make_stage2_trains_with_the_presets_recipe_on_a_frozen_stage1():
-    improved = SMOKE.replace(**config.IMPROVED)
+    improved = SMOKE.replace(recipe=config.IMPROVED)
     stage1 = models.build_generator(improved, embedding_dim=TEXT_DIM, conditioning="ca")
     gan = stackgan.make_stage2(stage1, improved, embedding_dim=TEXT_DIM, channels=16, reconstruction_weight=0.5)
     assert gan.generator.output.shape[1] == 32 and gan.discriminator.input["image"].shape[1] == 32
-    assert (gan.loss_name, gan.contrastive_weight, gan.reconstruction_weight) == ("hinge", 1.0, 0.5)
+    assert (gan.recipe.loss, gan.recipe.contrastive_weight, gan.reconstruction_weight) == ("hinge", 1.0, 0.5)
     assert {"image_features", "text_features"} <= set(gan.discriminator.output)  # the projection head
     assert any("spectral" in type(layer).__name__.lower() for layer in gan.discriminator.layers)
     assert gan.generator.get_layer("up32").conditional  # the CA code sets Stage II's batch norms too
@@ -169,8 +172,8 @@ def test_compare_stages_by_hand():
 def test_stage_gan_says_what_is_missing():
     g = models.build_generator(SMOKE, embedding_dim=TEXT_DIM, conditioning="ca")
     d = models.build_discriminator(SMOKE, embedding_dim=TEXT_DIM)
-    with pytest.raises(ValueError, match="wgan-gp"):
-        stackgan.StageGAN(g, d, loss="wgan")
+    with pytest.raises(ValueError, match="loss= is a field of the recipe: pass recipe=recipe.replace"):
+        stackgan.StageGAN(g, d, loss="wgan-gp")
     with pytest.raises(ValueError, match="stage1"):
         stackgan.StageGAN(g, d, reconstruction_weight=1.0)
 
@@ -225,7 +228,8 @@ def test_stage_gan_trains_under_mixed_precision(policy, loss):
         g2 = stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=32, channels=16)
         d2 = stackgan.build_stage2_discriminator(SMOKE.replace(d_norm="batch" if loss == "bce" else "none"),
                                                  embedding_dim=TEXT_DIM, image_size=32)
-        gan = stackgan.StageGAN(g2, d2, stage1=stage1, loss=loss, n_critic=1, reconstruction_weight=1.0)
+        gan = stackgan.StageGAN(g2, d2, stage1=stage1, recipe=SMOKE.recipe.replace(loss=loss), n_critic=1,
+                                reconstruction_weight=1.0)
         gan.compile()
         # float16 gradients need a loss scale; bfloat16 has float32's range and needs none.
         assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")

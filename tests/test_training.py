@@ -8,8 +8,15 @@ import tensorflow as tf
 from t2ilib import config, losses, models, training
 from t2ilib.text import LSTMTextEncoder
 
-PRESET = config.PRESETS["smoke"]
+# The smoke size with Reed et al.'s recipe: each test turns on the one term it checks
+PRESET = config.PRESETS["smoke"].replace(recipe=config.REED_ET_AL)
 EMBEDDING_DIM = 12
+
+
+def trainer_options(preset, options: dict) -> dict:
+    """``options`` for ``ConditionalGAN``, the recipe's fields among them (``loss=``...) moved into ``recipe``."""
+    changes = {name: options.pop(name) for name in list(options) if name in config.RECIPE_FIELDS}
+    return {"recipe": preset.recipe.replace(**changes), **options}
 
 
 def tiny_dataset(text_kind="embedding", count=8):
@@ -33,7 +40,7 @@ def make_gan(text_kind="embedding", run_eagerly=True, **options):
         generator = models.build_generator(PRESET, text_encoder=LSTMTextEncoder(30, 8, 8), sequence_length=6)
         discriminator = models.build_discriminator(PRESET, text_encoder=LSTMTextEncoder(30, 8, 8),
                                                    sequence_length=6)
-    gan = training.ConditionalGAN(generator, discriminator, **options)
+    gan = training.ConditionalGAN(generator, discriminator, **trainer_options(PRESET, options))
     gan.compile(run_eagerly=run_eagerly)
     return gan
 
@@ -100,7 +107,7 @@ def test_compile_defaults_to_dcgan_adam():
 def test_make_gan_follows_the_preset():
     preset = PRESET.replace(lr_d=1e-4, loss="hinge", projection=True)
     gan = training.make_gan(preset, embedding_dim=EMBEDDING_DIM, interpolate=True)
-    assert gan.loss_name == "hinge" and gan.interpolate and gan.mismatch
+    assert gan.recipe.loss == "hinge" and gan.interpolate and gan.mismatch
     assert float(gan.d_optimizer.learning_rate) == pytest.approx(1e-4)
     assert "image_features" in gan.discriminator.output
 
@@ -109,7 +116,7 @@ def test_contrastive_term_trains_both_networks_on_all_pairs_of_the_batch():
     preset = PRESET.replace(projection=True)
     generator = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
     discriminator = models.build_discriminator(preset, embedding_dim=EMBEDDING_DIM)
-    gan = training.ConditionalGAN(generator, discriminator, contrastive_weight=1.0)
+    gan = training.ConditionalGAN(generator, discriminator, recipe=preset.recipe.replace(contrastive_weight=1.0))
     gan.compile(run_eagerly=True)
     history = gan.fit(tiny_dataset(), epochs=15, verbose=0).history
     # On one fixed batch D learns which caption belongs to which real image.
@@ -124,21 +131,30 @@ def test_contrastive_term_needs_the_projection_head():
 
 def test_make_gan_takes_the_preset_contrastive_weight_only_with_mismatched_pairs():
     preset = PRESET.replace(projection=True, contrastive_weight=0.5)
-    assert training.make_gan(preset, embedding_dim=EMBEDDING_DIM).contrastive_weight == 0.5
-    assert training.make_gan(preset, embedding_dim=EMBEDDING_DIM, mismatch=False).contrastive_weight == 0.0
-    assert config.PRESETS["cpu"].contrastive_weight > 0  # part of config.IMPROVED
-    assert config.PRESETS["cpu"].replace(**config.REED_ET_AL).contrastive_weight == 0.0
+    assert training.make_gan(preset, embedding_dim=EMBEDDING_DIM).recipe.contrastive_weight == 0.5
+    assert training.make_gan(preset, embedding_dim=EMBEDDING_DIM, mismatch=False).recipe.contrastive_weight == 0.0
+    assert config.PRESETS["cpu"].recipe.contrastive_weight > 0  # part of config.IMPROVED
+    assert config.REED_ET_AL.contrastive_weight == 0.0
 
 
 def test_make_gan_takes_the_preset_diversity_weight_and_reed_et_al_has_none():
     gan = training.make_gan(PRESET.replace(diversity_weight=0.3), embedding_dim=EMBEDDING_DIM)
-    assert gan.diversity_weight == 0.3 and "diversity" in [metric.name for metric in gan.metrics]
-    assert training.make_gan(PRESET.replace(diversity_weight=0.3), embedding_dim=EMBEDDING_DIM,
-                             diversity_weight=0.0).diversity_weight == 0.0  # an explicit option wins
-    assert config.PRESETS["cpu"].diversity_weight == 0.2  # config.IMPROVED: issue 16's measured weight
-    assert config.PRESETS["cpu"].replace(**config.REED_ET_AL).diversity_weight == 0.0
+    assert gan.recipe.diversity_weight == 0.3 and "diversity" in [metric.name for metric in gan.metrics]
+    reed = training.make_gan(PRESET.replace(diversity_weight=0.3), recipe=config.REED_ET_AL,
+                             embedding_dim=EMBEDDING_DIM)  # an explicit recipe wins
+    assert reed.recipe == config.REED_ET_AL and "diversity" not in [metric.name for metric in reed.metrics]
+    assert config.PRESETS["cpu"].recipe.diversity_weight == 0.2  # config.IMPROVED: issue 16's measured weight
+    assert config.REED_ET_AL.diversity_weight == 0.0
     with pytest.raises(ValueError, match="diversity_weight=-1"):
         PRESET.replace(diversity_weight=-1)
+
+
+def test_a_trainer_argument_that_repeats_a_recipe_field_is_refused():
+    generator = models.build_generator(PRESET, embedding_dim=EMBEDDING_DIM)
+    discriminator = models.build_discriminator(PRESET, embedding_dim=EMBEDDING_DIM)
+    for field, value in (("loss", "hinge"), ("contrastive_weight", 1.0), ("diversity_weight", 0.2), ("lr_d", 1e-4)):
+        with pytest.raises(ValueError, match=f"{field}= is a field of the recipe: pass recipe=recipe.replace"):
+            training.ConditionalGAN(generator, discriminator, **{field: value})
 
 
 # --- What D sees and what each loss term adds, computed apart from the trainer -----------------------------------
@@ -149,7 +165,7 @@ def pairs_batch(count=8):
     return {"image": tf.constant(rng.uniform(-1, 1, (count, 32, 32, 3)).astype("float32")),
             "text": tf.constant(rng.standard_normal((count, EMBEDDING_DIM)).astype("float32")),
             "wrong_text": tf.constant(rng.standard_normal((count, EMBEDDING_DIM)).astype("float32")),
-            "z": tf.constant(rng.standard_normal((count, PRESET.z_dim)).astype("float32"))}
+            "z": tf.constant(rng.standard_normal((count, PRESET.size.z_dim)).astype("float32"))}
 
 
 def networks(preset=PRESET, **generator_options):
@@ -168,7 +184,7 @@ class ReplayingGAN(training.ConditionalGAN):
 
 def one_step(batch, preset=PRESET, lr_g=0.0, lr_d=0.0, generator_options=None, **options):
     """One train_step with plain SGD (lr 0: the step changes no weight, so every term uses the start weights)."""
-    gan = ReplayingGAN(*networks(preset, **(generator_options or {})), **options)
+    gan = ReplayingGAN(*networks(preset, **(generator_options or {})), **trainer_options(preset, options))
     gan.compile(g_optimizer=keras.optimizers.SGD(lr_g), d_optimizer=keras.optimizers.SGD(lr_d), run_eagerly=True)
     logs = {name: float(value) for name, value in gan.train_step(batch).items()}
     return gan, logs
@@ -347,7 +363,7 @@ def test_z_every_block_lets_z_set_each_blocks_scale_and_offset():
     plain = models.build_generator(preset, embedding_dim=EMBEDDING_DIM)
     skip = models.build_generator(preset.replace(z_every_block=True), embedding_dim=EMBEDDING_DIM)
     gamma_inputs = lambda g: g.get_layer("up1").norm.gamma.kernel.shape[0]
-    assert gamma_inputs(skip) - gamma_inputs(plain) == preset.z_dim
+    assert gamma_inputs(skip) - gamma_inputs(plain) == preset.size.z_dim
     with pytest.raises(ValueError, match="g_norm='conditional'"):
         PRESET.replace(z_every_block=True)
 

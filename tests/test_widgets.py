@@ -161,12 +161,13 @@ def test_generators_save_as_weights_and_a_card_and_rebuild_the_same_model(tmp_pa
 
     rng = np.random.default_rng(0)
     stats = (rng.standard_normal(DIM), rng.uniform(0.5, 2.0, DIM))  # the standardisation lives in the card
-    generator = models.build_generator(config.get_preset("smoke").replace(upsample="nearest"), embedding_dim=DIM,
+    generator = models.build_generator(config.get_preset("smoke").replace(upsample="transpose"), embedding_dim=DIM,
                                        text_stats=stats, conditioning="dense")
     path = pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": "test"})
     loaded, card = pretrained.load_generator(path)
     assert card["text_encoder"] == "test" and card["embedding_dim"] == DIM and card["image_size"] == 32
-    assert card["format"] == pretrained.FORMAT and card["builder"]["preset"]["upsample"] == "nearest"
+    assert card["format"] == pretrained.FORMAT == 2 and card["builder"]["recipe"]["upsample"] == "transpose"
+    assert card["builder"]["preset"] == "smoke" and card["builder"]["size"]["image_size"] == 32
     assert json.loads(pretrained.card_path(path).read_text())["builder"]["text_stats"]["mean"][0] == \
         pytest.approx(stats[0][0])
     text, z = rng.standard_normal((4, DIM)).astype("float32"), rng.standard_normal((4, 16)).astype("float32")
@@ -177,6 +178,32 @@ def test_generators_save_as_weights_and_a_card_and_rebuild_the_same_model(tmp_pa
         pretrained.save_generator(generator, tmp_path / "g.keras", {"text_encoder": "test"})
     with pytest.raises(FileNotFoundError, match="check the path"):
         pretrained.load_generator(tmp_path / "missing.weights.h5")
+
+
+def test_a_format_1_card_with_the_preset_as_one_flat_dict_still_loads(tmp_path):
+    import json
+
+    from t2ilib import pretrained
+
+    rng = np.random.default_rng(2)
+    generator = models.build_generator(config.get_preset("smoke"), embedding_dim=DIM)
+    path = pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": "test"})
+    card = json.loads(pretrained.card_path(path).read_text())
+    builder = card["builder"]
+    recipe = {name: value for name, value in builder["recipe"].items() if name != "beta_2"}  # format 1 had none
+    flat = {"name": builder["preset"], **builder["size"], **recipe}
+    old_card = {**card, "format": 1, "builder": {**{k: v for k, v in builder.items() if k not in ("size", "recipe")},
+                                                 "preset": flat}}
+    pretrained.card_path(path).write_text(json.dumps(old_card))
+    loaded, loaded_card = pretrained.load_generator(path)
+    assert loaded_card["format"] == 1
+    text, z = rng.standard_normal((3, DIM)).astype("float32"), rng.standard_normal((3, 16)).astype("float32")
+    np.testing.assert_array_equal(models.generate(loaded, text, z=z), models.generate(generator, text, z=z))
+    # The generator the kit ships was saved in format 1, and loads
+    shipped_card = json.loads(pretrained.card_path(pretrained.PRETRAINED_GAN_CLS).read_text())
+    assert shipped_card["format"] == 1 and "name" in shipped_card["builder"]["preset"]
+    shipped, _ = pretrained.load_generator()
+    assert shipped.builder_arguments["size"]["image_size"] == 64
 
 
 def test_a_generator_file_this_kit_cannot_read_gets_one_line_naming_the_file_versions_and_fix(generator, tmp_path):
@@ -204,9 +231,9 @@ def test_a_generator_file_this_kit_cannot_read_gets_one_line_naming_the_file_ver
                f"format {pretrained.FORMAT + 1}", "Keras 9.9.9", "pip install -U t2i-course")
     fails_with({key: value for key, value in card.items() if key != "builder"}, "no builder arguments",
                "save_generator")
-    wider = {**card["builder"], "preset": {**card["builder"]["preset"], "g_channels": [64, 32, 16]}}
+    wider = {**card["builder"], "size": {**card["builder"]["size"], "g_channels": [64, 32, 16]}}
     fails_with({**card, "builder": wider}, "weights do not fit", "copy both from the same save_generator")
-    fails_with({**card, "builder": {**card["builder"], "preset": {**card["builder"]["preset"], "new_knob": 1}}},
+    fails_with({**card, "builder": {**card["builder"], "recipe": {**card["builder"]["recipe"], "new_knob": 1}}},
                "does not know", "update the kit")
 
     old = tmp_path / "old.keras"  # the kit's format before weights + card: Keras-version-bound

@@ -37,7 +37,7 @@ def prepare_default_dataset() -> None:
     # the directories the notebooks' data_prep.synthetic.ensure() looks in (sizes never overwrite each other).
     cmd = [sys.executable, "-m", "data_prep", "synthetic_flowers"]
     if fast:
-        cmd += ["--num-images", str(config.PRESETS["smoke"].num_images), "--sizes", "32", "64", "128"]
+        cmd += ["--num-images", str(config.PRESETS["smoke"].size.num_images), "--sizes", "32", "64", "128"]
     print("preparing the default dataset:", " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True)
 

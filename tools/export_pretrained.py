@@ -59,10 +59,10 @@ def main(argv=None) -> int:
     embedding_dim = prepared.embeddings("sentence").shape[1]
     gan = training.make_gan(preset, embedding_dim=embedding_dim, mismatch=True,
                             text_stats=prepared.embedding_stats("sentence"))
-    dataset = data.make_dataset(prepared, "train", preset.image_size, text="sentence",
-                                batch_size=preset.batch_size, seed=args.seed, repeat=True)
+    dataset = data.make_dataset(prepared, "train", preset.size.image_size, text="sentence",
+                                batch_size=preset.size.batch_size, seed=args.seed, repeat=True)
     start = time.perf_counter()
-    gan.fit(dataset, epochs=preset.steps // 100, steps_per_epoch=100, verbose=2,
+    gan.fit(dataset, epochs=preset.size.steps // 100, steps_per_epoch=100, verbose=2,
             callbacks=[TimeBudget(60 * args.minutes), callbacks.StopOnNaN()])
     steps = callbacks.gan_steps(gan)
     card = {

@@ -165,15 +165,11 @@ class Subject:
     loop_trips: int = 1  # tokens per caption for the LSTM's loop, else 1
 
 
-def _adam(preset):
-    return training.dcgan_adam(preset.lr_g, preset.beta_1), training.dcgan_adam(preset.lr_d, preset.beta_1)
-
-
 def build_subject(name: str, preset, prepared, *, encoder: str = "sentence", jit_compile: bool = False) -> Subject:
     """Build and compile model ``name`` at ``preset`` and its training pipeline on ``prepared``; the text is the
     cached embedding ``encoder`` (token ids for the LSTM-GAN)."""
     keras.utils.set_random_seed(0)
-    pipeline = dict(batch_size=preset.batch_size, repeat=True, seed=0)
+    pipeline = dict(batch_size=preset.size.batch_size, repeat=True, seed=0)
     if name == "lstm_gan":
         train_texts = prepared.captions.text[prepared.captions.split == "train"].tolist()
         vectorizer = text.make_vectorizer(train_texts)
@@ -181,33 +177,32 @@ def build_subject(name: str, preset, prepared, *, encoder: str = "sentence", jit
         encoders = [text.LSTMTextEncoder(vectorizer.vocabulary_size()) for _ in range(2)]
         gan = training.make_gan(preset, text_encoders=encoders, sequence_length=length, mismatch=False,
                                 jit_compile=jit_compile)
-        dataset = data.make_dataset(prepared, image_size=preset.image_size, text="tokens", vectorizer=vectorizer,
+        dataset = data.make_dataset(prepared, image_size=preset.size.image_size, text="tokens", vectorizer=vectorizer,
                                     **pipeline)
-        return Subject(name, gan, dataset, preset.batch_size, loop_trips=length)
+        return Subject(name, gan, dataset, preset.size.batch_size, loop_trips=length)
 
     dim = prepared.embeddings(encoder).shape[1]
-    size = preset.image_size
+    size = preset.size.image_size
     if name == "gan_cls":
         gan = training.make_gan(preset, embedding_dim=dim, jit_compile=jit_compile)
     elif name == "ca":
         gan = training.ConditionalGAN(models.build_generator(preset, embedding_dim=dim, conditioning="ca"),
-                                      models.build_discriminator(preset, embedding_dim=dim))
+                                      models.build_discriminator(preset, embedding_dim=dim), recipe=preset.recipe)
     elif name == "stackgan1":
         gan = stackgan.StageGAN(models.build_generator(preset, embedding_dim=dim, conditioning="ca"),
-                                models.build_discriminator(preset, embedding_dim=dim))
+                                models.build_discriminator(preset, embedding_dim=dim), recipe=preset.recipe)
     elif name == "stackgan2":
-        size = 2 * preset.image_size
+        size = 2 * preset.size.image_size
         stage1 = models.build_generator(preset, embedding_dim=dim, conditioning="ca", name="stage1_generator")
         gan = stackgan.StageGAN(stackgan.build_stage2_generator(preset, embedding_dim=dim, image_size=size),
                                 stackgan.build_stage2_discriminator(preset, embedding_dim=dim, image_size=size),
-                                stage1=stage1)
+                                stage1=stage1, recipe=preset.recipe)
     else:
         raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
     if name != "gan_cls":
-        g_optimizer, d_optimizer = _adam(preset)
-        gan.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer, jit_compile=jit_compile)
+        gan.compile(jit_compile=jit_compile)  # the recipe's Adam
     dataset = data.make_dataset(prepared, image_size=size, text=encoder, **pipeline)
-    return Subject(name, gan, dataset, preset.batch_size)
+    return Subject(name, gan, dataset, preset.size.batch_size)
 
 
 # --- Timing ----------------------------------------------------------------------------------------------------
@@ -300,7 +295,8 @@ def paper_scale_flops(embedding_dim: int = 384, batch_size: int = 64) -> dict:
     stage1 = models.build_generator(paper, embedding_dim=embedding_dim, conditioning="ca", name="stage1_generator")
     stage2 = stackgan.StageGAN(
         stackgan.build_stage2_generator(paper, embedding_dim=embedding_dim, image_size=128),
-        stackgan.build_stage2_discriminator(paper, embedding_dim=embedding_dim, image_size=128), stage1=stage1)
+        stackgan.build_stage2_discriminator(paper, embedding_dim=embedding_dim, image_size=128), stage1=stage1,
+        recipe=paper.recipe)
     stage2.compile()
     return {"gan_cls 64x64": step_flops(tf.function(gan_cls.train_step).get_concrete_function(spec(64))),
             "stackgan2 128x128": step_flops(tf.function(stage2.train_step).get_concrete_function(spec(128)))}

@@ -158,9 +158,9 @@ def main(argv=None):
                         help="also save the trained generator (NAME.weights.h5) and its card NAME.json here "
                              "(t2ilib.pretrained.save_generator)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a preset field, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
+                        help="override a field of the preset's size or recipe, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
     parser.add_argument("--diversity", type=float, default=None,
-                        help="weight of the mode-seeking term (Preset.diversity_weight; default the preset's); 0: off")
+                        help="weight of the mode-seeking term (Recipe.diversity_weight; default the preset's); 0: off")
     parser.add_argument("--conditioning", choices=["dense", "ca"], default="dense",
                         help="G's text layer: Dense (default) or Conditioning Augmentation")
     parser.add_argument("--kl-weight", type=float, default=2.0,
@@ -184,7 +184,7 @@ def main(argv=None):
     if args.loss:
         preset = preset.replace(loss=args.loss)
     if args.reed:
-        preset = preset.replace(**config.REED_ET_AL)
+        preset = preset.replace(recipe=config.REED_ET_AL)
     preset = config.override(preset, args.set)
     if args.diversity is not None:
         preset = preset.replace(diversity_weight=args.diversity)
@@ -192,7 +192,7 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
 
     prepared = prepare(config.data_dir(), args.num_images)
-    classifier = attribute_classifier(prepared, preset.image_size, out.parent)
+    classifier = attribute_classifier(prepared, preset.size.image_size, out.parent)
     print("classifier accuracy on real test images:", classifier.test_accuracy.round(3).to_dict(), flush=True)
 
     text_kind, mismatch, interpolate = MODELS[args.model]
@@ -216,12 +216,13 @@ def main(argv=None):
                                 interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto",
                                 conditioning=args.conditioning, kl_weight=args.kl_weight)
         text_of = lambda rows: embeddings[rows]
-    dataset = data.make_dataset(prepared, "train", preset.image_size, text=text_kind, vectorizer=vectorizer,
-                                batch_size=preset.batch_size, seed=args.seed, repeat=True, near_miss=args.near_miss)
+    dataset = data.make_dataset(prepared, "train", preset.size.image_size, text=text_kind, vectorizer=vectorizer,
+                                batch_size=preset.size.batch_size, seed=args.seed, repeat=True,
+                                near_miss=args.near_miss)
     if args.no_group_mask:
         dataset = dataset.map(lambda batch: {key: value for key, value in batch.items() if key != "group"})
 
-    images = prepared.images(preset.image_size)
+    images = prepared.images(preset.size.image_size)
     test_ids, test_text, test_target = eval_captions(prepared, "test", text_of)
     comp_ids, comp_text, comp_target = eval_captions(prepared, "compositional", text_of)
     half = len(test_ids) // 2
@@ -242,15 +243,16 @@ def main(argv=None):
     fid = lambda a, b: round(metrics.frechet_distance(classifier.features(a), classifier.features(b)), 3)
     result = {
         "model": args.model, "preset": preset.name, "precision": precision,
-        "projection": preset.projection, "loss": gan.loss_name, "mismatch": mismatch, "interpolate": interpolate,
-        "jit_compile": args.jit, "near_miss": args.near_miss,
-        "g_norm": preset.g_norm, "d_norm": preset.d_norm, "contrastive_weight": gan.contrastive_weight,
-        "group_mask": not args.no_group_mask, "diversity_weight": gan.diversity_weight,
+        "projection": preset.recipe.projection, "loss": gan.recipe.loss, "mismatch": mismatch,
+        "interpolate": interpolate, "jit_compile": args.jit, "near_miss": args.near_miss,
+        "g_norm": preset.recipe.g_norm, "d_norm": preset.recipe.d_norm,
+        "contrastive_weight": gan.recipe.contrastive_weight,
+        "group_mask": not args.no_group_mask, "diversity_weight": gan.recipe.diversity_weight,
         "conditioning": args.conditioning,
         "kl_weight": args.kl_weight if args.conditioning == "ca" else None,
-        "upsample": preset.upsample, "z_dim": preset.z_dim, "z_every_block": preset.z_every_block,
+        "upsample": preset.recipe.upsample, "z_dim": preset.size.z_dim, "z_every_block": preset.recipe.z_every_block,
         "standardised_text": text_kind == "sentence" and not raw,
-        "widths": [preset.g_channels, preset.d_channels], "batch_size": preset.batch_size,
+        "widths": [preset.size.g_channels, preset.size.d_channels], "batch_size": preset.size.batch_size,
         "steps": callbacks.gan_steps(gan), "training_seconds": timer.rows[-1]["seconds"] if timer.rows else None,
         "seconds_per_step": round(timer.rows[-1]["seconds"] / max(1, timer.rows[-1]["step"]), 3),
         "test": metrics.alignment_table(classifier, fakes, test_target).round(4).to_dict(),
@@ -260,7 +262,7 @@ def main(argv=None):
         "classifier_accuracy": classifier.test_accuracy.round(4).to_dict(),
         "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
     }
-    result.update(judge(gan.generator, prepared, classifier, text_of, preset.image_size, args.seed))
+    result.update(judge(gan.generator, prepared, classifier, text_of, preset.size.image_size, args.seed))
     if text_kind == "sentence":
         result["text_ceiling"] = text_ceiling(prepared, embeddings)
     (out / "result.json").write_text(json.dumps(result, indent=2))

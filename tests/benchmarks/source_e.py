@@ -36,13 +36,13 @@ SETUPS = {
     "balanced": SOURCE_E_SETUPS["balanced"],
     "fixed": FIXED,
     # One fix undone at a time:
-    "fixed_but_sampled_d": dict(FIXED, text_code="ca", projection=False, contrastive_weight=0.0),
-    "fixed_but_no_projection": dict(FIXED, projection=False, contrastive_weight=0.0),  # the head feeds the term
-    "fixed_but_no_contrastive": dict(FIXED, contrastive_weight=0.0),  # the "fixed" setup before issue 17
+    "fixed_but_sampled_d": FIXED.replace(text_code="ca", projection=False, contrastive_weight=0.0),
+    "fixed_but_no_projection": FIXED.replace(projection=False, contrastive_weight=0.0),  # the head feeds the term
+    "fixed_but_no_contrastive": FIXED.replace(contrastive_weight=0.0),  # the "fixed" setup before issue 17
     # the "fixed" setup before issue 27: its KL weight 0.1 on a summed KL is 12.8 on StackGAN's mean
-    "fixed_but_old_kl": dict(FIXED, kl_weight=0.1 * 128),
-    "fixed_but_colour_jitter": dict(FIXED, augment="color,translation,cutout"),
-    "fixed_no_augmentation": dict(FIXED, augment=None),
+    "fixed_but_old_kl": FIXED.replace(kl_weight=0.1 * 128),
+    "fixed_but_colour_jitter": FIXED.replace(augment="color,translation,cutout"),
+    "fixed_no_augmentation": FIXED.replace(augment=None),
 }
 
 
@@ -69,7 +69,7 @@ def main(argv=None):
     attributes = prepared.attributes.loc[captions.image_idx[rows]].reset_index(drop=True)
     preset = SOURCE_E if args.full_width else SOURCE_E.replace(g_channels=(128, 64, 32, 16, 8),
                                                                d_channels=(8, 16, 32, 64))
-    dataset = data.make_dataset(prepared, image_size=64, batch_size=preset.batch_size, repeat=True, seed=0)
+    dataset = data.make_dataset(prepared, image_size=64, batch_size=preset.size.batch_size, repeat=True, seed=0)
     log_every = 50
 
     for name in args.setups:
@@ -84,7 +84,7 @@ def main(argv=None):
         last = history.tail(max(1, len(history) // 3))
         row = {"setup": name, "steps": callbacks.gan_steps(gan), "seconds": round(seconds),
                "load": round(os.getloadavg()[0], 2),
-               "d_real": last.d_real.mean(), "d_wrong": last.d_wrong.mean() if setup["mismatch"] else None,
+               "d_real": last.d_real.mean(), "d_wrong": last.d_wrong.mean() if setup.mismatch else None,
                "d_fake": last.d_fake.mean(),
                **conditioning.conditioning_report(gan.generator, classifier, text, attributes).to_dict()}
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)

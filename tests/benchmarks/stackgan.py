@@ -89,11 +89,13 @@ def main(argv=None):
     embeddings = prepared.embeddings("sentence")
     text_stats = prepared.embedding_stats("sentence")
     jit = args.jit or "auto"
-    dataset = lambda size: data.make_dataset(prepared, "train", size, batch_size=preset1.batch_size, seed=args.seed,
-                                             repeat=True)
+    def dataset(size):
+        return data.make_dataset(prepared, "train", size, batch_size=preset1.size.batch_size, seed=args.seed,
+                                 repeat=True)
+
     stage1 = training.make_gan(preset1, embedding_dim=embeddings.shape[1], text_stats=text_stats,
                                conditioning=args.conditioning, kl_weight=KL_WEIGHT, jit_compile=jit)
-    run1 = train_stage(stage1, dataset(preset1.image_size), minutes1, out / "stage1_history.csv")
+    run1 = train_stage(stage1, dataset(preset1.size.image_size), minutes1, out / "stage1_history.csv")
     print("Stage I:", json.dumps(run1), flush=True)
     stage2 = stackgan.make_stage2(stage1.generator, preset1, embedding_dim=embeddings.shape[1], text_stats=text_stats,
                                   image_size=high, kl_weight=KL_WEIGHT, reconstruction_weight=args.reconstruction,
@@ -104,7 +106,7 @@ def main(argv=None):
     ids, text, target = quality.eval_captions(prepared, "test", lambda rows: embeddings[rows])
     if args.eval_images:
         ids, text, target = ids[: args.eval_images], text[: args.eval_images], target.iloc[: args.eval_images]
-    z = np.random.default_rng(args.seed + 1).standard_normal((len(text), preset1.z_dim)).astype("float32")
+    z = np.random.default_rng(args.seed + 1).standard_normal((len(text), preset1.size.z_dim)).astype("float32")
     with conditioning.ca_at_mean(stage2):  # so Stage II refines exactly the Stage-I image it is compared with
         low = models.generate(stage1.generator, text, z=z)
         refined = models.generate(stage2, text, z=z)  # the same z through the frozen Stage I
@@ -114,14 +116,15 @@ def main(argv=None):
 
     result = {
         "preset": preset1.name, "precision": precision, "jit_compile": args.jit, "conditioning": args.conditioning,
-        "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction, "loss": stage1.loss_name,
-        "contrastive_weight": stage1.contrastive_weight, "stage1_size": preset1.image_size, "stage2_size": high,
-        "stage1_widths": [preset1.g_channels, preset1.d_channels],
-        "stage2_d_widths": stackgan.at_size(preset1, high).d_channels,
+        "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction, "loss": stage1.recipe.loss,
+        "contrastive_weight": stage1.recipe.contrastive_weight, "stage1_size": preset1.size.image_size,
+        "stage2_size": high,
+        "stage1_widths": [preset1.size.g_channels, preset1.size.d_channels],
+        "stage2_d_widths": stackgan.at_size(preset1, high).size.d_channels,
         "parameters": {name: gan.count_params() for name, gan in (("stage1_g", stage1.generator),
                        ("stage1_d", stage1.discriminator), ("stage2_g", stage2.generator),
                        ("stage2_d", stage2.discriminator))},
-        "batch_size": preset1.batch_size, "minutes": [minutes1, minutes2], "stage1": run1, "stage2": run2,
+        "batch_size": preset1.size.batch_size, "minutes": [minutes1, minutes2], "stage1": run1, "stage2": run2,
         "eval_captions": len(text), "judge_ceiling": ceiling.round(4).to_dict(),
         "judge_accuracy": classifier.test_accuracy.round(4).to_dict(),
         "table": {column: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in table[column].items()}
@@ -132,8 +135,9 @@ def main(argv=None):
     pick = slice(0, 8)
     rows = [evaluation.upsample(low[pick], high, "nearest"), evaluation.upsample(low[pick], high), refined[pick],
             real[pick]]
-    viz.save_png(out / "samples.png", viz.image_grid(np.concatenate([data.to_unit_range(r) for r in rows]), columns=8))
-    print(f"\n## StackGAN {preset1.image_size} -> {high} px: Stage I {run1['steps']} steps in {run1['seconds']} s, "
+    viz.save_png(out / "samples.png", viz.image_grid(np.concatenate([data.to_tanh_range(r) for r in rows]), columns=8))
+    print(f"\n## StackGAN {preset1.size.image_size} -> {high} px: Stage I {run1['steps']} steps in {run1['seconds']} s,"
+          " "
           f"Stage II {run2['steps']} steps in {run2['seconds']} s ({precision})")
     print(table.round(4).to_string())
     print(json.dumps(headline(result)), flush=True)
