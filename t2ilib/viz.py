@@ -191,17 +191,16 @@ def show_full_run(name: str, directory=None) -> dict:
     made = record["made_by"]
     machine = made.get("machine", {})
     cores = machine.get("cores_used") or []
-    where = (f"{len(cores)} core{'s' if len(cores) != 1 else ''} of a {machine.get('cpu', 'CPU')}"
+    where = (f"{len(cores)} core{'s' if len(cores) != 1 else ''} of this CPU: {machine.get('cpu', '?')}"
              + (", no GPU" if not machine.get("gpu") else ""))
     lines = [f"### Stored result of the full run (not this run): {name}",
              f"Made by `{made.get('command', 'make full-runs')}` on {made.get('date', '?')}: this notebook's recipe "
-             f"at its full budget, on {where} (`{made.get('argv', '')}`)."]
+             f"trained for its full budget (a GPU's minutes) on {where} (`{made.get('argv', '')}`)."]
     for run_name, run in record["runs"].items():
         load = run.get("load_average", {}).get("during_mean_1min", "?")
         numbers = ", ".join(f"{key} {_number(value)}" for key, value in run["numbers"].items())
-        lines.append(f"- **{run_name}**: {run['steps']} steps in {run['seconds'] / 60:.1f} min (budget "
-                     f"{run.get('budget_minutes', '?')} min, full budget on one CPU core, load average {load}); "
-                     f"{numbers}")
+        lines.append(f"- **{run_name}**: {run['steps']} steps in {run['seconds'] / 60:.1f} min (the full budget of "
+                     f"{run.get('budget_minutes', '?')} min; load average {load} while it trained); {numbers}")
     text = "\n".join(lines)
     try:
         from IPython import get_ipython

@@ -140,7 +140,8 @@ def recipe_of(name: str) -> dict:
     value = lambda expression: eval(expression, namespace)  # noqa: E731
     runs = {}
     for run, spec in RUNS[name]["runs"].items():
-        runs[run] = {key: (preset_fields(value(expr)) if key == "preset" else value(expr)) for key, expr in spec.items()}
+        runs[run] = {key: preset_fields(value(expr)) if key == "preset" else value(expr)
+                     for key, expr in spec.items()}
         runs[run]["max_steps"] = runs[run]["epochs"] * runs[run]["steps_per_epoch"]
     return {"notebook": name, "preset": PRESET, "runs": runs,
             "judge": {key: value(expr) for key, expr in RUNS[name]["judge"].items()}, "builds": BUILDS[name]}
@@ -383,7 +384,7 @@ def run_06(namespace: dict, recipe: dict) -> dict:
     eval_attributes = prepared.attributes_of(prepared.captions.loc[test_rows])
     high_size = judge["image_size"]
     classifier = metrics.train_attribute_judge(prepared, high_size, epochs=judge["epochs"])
-    z = np.random.default_rng(1).standard_normal((len(eval_text), g1.input["z"].shape[-1])).astype("float32")
+    z = np.random.default_rng(1).standard_normal((len(eval_text), namespace["preset1"].z_dim)).astype("float32")
     with conditioning.ca_at_mean(stage2):
         low = models.generate(g1, eval_text, z=z)
         high = models.generate(stage2, eval_text, z=z)
@@ -447,11 +448,13 @@ def store(name: str, core, out: Path = ASSETS, minutes: float | None = None) -> 
         raise SystemExit(f"error: notebooks/{name}.ipynb no longer makes {missing[0]!r}: update BUILDS in "
                          "tools/full_runs.py to the notebook's call")
     namespace = _namespace(name)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     results = RUNNERS[name](namespace, recipe)
     out.mkdir(parents=True, exist_ok=True)
     runs = {}
     for index, (run_name, (result, grid, captions)) in enumerate(results.items()):
+        result["numbers"] = {key: round(value, 4) if isinstance(value, float) else value
+                             for key, value in result["numbers"].items()}
         if grid is not None:
             suffix = "" if len(results) == 1 or name == "06_stackgan" else f"_{index + 1}"
             png = viz.save_png(out / f"{name}{suffix}.png", viz.image_grid(grid, columns=8))
@@ -476,6 +479,20 @@ def store(name: str, core, out: Path = ASSETS, minutes: float | None = None) -> 
     return path
 
 
+def summary(names, directory: Path = ASSETS) -> str:
+    """The stored runs as a markdown table (docs/results.md's "Stored full runs")."""
+    lines = ["| notebook | run | budget (min) | steps | seconds | ended by | load (mean 1-min) | numbers |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        record = json.loads((directory / f"{name}.json").read_text())
+        for run_name, run in record["runs"].items():
+            numbers = ", ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                                for key, value in run["numbers"].items())
+            lines.append(f"| {name} | {run_name} | {run['budget_minutes']:g} | {run['steps']} | {run['seconds']:.0f} | "
+                         f"{run['ended_by']} | {run['load_average']['during_mean_1min']} | {numbers} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -484,6 +501,7 @@ def main(argv=None) -> int:
     parser.add_argument("--core", default="1", help="the CPU core to pin to (default 1), or 'none'")
     parser.add_argument("--out", type=Path, default=ASSETS, help="where to write (default t2ilib/assets/full_runs)")
     parser.add_argument("--check", action="store_true", help="only say whether the stored recipes still match")
+    parser.add_argument("--summary", action="store_true", help="print the stored runs as a markdown table")
     parser.add_argument("--minutes", type=float, help="to try the tool: every run's budget instead of the notebook's "
                         "(its recipe then differs from the notebook's, and tests/test_full_runs.py says so)")
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -496,6 +514,9 @@ def main(argv=None) -> int:
                  or differences(json.loads((args.out / f"{name}.json").read_text())["recipe"], recipe_of(name))]
         print("stale or missing: " + ", ".join(stale) if stale else "every stored full run matches its notebook")
         return 1 if stale else 0
+    if args.summary:
+        print(summary(names, args.out))
+        return 0
     core = None if args.core == "none" else int(args.core)
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})  # before TensorFlow starts its thread pools
