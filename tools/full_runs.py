@@ -1,6 +1,6 @@
 """Train the main runs of notebooks 03-06 at their full budgets and store what they reach in t2ilib/assets/full_runs/.
 
-    make full-runs                               # all four notebooks, one after another (about an hour on one core)
+    make full-runs                               # all four, one after another: about 45 min on one core (36.5 training)
     python -m tools.full_runs --notebook 04      # one notebook
     python -m tools.full_runs --core none        # without pinning to a core
 
