@@ -2,6 +2,8 @@
 #   make course   install, prepare the default dataset, execute every notebook into build/
 #   make lab      install, open the notebooks in JupyterLab
 #   make test     install (with requirements-test.txt), run the unit tests and every notebook under pytest --nbval
+#   make full-runs  train notebooks 03-06's main runs at their full budgets on one CPU core and store the results
+#                 the notebooks show (t2ilib/assets/full_runs; about 45 min; FULL_RUNS="--notebook 04" for one)
 # Options: FAST=1 (CI's smoke mode instead of full mode), PYTHON=python3.11, NB=notebooks/03_lstm_gan.ipynb,
 #   VENV=.venv-floors CONSTRAINTS=constraints-floors.txt (another environment: .ci/run's version matrix)
 #   make test-colab: the same at Colab's versions (constraints-colab.txt, Python 3.13) in .venv-colab
@@ -36,10 +38,10 @@ endif
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
-.PHONY: help install course lab test test-unit test-notebooks test-colab test-datasets browser-test widgets7 student bench lint clean
+.PHONY: help install course lab test test-unit test-notebooks test-colab test-datasets browser-test widgets7 student bench full-runs lint clean
 
 help:
-	@sed -n '1,8p' Makefile
+	@sed -n '1,10p' Makefile
 
 $(STAMP): requirements.txt $(CONSTRAINTS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -151,6 +153,14 @@ student: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --bench-full -s
+
+# What notebooks 03-06 show as "Stored result of the full run" (viz.show_full_run): tools/full_runs.py trains each
+# notebook's main run(s) with its own recipe (the `cpu` preset) for its full budget, pinned to core 1 and niced, and
+# writes t2ilib/assets/full_runs/NN_name.json (numbers, steps, seconds, load, machine, recipe) and its grids.
+# tests/test_full_runs.py fails when a notebook's recipe no longer matches what is stored.
+FULL_RUNS ?=
+full-runs: $(STAMP)
+	$(BIN)/python -m tools.full_runs $(FULL_RUNS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

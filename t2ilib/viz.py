@@ -3,6 +3,7 @@ Introduced in notebook 01."""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -10,7 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["to_uint8", "image_grid", "save_png", "show_images", "show_side_by_side", "equilibrium", "plot_history"]
+__all__ = ["to_uint8", "image_grid", "save_png", "show_images", "show_side_by_side", "equilibrium", "plot_history",
+           "FULL_RUNS", "load_full_run", "show_full_run"]
+
+# The stored results of the notebooks' full runs (tools/full_runs.py, `make full-runs`), shipped with the package
+FULL_RUNS = Path(__file__).resolve().parent / "assets" / "full_runs"
 
 
 def to_uint8(images) -> np.ndarray:
@@ -152,3 +157,73 @@ def plot_history(history, title: str = "training", loss: str | None = None):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def load_full_run(name: str, directory=None) -> dict:
+    """The stored record of notebook ``name``'s full run (``<directory>/<name>.json``, by default the package's
+    ``assets/full_runs``), with ``"directory"`` added. A missing or unreadable file is one ``ValueError`` naming it
+    and the command that makes it. Used by show_full_run (notebook 03)."""
+    path = Path(directory or FULL_RUNS) / f"{name}.json"
+    try:
+        record = json.loads(path.read_text())
+        runs = record["runs"]
+        for run in runs.values():
+            run["steps"], run["seconds"], run["numbers"]  # noqa: B018  (each run's fields must be there)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: no readable stored full run for {name} ({type(err).__name__}: {err}); "
+                         "`make full-runs` (python -m tools.full_runs) makes it") from None
+    record["directory"] = str(path.parent)
+    return record
+
+
+def _number(value) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def show_full_run(name: str, directory=None) -> dict:
+    """Show the stored result of notebook ``name``'s full run, labelled as such: the notebook's own recipe trained
+    for its full budget by ``make full-runs``, not this run; each run's steps, minutes, machine and load average,
+    its numbers and its sample grid. Returns the record. Introduced in notebook 03."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    record = load_full_run(name, directory)
+    made = record["made_by"]
+    machine = made.get("machine", {})
+    cores = machine.get("cores_used") or []
+    where = (f"{len(cores)} core{'s' if len(cores) != 1 else ''} of this CPU: {machine.get('cpu', '?')}"
+             + (", no GPU" if not machine.get("gpu") else ""))
+    lines = [f"### Stored result of the full run (not this run): {name}",
+             f"Made by `{made.get('command', 'make full-runs')}` on {made.get('date', '?')}: this notebook's recipe "
+             f"trained for its full budget (a GPU's minutes) on {where} (`{made.get('argv', '')}`)."]
+    for run_name, run in record["runs"].items():
+        load = run.get("load_average", {}).get("during_mean_1min", "?")
+        numbers = ", ".join(f"{key} {_number(value)}" for key, value in run["numbers"].items())
+        lines.append(f"- **{run_name}**: {run['steps']} steps in {run['seconds'] / 60:.1f} min (the full budget of "
+                     f"{run.get('budget_minutes', '?')} min; load average {load} while it trained); {numbers}")
+    text = "\n".join(lines)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+
+        in_ipython = get_ipython() is not None
+    except ImportError:
+        in_ipython = False
+    if in_ipython:
+        display(Markdown(text))
+    else:
+        print(text)
+    for run_name, run in record["runs"].items():
+        if not run.get("grid"):
+            continue
+        picture = np.asarray(Image.open(Path(record["directory"]) / run["grid"]).convert("RGB"))
+        fig, ax = plt.subplots(figsize=(picture.shape[1] / 80, picture.shape[0] / 80 + 0.5))
+        ax.imshow(picture, interpolation="nearest")
+        ax.axis("off")
+        numbers = " | ".join(f"{key} {_number(value)}" for key, value in run["numbers"].items()
+                             if key.endswith("match"))
+        ax.set_title(f"stored full run, {run_name}: {numbers}\n({run.get('grid_layout', '')})", fontsize=8)
+        plt.show()
+        for i, caption in enumerate(run.get("captions", [])):
+            print(f"{'column' if 'column per caption' in run.get('grid_layout', '') else 'row'} {i + 1}: {caption}")
+    return record
