@@ -22,6 +22,7 @@ longer matches the notebook's (``recipe_of``).
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import datetime
 import json
@@ -44,62 +45,82 @@ ASSETS = ROOT / "t2ilib" / "assets" / "full_runs"
 CONSTANTS_CELL = "# The constants of this notebook's runs"
 PRESET = "cpu"  # the preset of a machine without a GPU: what a laptop trains, here for the full budget
 
-# What each notebook's stored runs are, as expressions over the names its constants cell defines: the preset, the
-# budget in minutes and the most steps fit() is given (epochs x steps per epoch); and the judge's settings.
+# What each notebook's stored runs are, as expressions over the names its constants cell defines (and ``ELSEWHERE``):
+# the preset, the call in ``BUILDS`` that builds the run's model (its ``recipe=``, else the preset's recipe, is the
+# run's recipe), the budget in minutes and the most steps fit() is given (epochs x steps per epoch); the judge's
+# settings.
+SECTION_5_EPOCHS = "max(1, round(source_a_steps / STEPS_PER_EPOCH))"  # 03: section 5 trains at most section 3's steps
 RUNS = {
-    "03_lstm_gan": {  # section 5: the same LSTMs as section 3, in GAN-CLS (wrong captions) with Reed et al.'s design
-        "runs": {"GAN-CLS with LSTMs": dict(preset="cls_preset", minutes="CLS_MINUTES",
-                                            epochs="cls_preset.steps // STEPS_PER_EPOCH",
-                                            steps_per_epoch="STEPS_PER_EPOCH")},
-        "judge": dict(image_size="preset.image_size", epochs="JUDGE_EPOCHS"),
+    "03_lstm_gan": {  # section 3: Reed et al.'s GAN with LSTMs; section 5: the same in GAN-CLS, at most as many steps
+        "runs": {"LSTM GAN (section 3)": dict(preset="preset", build="gan", minutes="SOURCE_A_MINUTES",
+                                              epochs="EPOCHS", steps_per_epoch="STEPS_PER_EPOCH"),
+                 "GAN-CLS with LSTMs": dict(preset="preset", build="gan_cls", minutes="CLS_MINUTES",
+                                            epochs=SECTION_5_EPOCHS, steps_per_epoch="STEPS_PER_EPOCH")},
+        "judge": dict(image_size="preset.size.image_size", epochs="JUDGE_EPOCHS"),
     },
     "04_gan_cls": {  # section 3: GAN-CLS on the MiniLM sentence embeddings
-        "runs": {"GAN-CLS": dict(preset="preset", minutes="MAIN_MINUTES", epochs="EPOCHS",
+        "runs": {"GAN-CLS": dict(preset="preset", build="gan", minutes="MAIN_MINUTES", epochs="EPOCHS",
                                  steps_per_epoch="STEPS_PER_EPOCH", encoder="encoder")},
-        "judge": dict(image_size="preset.image_size", epochs="JUDGE_EPOCHS"),
+        "judge": dict(image_size="preset.size.image_size", epochs="JUDGE_EPOCHS"),
     },
     "05_conditioning_augmentation": {  # section 3: Dense against CA at StackGAN's KL weight, each for its minutes
-        "runs": {name: dict(preset="preset_a", minutes="RUN_MINUTES", epochs="STEPS // LOG_EVERY",
+        "runs": {name: dict(preset="preset_a", build="gan", minutes="RUN_MINUTES", epochs="STEPS // LOG_EVERY",
                             steps_per_epoch="LOG_EVERY") for name in ("Dense", "CA, KL weight 2")},
         "judge": dict(image_size="SIZE", epochs="JUDGE_EPOCHS", captions="EVAL_CAPTIONS"),
     },
     "06_stackgan": {  # sections 2-3: Stage I, then Stage II on the frozen Stage I; the bicubic baseline
-        "runs": {"Stage I": dict(preset="preset1", minutes="STAGE1_MINUTES", epochs="max(1, STEPS1 // LOG_EVERY)",
-                                 steps_per_epoch="LOG_EVERY", image_size="LOW"),
-                 "Stage II": dict(preset="preset1", minutes="STAGE2_MINUTES", epochs="max(1, STEPS2 // LOG_EVERY)",
-                                  steps_per_epoch="LOG_EVERY", image_size="HIGH")},
+        "runs": {"Stage I": dict(preset="preset1", build="stage1", minutes="STAGE1_MINUTES",
+                                 epochs="max(1, STEPS1 // LOG_EVERY)", steps_per_epoch="LOG_EVERY", image_size="LOW"),
+                 "Stage II": dict(preset="preset1", build="stage2", minutes="STAGE2_MINUTES",
+                                  epochs="max(1, STEPS2 // LOG_EVERY)", steps_per_epoch="LOG_EVERY",
+                                  image_size="HIGH")},
         "judge": dict(image_size="HIGH", epochs="JUDGE_EPOCHS", captions="EVAL_CAPTIONS",
                       kl_weight="KL_WEIGHT", reconstruction_weight="RECONSTRUCTION_WEIGHT"),
     },
 }
+
+# Names the runs depend on that a notebook defines in the section that uses them, not in its constants cell: the
+# notebook's own assignment to each is executed after the constants cell (``assignment``).
+ELSEWHERE = {
+    "05_conditioning_augmentation": ("preset_a",),
+    "06_stackgan": ("EVAL_CAPTIONS", "JUDGE_EPOCHS", "RECONSTRUCTION_WEIGHT"),
+}
+
+# Names a run's expressions may read that only an earlier run's training gives (03: section 3's steps cap section
+# 5's): the recipe records such an expression as written, and the run evaluates it after the earlier run.
+TRAINED = {"03_lstm_gan": ("source_a_steps",)}
 
 # The notebooks' own calls that build the models and their data, word for word (whitespace aside): evaluated here
 # over the constants, and checked to be in the notebook by tests/test_full_runs.py (``missing_builds``).
 BUILDS = {
     "03_lstm_gan": {
         "lstm": "t2itext.LSTMTextEncoder(vocab_size=vectorizer.vocabulary_size(), embed_dim=128, units=128)",
-        "gan": "training.make_gan(cls_preset, text_encoders=(lstm(), lstm()), sequence_length=sequence_length, "
-               "mismatch=True)",
-        "dataset": 'data.make_dataset(prepared, "train", image_size=cls_preset.image_size, text="tokens", '
-                   "vectorizer=vectorizer, batch_size=cls_preset.batch_size, repeat=True)",
+        "gan": "training.make_gan(preset, recipe=config.REED_ET_AL, text_encoders=(lstm(), lstm()), "
+               "sequence_length=sequence_length, mismatch=False)",
+        "gan_cls": "training.make_gan(preset, recipe=config.REED_ET_AL, text_encoders=(lstm(), lstm()), "
+                   "sequence_length=sequence_length, mismatch=True)",
+        "source_a_steps": "source_a_steps = callbacks.gan_steps(gan)",
+        "section_5_epochs": f"epochs={SECTION_5_EPOCHS}",
+        "dataset": 'data.make_dataset(prepared, "train", image_size=preset.size.image_size, text="tokens", '
+                   "vectorizer=vectorizer, batch_size=preset.size.batch_size, repeat=True)",
     },
     "04_gan_cls": {
         "gan": "training.make_gan(preset, embedding_dim=embeddings.shape[1], text_stats=text_stats, mismatch=True)",
-        "dataset": 'data.make_dataset(prepared, "train", image_size=preset.image_size, text=encoder, '
-                   "batch_size=preset.batch_size, repeat=True)",
+        "dataset": 'data.make_dataset(prepared, "train", image_size=preset.size.image_size, text=encoder, '
+                   "batch_size=preset.size.batch_size, repeat=True)",
     },
     "05_conditioning_augmentation": {
         "Dense": '"Dense": dict(conditioning="dense")',
         "CA, KL weight 2": '"CA, KL weight 2": dict(conditioning="ca")',
         "gan": "training.make_gan(preset_a, embedding_dim=384, text_stats=text_stats, **variant)",
-        "dataset": "make_dataset(prepared, image_size=SIZE, batch_size=preset_a.batch_size, repeat=True, seed=0)",
+        "dataset": "make_dataset(prepared, image_size=SIZE, batch_size=preset_a.size.batch_size, repeat=True, seed=0)",
     },
     "06_stackgan": {
         "stage1": 'training.make_gan(preset1, embedding_dim=384, text_stats=text_stats, conditioning="ca", '
                   "kl_weight=KL_WEIGHT)",
         "stage2": "stackgan.make_stage2(g1, preset1, embedding_dim=384, text_stats=text_stats, image_size=HIGH, "
                   "kl_weight=KL_WEIGHT, reconstruction_weight=RECONSTRUCTION_WEIGHT)",
-        "dataset": "make_dataset(prepared, image_size=size, batch_size=preset1.batch_size, repeat=True, seed=0)",
+        "dataset": "make_dataset(prepared, image_size=size, batch_size=preset1.size.batch_size, repeat=True, seed=0)",
     },
 }
 
@@ -110,9 +131,37 @@ def code_cells(name: str) -> list[str]:
     return [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
 
 
+def _statements(name: str) -> list[tuple[ast.stmt, str]]:
+    """The top-level statements of the notebook's code cells, each with its cell's source."""
+    out = []
+    for source in code_cells(name):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # a cell with IPython syntax (%magic, !shell) assigns none of the names looked up here
+            continue
+        out.extend((node, source) for node in tree.body)
+    return out
+
+
+def assignment(name: str, target: str) -> str:
+    """The notebook's one top-level statement that assigns ``target`` (``preset_a = preset.replace(...)``)."""
+    found = []
+    for node, source in _statements(name):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        if target in names:
+            found.append(ast.get_source_segment(source, node))
+    if len(found) != 1:
+        raise ValueError(f"notebooks/{name}.ipynb: expected one top-level assignment to {target!r}, found "
+                         f"{len(found)}: update ELSEWHERE in tools/full_runs.py to where the notebook defines it")
+    return found[0]
+
+
 def constants(name: str) -> dict:
-    """The names the notebook's constants cell defines, as a full-mode run with the ``cpu`` preset would define them,
-    with each ``config.minutes(full, laptop=...)`` read as its full budget."""
+    """The names the notebook's constants cell defines, and then those of ``ELSEWHERE[name]`` by the notebook's own
+    assignments, as a full-mode run with the ``cpu`` preset would define them, with each
+    ``config.minutes(full, laptop=...)`` read as its full budget."""
     import t2ilib
     from t2ilib import config
 
@@ -125,24 +174,43 @@ def constants(name: str) -> dict:
     full_budget = lambda full, *, laptop=None, environ=None: float(full)  # noqa: E731
     with mock.patch.object(config, "minutes", full_budget), mock.patch.dict(os.environ, {"T2I_FAST": "0"}):
         exec(compile(cells[0], f"notebooks/{name}.ipynb (constants)", "exec"), namespace)
+        for target in ELSEWHERE.get(name, ()):
+            exec(compile(assignment(name, target), f"notebooks/{name}.ipynb ({target})", "exec"), namespace)
     return namespace
 
 
-def preset_fields(preset) -> dict:
-    """A preset as JSON-ready fields (the one place that knows a preset's shape)."""
-    return json.loads(json.dumps(dataclasses.asdict(preset)))
+def preset_fields(preset, recipe) -> dict:
+    """A preset's name, its size's fields and a recipe's fields, as JSON-ready dicts (the one place that knows their
+    shape)."""
+    return json.loads(json.dumps({"preset": preset.name, "size": dataclasses.asdict(preset.size),
+                                  "recipe": dataclasses.asdict(recipe)}))
+
+
+def recipe_expression(call: str, preset: str) -> str:
+    """The recipe a ``make_gan``-like call trains with: its ``recipe=`` argument, else ``<preset>.recipe``."""
+    keywords = {k.arg: k.value for k in ast.parse(call.strip(), mode="eval").body.keywords}
+    return ast.unparse(keywords["recipe"]) if "recipe" in keywords else f"{preset}.recipe"
+
+
+def _names(expression: str) -> set[str]:
+    return {node.id for node in ast.walk(ast.parse(expression, mode="eval")) if isinstance(node, ast.Name)}
 
 
 def recipe_of(name: str) -> dict:
-    """What notebook ``name``'s stored runs depend on, as the notebook would train them now: each run's preset
-    fields, budget and most steps; the judge's settings; the notebook's calls that build the models."""
+    """What notebook ``name``'s stored runs depend on, as the notebook would train them now: each run's preset (its
+    size and the recipe its call trains with), budget and most steps; the judge's settings; the notebook's calls
+    that build the models."""
     namespace = constants(name)
-    value = lambda expression: eval(expression, namespace)  # noqa: E731
+    trained = set(TRAINED.get(name, ()))
+    value = lambda expression: expression if _names(expression) & trained else eval(expression, namespace)  # noqa: E731
     runs = {}
     for run, spec in RUNS[name]["runs"].items():
-        runs[run] = {key: preset_fields(value(expr)) if key == "preset" else value(expr)
-                     for key, expr in spec.items()}
-        runs[run]["max_steps"] = runs[run]["epochs"] * runs[run]["steps_per_epoch"]
+        spec = dict(spec)
+        preset, build = spec.pop("preset"), spec.pop("build")
+        runs[run] = {**preset_fields(value(preset), value(recipe_expression(BUILDS[name][build], preset))),
+                     **{key: value(expr) for key, expr in spec.items()}}
+        epochs, per_epoch = runs[run]["epochs"], runs[run]["steps_per_epoch"]
+        runs[run]["max_steps"] = epochs * per_epoch if isinstance(epochs, int) else f"({epochs}) * {per_epoch}"
     return {"notebook": name, "preset": PRESET, "runs": runs,
             "judge": {key: value(expr) for key, expr in RUNS[name]["judge"].items()}, "builds": BUILDS[name]}
 
@@ -207,8 +275,9 @@ def train(gan, dataset, run: dict) -> dict:
                 callbacks=[callbacks.StopOnNaN(), budget])
     seconds = time.perf_counter() - start
     steps = callbacks.gan_steps(gan)
+    most = run["epochs"] * run["steps_per_epoch"]
     return {"steps": steps, "seconds": round(seconds, 1), "budget_minutes": run["minutes"],
-            "ended_by": "the budget" if budget.stopped_at is not None else f"the most steps ({run['max_steps']})",
+            "ended_by": "the budget" if budget.stopped_at is not None else f"the most steps ({most})",
             "load_average": load.summary()}
 
 
@@ -232,7 +301,7 @@ def _load_data(namespace: dict, embeddings: bool):
     import data_prep.embed
     from t2ilib import config, data
 
-    path = data_prep.ensure("synthetic_flowers", config.data_dir(), namespace["session"].preset.num_images)
+    path = data_prep.ensure("synthetic_flowers", config.data_dir(), namespace["session"].preset.size.num_images)
     if embeddings:
         data_prep.embed.ensure(path, "sentence")
     return data.load_prepared(path)
@@ -255,35 +324,45 @@ def run_03(namespace: dict, recipe: dict) -> dict:
     from t2ilib import evaluation, metrics, models
     from t2ilib import text as t2itext
 
-    build = lambda key: eval(BUILDS["03_lstm_gan"][key], namespace)  # noqa: E731
+    name = "03_lstm_gan"
+    build = lambda key: eval(BUILDS[name][key], namespace)  # noqa: E731
     prepared = namespace["prepared"] = _load_data(namespace, embeddings=False)
     train_texts = prepared.captions.text[prepared.captions.split == "train"].tolist()
     vectorizer = namespace["vectorizer"] = t2itext.make_vectorizer(train_texts)
     namespace["sequence_length"] = int(vectorizer(["x"]).shape[-1])
     namespace["lstm"] = lambda: build("lstm")
-    run = recipe["runs"]["GAN-CLS with LSTMs"]
+    runs = recipe["runs"]
+    dataset = build("dataset")
     keras.utils.set_random_seed(0)
-    gan = build("gan")
-    result = train(gan, build("dataset"), run)
+    gan = namespace["gan"] = build("gan")  # section 3
+    result_a = train(gan, dataset, runs["LSTM GAN (section 3)"])
+    exec(BUILDS[name]["source_a_steps"], namespace)  # section 5 trains at most as many steps as section 3
+    run = dict(runs["GAN-CLS with LSTMs"], epochs=eval(SECTION_5_EPOCHS, namespace))
+    keras.utils.set_random_seed(0)
+    lstm_cls = build("gan_cls")
+    result = train(lstm_cls, dataset, run)
 
     judge = recipe["judge"]
     classifier = metrics.train_attribute_judge(prepared, judge["image_size"], epochs=judge["epochs"])
     test_captions = prepared.first_captions("test")
     target = prepared.attributes_of(test_captions)
-    fakes = models.generate(gan.generator, vectorizer(test_captions.text.tolist()).numpy(), seed=1)
-    table = metrics.alignment_table(classifier, fakes, target)
+    test_tokens = vectorizer(test_captions.text.tolist()).numpy()
+    tables = {key: metrics.alignment_table(classifier, models.generate(model.generator, test_tokens, seed=1), target)
+              for key, model in (("a", gan), ("cls", lstm_cls))}
     spread = np.linspace(0, len(test_captions) - 1, 8).astype(int)
     real_sets = evaluation.real_images_like(prepared.attributes, prepared.images(judge["image_size"]),
                                             target.iloc[spread])
     tokens = vectorizer(test_captions.text.iloc[spread].tolist()).numpy()
-    diversity = evaluation.noise_diversity(gan.generator, tokens, real_sets, classifier.features)
     captions = test_captions.text.head(4).tolist()
-    grid = models.generate(gan.generator, np.repeat(vectorizer(captions).numpy(), 8, axis=0), seed=1)
-    result["numbers"] = {"petal match": float(table.generated["petal_colour"]),
-                         "centre match": float(table.generated["centre_colour"]),
-                         "noise diversity / real": round(diversity.mean, 4), "test captions": len(test_captions)}
-    result["table"] = _table(table)
-    return {"GAN-CLS with LSTMs": (result, grid, captions)}
+    grid = models.generate(lstm_cls.generator, np.repeat(vectorizer(captions).numpy(), 8, axis=0), seed=1)
+    for out, key, model in ((result_a, "a", gan), (result, "cls", lstm_cls)):
+        diversity = evaluation.noise_diversity(model.generator, tokens, real_sets, classifier.features)
+        out["numbers"] = {"petal match": float(tables[key].generated["petal_colour"]),
+                          "centre match": float(tables[key].generated["centre_colour"]),
+                          "noise diversity / real": round(diversity.mean, 4), "test captions": len(test_captions)}
+        out["table"] = _table(tables[key])
+    result["step_cap"] = f"section 3's {result_a['steps']} steps ({SECTION_5_EPOCHS} epochs)"
+    return {"LSTM GAN (section 3)": (result_a, None, captions), "GAN-CLS with LSTMs": (result, grid, captions)}
 
 
 def run_04(namespace: dict, recipe: dict) -> dict:
@@ -384,7 +463,7 @@ def run_06(namespace: dict, recipe: dict) -> dict:
     eval_attributes = prepared.attributes_of(prepared.captions.loc[test_rows])
     high_size = judge["image_size"]
     classifier = metrics.train_attribute_judge(prepared, high_size, epochs=judge["epochs"])
-    z = np.random.default_rng(1).standard_normal((len(eval_text), namespace["preset1"].z_dim)).astype("float32")
+    z = np.random.default_rng(1).standard_normal((len(eval_text), namespace["preset1"].size.z_dim)).astype("float32")
     with conditioning.ca_at_mean(stage2):
         low = models.generate(g1, eval_text, z=z)
         high = models.generate(stage2, eval_text, z=z)
@@ -456,7 +535,7 @@ def store(name: str, core, out: Path = ASSETS, minutes: float | None = None) -> 
         result["numbers"] = {key: round(value, 4) if isinstance(value, float) else value
                              for key, value in result["numbers"].items()}
         if grid is not None:
-            suffix = "" if len(results) == 1 or name == "06_stackgan" else f"_{index + 1}"
+            suffix = "" if sum(grid is not None for _, grid, _ in results.values()) == 1 else f"_{index + 1}"
             png = viz.save_png(out / f"{name}{suffix}.png", viz.image_grid(grid, columns=8))
             result.update(grid=png.name, grid_layout=GRID_LAYOUT[name])
         result["captions"] = captions
