@@ -7,12 +7,14 @@
 Without a GPU a notebook trains for its laptop budget (``config.minutes(full, laptop=...)``). This runs each
 notebook's own main run(s) with the ``cpu`` preset for the notebook's *full* budget instead, pinned to one CPU core
 (``--core``, default 1) and niced, so that other work on the machine changes its speed little. The recipe is the
-notebook's: its constants cell is executed as a full-mode run would execute it (``constants``), and the models are
-built by the notebook's own calls, word for word (``BUILDS``). For each notebook it writes, into
-``t2ilib/assets/full_runs/``:
+notebook's: its constants cell is executed as a full-mode run would execute it, then the notebook's own assignment
+to each name its runs need that a section cell defines (``constants``, ``ELSEWHERE``), and the models are built by
+the notebook's own calls, word for word (``BUILDS``), with the recipe their ``recipe=`` names (else the preset's).
+For each notebook it writes, into ``t2ilib/assets/full_runs/``:
 
 - ``NN_name.json``: the numbers the notebook prints beside its pictures (the attribute judge's match rates on the
-  test captions, and the rest), steps, seconds, load averages, the machine, the command and the recipe;
+  test captions, and the rest), steps, seconds, load averages, the machine, the command and the recipe (each run's
+  size and recipe, budget and step cap; the judge; the calls);
 - ``NN_name*.png``: the sample grid of each run.
 
 ``viz.show_full_run("NN_name")`` shows them in the notebook; tests/test_full_runs.py fails when a stored recipe no
@@ -361,7 +363,8 @@ def run_03(namespace: dict, recipe: dict) -> dict:
                           "centre match": float(tables[key].generated["centre_colour"]),
                           "noise diversity / real": round(diversity.mean, 4), "test captions": len(test_captions)}
         out["table"] = _table(tables[key])
-    result["step_cap"] = f"section 3's {result_a['steps']} steps ({SECTION_5_EPOCHS} epochs)"
+    result["step_cap"] = (f"{run['epochs'] * run['steps_per_epoch']}: section 3's {result_a['steps']} steps in "
+                          f"whole epochs of {run['steps_per_epoch']}")
     return {"LSTM GAN (section 3)": (result_a, None, captions), "GAN-CLS with LSTMs": (result, grid, captions)}
 
 
