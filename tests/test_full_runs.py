@@ -61,9 +61,61 @@ def test_a_changed_recipe_is_found(tmp_path):
     stored = viz.load_full_run(name)["recipe"]
     changed = json.loads(json.dumps(stored))
     changed["runs"]["GAN-CLS"]["minutes"] += 1
-    changed["runs"]["GAN-CLS"]["preset"]["loss"] = "bce"
+    changed["runs"]["GAN-CLS"]["recipe"]["loss"] = "bce"
+    changed["runs"]["GAN-CLS"]["size"]["batch_size"] *= 2
     lines = full_runs.differences(changed, full_runs.recipe_of(name))
-    assert len(lines) == 2 and any(".minutes:" in line for line in lines) and any(".loss:" in line for line in lines)
+    assert len(lines) == 3 and [line.split(":")[0] for line in lines] == [
+        "recipe.runs.GAN-CLS.minutes", "recipe.runs.GAN-CLS.recipe.loss", "recipe.runs.GAN-CLS.size.batch_size"]
+
+
+# An edit to a scratch copy of a notebook (old text -> new text) and the difference the stored run must then show:
+# in the constants cell, in a name defined in a section cell (tools/full_runs.ELSEWHERE), or in a call it makes.
+EDITS = [
+    ("03_lstm_gan", "MINUTES * 3 / 16, MINUTES * 3 / 16   #", "MINUTES * 3 / 16, MINUTES * 4 / 16   #",
+     "recipe.runs.GAN-CLS with LSTMs.minutes: stored 2.625, notebook now 3.5"),
+    ("05_conditioning_augmentation", "g_channels=preset.size.g_channels[:3]", "g_channels=preset.size.g_channels[1:]",
+     "recipe.runs.Dense.size.g_channels: stored [128, 64, 32], notebook now [64, 32, 16]"),
+    ("06_stackgan", "RECONSTRUCTION_WEIGHT = 1.0", "RECONSTRUCTION_WEIGHT = 0.5",
+     "recipe.judge.reconstruction_weight: stored 1.0, notebook now 0.5"),
+    ("06_stackgan", "JUDGE_EPOCHS = 1 if session.fast else 6", "JUDGE_EPOCHS = 1 if session.fast else 4",
+     "recipe.judge.epochs: stored 6, notebook now 4"),
+]
+
+
+@pytest.mark.parametrize("name, old, new, expected", EDITS, ids=[f"{e[0][:2]}-{e[3].split(':')[0]}" for e in EDITS])
+def test_a_changed_notebook_is_found(tmp_path, monkeypatch, name, old, new, expected):
+    notebook = nbformat.read(full_runs.NOTEBOOKS / f"{name}.ipynb", 4)
+    cells = [cell for cell in notebook.cells if cell.cell_type == "code" and old in cell.source]
+    assert len(cells) == 1, f"notebooks/{name}.ipynb: {old!r} is in {len(cells)} code cells; update EDITS"
+    cells[0].source = cells[0].source.replace(old, new)
+    nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+    monkeypatch.setattr(full_runs, "NOTEBOOKS", tmp_path)
+    lines = full_runs.differences(viz.load_full_run(name)["recipe"], full_runs.recipe_of(name))
+    assert expected in lines, lines
+
+
+def test_a_changed_call_is_found(tmp_path, monkeypatch):
+    name = "03_lstm_gan"
+    notebook = nbformat.read(full_runs.NOTEBOOKS / f"{name}.ipynb", 4)
+    cell = next(cell for cell in notebook.cells if "lstm_cls = training.make_gan(" in cell.source)
+    cell.source = cell.source.replace("recipe=config.REED_ET_AL", "recipe=config.IMPROVED")
+    nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+    monkeypatch.setattr(full_runs, "NOTEBOOKS", tmp_path)
+    assert full_runs.missing_builds(name) == [full_runs.BUILDS[name]["gan_cls"]]
+
+
+def test_a_name_defined_twice_or_nowhere_is_named(tmp_path, monkeypatch):
+    name = "06_stackgan"
+    notebook = nbformat.read(full_runs.NOTEBOOKS / f"{name}.ipynb", 4)
+    notebook.cells.append(nbformat.v4.new_code_cell("RECONSTRUCTION_WEIGHT = 2.0"))
+    nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+    monkeypatch.setattr(full_runs, "NOTEBOOKS", tmp_path)
+    with pytest.raises(ValueError, match=r"06_stackgan\.ipynb.*one top-level assignment to 'RECONSTRUCTION_WEIGHT'"
+                                         r", found 2.*ELSEWHERE"):
+        full_runs.recipe_of(name)
+    monkeypatch.setitem(full_runs.ELSEWHERE, name, ("NO_SUCH_NAME",))
+    with pytest.raises(ValueError, match="found 0"):
+        full_runs.constants(name)
 
 
 def test_missing_or_unreadable_files_are_named(tmp_path):
