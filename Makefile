@@ -3,7 +3,7 @@
 #   make lab      install, open the notebooks in JupyterLab
 #   make test     install (with requirements-test.txt), run the unit tests and every notebook under pytest --nbval
 #   make full-runs  train notebooks 03-06's main runs at their full budgets on one CPU core and store the results
-#                 the notebooks show (t2ilib/assets/full_runs; about 45 min; FULL_RUNS="--notebook 04" for one)
+#                 the notebooks show (t2ilib/assets/full_runs; about 40 min; FULL_RUNS="--notebook 04" for one)
 # Options: FAST=1 (CI's smoke mode instead of full mode), PYTHON=python3.11, NB=notebooks/03_lstm_gan.ipynb,
 #   VENV=.venv-floors CONSTRAINTS=constraints-floors.txt (another environment: .ci/run's version matrix)
 #   make test-colab: the same at Colab's versions (constraints-colab.txt, Python 3.13) in .venv-colab

@@ -1,6 +1,6 @@
 """Train the main runs of notebooks 03-06 at their full budgets and store what they reach in t2ilib/assets/full_runs/.
 
-    make full-runs                               # all four, one after another: about 45 min on one core (36.5 training)
+    make full-runs                               # all four, one after another: about 40 min on one core (31.75 training)
     python -m tools.full_runs --notebook 04      # one notebook
     python -m tools.full_runs --core none        # without pinning to a core
 
