@@ -1,8 +1,8 @@
 """Train the main runs of notebooks 03-06 at their full budgets and store what they reach in t2ilib/assets/full_runs/.
 
-    make full-runs                               # all four, one after another: about 40 min on one core (31.75 training)
-    python -m tools.full_runs --notebook 04      # one notebook
-    python -m tools.full_runs --core none        # without pinning to a core
+    make full-runs                           # all four, one after another: about 40 min on one core (31.75 of training)
+    python -m tools.full_runs --notebook 04  # one notebook
+    python -m tools.full_runs --core none    # without pinning to a core
 
 Without a GPU a notebook trains for its laptop budget (``config.minutes(full, laptop=...)``). This runs each
 notebook's own main run(s) with the ``cpu`` preset for the notebook's *full* budget instead, pinned to one CPU core
