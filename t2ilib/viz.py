@@ -180,10 +180,10 @@ def _number(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def show_full_run(name: str, directory=None) -> dict:
+def show_full_run(name: str, directory=None) -> None:
     """Show the stored result of notebook ``name``'s full run, labelled as such: the notebook's own recipe trained
     for its full budget by ``make full-runs``, not this run; each run's steps, minutes, machine and load average,
-    its numbers and its sample grid. Returns the record. Introduced in notebook 03."""
+    its numbers and its sample grid (``load_full_run`` gives the record). Introduced in notebook 03."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -226,4 +226,3 @@ def show_full_run(name: str, directory=None) -> dict:
         plt.show()
         for i, caption in enumerate(run.get("captions", [])):
             print(f"{'column' if 'column per caption' in run.get('grid_layout', '') else 'row'} {i + 1}: {caption}")
-    return record
