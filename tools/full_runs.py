@@ -405,6 +405,13 @@ def _eval_rows(prepared, count: int):
     return np.random.default_rng(0).permutation(prepared.first_captions("test").index.to_numpy())[:count]
 
 
+def _sentence_data(namespace: dict):
+    """Notebooks 05 and 06: the prepared flowers and their MiniLM embeddings; their statistics go in the namespace."""
+    prepared = namespace["prepared"] = _load_data(namespace, embeddings=True)
+    namespace["text_stats"] = prepared.embedding_stats("sentence")
+    return prepared, prepared.embeddings("sentence")
+
+
 def run_05(namespace: dict, recipe: dict) -> dict:
     import keras
     import numpy as np
@@ -413,9 +420,7 @@ def run_05(namespace: dict, recipe: dict) -> dict:
 
     name = "05_conditioning_augmentation"
     build = lambda key: eval(BUILDS[name][key], namespace)  # noqa: E731
-    prepared = namespace["prepared"] = _load_data(namespace, embeddings=True)
-    embeddings = prepared.embeddings("sentence")
-    namespace["text_stats"] = prepared.embedding_stats("sentence")
+    prepared, embeddings = _sentence_data(namespace)
     judge = recipe["judge"]
     test_rows = _eval_rows(prepared, judge["captions"])
     eval_text = embeddings[test_rows]
@@ -445,9 +450,7 @@ def run_06(namespace: dict, recipe: dict) -> dict:
 
     name = "06_stackgan"
     build = lambda key: eval(BUILDS[name][key], namespace)  # noqa: E731
-    prepared = namespace["prepared"] = _load_data(namespace, embeddings=True)
-    embeddings = prepared.embeddings("sentence")
-    namespace["text_stats"] = prepared.embedding_stats("sentence")
+    prepared, embeddings = _sentence_data(namespace)
     judge = recipe["judge"]
     runs = recipe["runs"]
     keras.utils.set_random_seed(0)
