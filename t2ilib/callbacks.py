@@ -36,15 +36,6 @@ def gan_steps(gan) -> int:
     return int(keras.ops.convert_to_numpy(gan.g_optimizer.iterations))
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
-
-
 class SampleGrid(keras.callbacks.Callback):
     """At the end of every ``every`` epochs: a grid of G's images, one row per caption, one column per noise.
 
@@ -59,7 +50,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.out_dir = Path(out_dir)
         self.per_caption, self.every = per_caption, every
         self.seed = seed
-        self.show = _in_notebook() if show is None else show
+        self.show = viz.in_notebook() if show is None else show
         self.z = None
         self.last_path: Path | None = None
 

@@ -12,7 +12,18 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["to_uint8", "image_grid", "save_png", "show_images", "show_side_by_side", "equilibrium", "plot_history",
-           "FULL_RUNS", "load_full_run", "show_full_run"]
+           "FULL_RUNS", "load_full_run", "show_full_run", "in_notebook"]
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (pictures and Markdown show inline there).
+    Used by callbacks.SampleGrid (notebook 03)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
 
 # The stored results of the notebooks' full runs (tools/full_runs.py, `make full-runs`), shipped with the package
 FULL_RUNS = Path(__file__).resolve().parent / "assets" / "full_runs"
@@ -167,8 +178,10 @@ def load_full_run(name: str, directory=None) -> dict:
     try:
         record = json.loads(path.read_text())
         runs = record["runs"]
-        for run in runs.values():
-            run["steps"], run["seconds"], run["numbers"]  # noqa: B018  (each run's fields must be there)
+        missing = [(run_name, key) for run_name, run in runs.items() for key in ("steps", "seconds", "numbers")
+                   if key not in run]
+        if missing:
+            raise KeyError(f"run {missing[0][0]!r} has no {missing[0][1]!r}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: no readable stored full run for {name} ({type(err).__name__}: {err}); "
                          "`make full-runs` (python -m tools.full_runs) makes it") from None
@@ -202,14 +215,9 @@ def show_full_run(name: str, directory=None) -> None:
         lines.append(f"- **{run_name}**: {run['steps']} steps in {run['seconds'] / 60:.1f} min (the full budget of "
                      f"{run.get('budget_minutes', '?')} min; load average {load} while it trained); {numbers}")
     text = "\n".join(lines)
-    try:
-        from IPython import get_ipython
+    if in_notebook():
         from IPython.display import Markdown, display
 
-        in_ipython = get_ipython() is not None
-    except ImportError:
-        in_ipython = False
-    if in_ipython:
         display(Markdown(text))
     else:
         print(text)

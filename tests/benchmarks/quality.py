@@ -158,7 +158,8 @@ def main(argv=None):
                         help="also save the trained generator (NAME.weights.h5) and its card NAME.json here "
                              "(t2ilib.pretrained.save_generator)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a field of the preset's size or recipe, e.g. --set batch_size=32 --set g_channels=128,64,32,16")
+                        help="override a field of the preset's size or recipe, e.g. --set batch_size=32 "
+                             "--set g_channels=128,64,32,16")
     parser.add_argument("--diversity", type=float, default=None,
                         help="weight of the mode-seeking term (Recipe.diversity_weight; default the preset's); 0: off")
     parser.add_argument("--conditioning", choices=["dense", "ca"], default="dense",
