@@ -72,6 +72,9 @@ class Recipe:
     contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN); 0: off
     z_every_block: bool = False  # conditional batch norm reads z beside the text in every G block (BigGAN's skip-z)
     diversity_weight: float = 0.0  # > 0: G's mode-seeking term (Mao et al. 2019): two z, one caption, unlike images
+    diversity_pool: int = 1  # the mode-seeking term compares the two images average-pooled by this (1: pixels, Mao et al.)
+    padding: str = "zero"  # "reflect": G's 3x3 convolutions pad with the picture's own mirror image, not zeros
+    ma_gp_weight: float = 0.0  # > 0: D's matching-aware gradient penalty on real pairs (DF-GAN, Tao et al. 2022)
     lr_g: float = 2e-4  # Adam as DCGAN trains it (lr 2e-4, beta_1 0.5); D's rate may differ (TTUR)
     lr_d: float = 2e-4
     beta_1: float = 0.5
@@ -79,18 +82,23 @@ class Recipe:
 
     def __post_init__(self):
         for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral", "none")),
-                               ("upsample", ("transpose", "nearest")), ("loss", ("bce", "hinge", "wgan-gp"))):
+                               ("upsample", ("transpose", "nearest")), ("loss", ("bce", "hinge", "wgan-gp")),
+                               ("padding", ("zero", "reflect"))):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"recipe: {field}={getattr(self, field)!r}, use one of {allowed}")
         if self.z_every_block and self.g_norm != "conditional":
             raise ValueError("recipe: z_every_block=True feeds z to the conditional batch norms; set "
                              "g_norm='conditional' too")
-        for field in ("contrastive_weight", "diversity_weight"):
+        if self.padding == "reflect" and self.upsample != "nearest":
+            raise ValueError("recipe: padding='reflect' pads G's 3x3 convolutions; set upsample='nearest' too")
+        for field in ("contrastive_weight", "diversity_weight", "ma_gp_weight"):
             if getattr(self, field) < 0:
                 raise ValueError(f"recipe: {field}={getattr(self, field)!r}, use 0 (off) or a positive weight")
         for field in ("lr_g", "lr_d"):
             if not getattr(self, field) > 0:
                 raise ValueError(f"recipe: {field}={getattr(self, field)!r}, use a positive learning rate")
+        if not (isinstance(self.diversity_pool, int) and self.diversity_pool >= 1):
+            raise ValueError(f"recipe: diversity_pool={self.diversity_pool!r}, use a whole number >= 1 (1: pixels)")
 
     def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)

@@ -288,6 +288,28 @@ def checkerboard_ratio(generated, real, periods=(2, 4)) -> float:
                          "energy at the checkerboard's frequencies")
 
 
+def border_energy(images, width: int = 4) -> float:
+    """Mean squared difference between neighbouring pixels (grey level, across and down) in the outer ``width``-pixel
+    ring of each image, mean over images: a frame of light and dark lines scores high. Used by border_ratio
+    (notebook 04)."""
+    grey = np.asarray(to_tanh_range(images), "float64").mean(axis=-1)
+    height, width_px = grey.shape[1:]
+    if min(height, width_px) <= 2 * width:
+        raise ValueError(f"images of {height}x{width_px} px have no inside within a {width}-pixel ring")
+    ring = np.ones((height, width_px), bool)
+    ring[width:-width, width:-width] = False
+    across = np.zeros_like(grey)
+    across[:, :, :-1] += np.diff(grey, axis=2) ** 2
+    across[:, :-1, :] += np.diff(grey, axis=1) ** 2
+    return float(across[:, ring].mean())
+
+
+def border_ratio(generated, real, width: int = 4) -> float:
+    """:func:`border_energy` of generated images over that of real ones: near 1 without a frame.
+    Introduced in notebook 04."""
+    return ratio_to_real(border_energy(generated, width), border_energy(real, width), "detail at the border")
+
+
 def ratio_to_real(value: float, real: float, what: str) -> float:
     """``value / real``, a measure of generated images over the same measure of real ones; NaN, with the reason
     printed in one line, when the real images have none of ``what`` (flat one-colour pictures, as a stand-in or a

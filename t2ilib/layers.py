@@ -127,18 +127,21 @@ class UpBlock(layers.Layer):
     ``upsample="nearest"`` swaps the transposed conv for nearest-neighbour upsampling + a 3x3 conv, which cannot
     paint the checkerboard pattern a stride-2 transposed conv tends to (Odena et al. 2016).
     ``batch_norm=False`` with ``activation="tanh"`` makes G's output block (the DCGAN rules: no BN there).
+    ``padding="reflect"`` (with ``"nearest"``) pads the 3x3 conv with the feature map's mirror image instead of zeros.
     Used by training.make_gan (notebook 03).
     """
 
     def __init__(self, filters: int, upsample: str = "transpose", batch_norm: bool = True,
-                 activation: str = "relu", conditional: bool = False, **kwargs):
+                 activation: str = "relu", conditional: bool = False, padding: str = "zero", **kwargs):
         super().__init__(**kwargs)
         if upsample not in ("transpose", "nearest"):
             raise ValueError(f"upsample={upsample!r}: use 'transpose' (DCGAN) or 'nearest' (upsample + conv)")
         if conditional and not batch_norm:
             raise ValueError("conditional=True makes the batch norm text-conditional: it needs batch_norm=True")
         self.filters, self.upsample, self.batch_norm, self.activation_name = filters, upsample, batch_norm, activation
-        self.conditional = conditional
+        if padding not in ("zero", "reflect") or (padding == "reflect" and upsample != "nearest"):
+            raise ValueError(f"padding={padding!r} with upsample={upsample!r}: use 'zero', or 'reflect' with 'nearest'")
+        self.conditional, self.padding = conditional, padding
         # A bias before batch norm is wasted: BN subtracts the mean and adds its own offset.
         if upsample == "transpose":
             self.resize = None
@@ -146,8 +149,8 @@ class UpBlock(layers.Layer):
                                                kernel_initializer=dcgan_init())
         else:
             self.resize = layers.UpSampling2D(2, interpolation="nearest")
-            self.conv = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
-                                      kernel_initializer=dcgan_init())
+            self.conv = layers.Conv2D(filters, 3, padding="same" if padding == "zero" else "valid",
+                                      use_bias=not batch_norm, kernel_initializer=dcgan_init())
         if conditional:
             self.norm = ConditionalBatchNormalization()
         else:
@@ -160,6 +163,9 @@ class UpBlock(layers.Layer):
         if self.resize is not None:
             self.resize.build(shape)
             shape = self.resize.compute_output_shape(shape)
+        if self.padding == "reflect":
+            shape = (shape[0], None if shape[1] is None else shape[1] + 2, None if shape[2] is None else shape[2] + 2,
+                     shape[3])
         self.conv.build(shape)
         if self.conditional:
             self.norm.build((self.conv.compute_output_shape(shape), code_shape))
@@ -172,6 +178,8 @@ class UpBlock(layers.Layer):
         x, code = inputs if self.conditional else (inputs, None)
         if self.resize is not None:
             x = self.resize(x)
+        if self.padding == "reflect":  # the border continues the picture: nothing for G to paint a frame with
+            x = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
         x = self.conv(x)
         if self.conditional:
             x = self.norm((x, code), training=training)
@@ -185,7 +193,8 @@ class UpBlock(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "upsample": self.upsample,
-                "batch_norm": self.batch_norm, "activation": self.activation_name, "conditional": self.conditional}
+                "batch_norm": self.batch_norm, "activation": self.activation_name, "conditional": self.conditional,
+                "padding": self.padding}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -183,6 +183,28 @@ def conditional_gradient_penalty(critic, images, text, fakes, wrong_text=None, s
     return sum(penalties) / len(penalties)
 
 
+def matching_aware_gradient_penalty(critic, images, text, power: float = 6.0, text_scale=None):
+    """DF-GAN's matching-aware gradient penalty (Tao et al. 2022): ``E[||(grad_image, grad_text) critic||_2^power]``
+    at the real images with their own captions, so D's surface is flat around the matching pairs in both inputs
+    (``MA_GP`` in tobran/DF-GAN, power 6). Token ids (an LSTM's input) have no gradient: then the images' alone.
+    ``text_scale`` (each dimension's standard deviation, for a D that standardises its text) turns the text's
+    gradient into the one with respect to the text D reads. Multiply by the weight (DF-GAN's 2) yourself.
+    Used by training.make_gan (notebook 03)."""
+    embedded = not keras.backend.is_int_dtype(text.dtype)
+    images = _f32(images)
+    text = _f32(text) if embedded else text
+    with tf.GradientTape() as tape:
+        tape.watch([images, text] if embedded else [images])
+        scores = ops.sum(_f32(critic(images, text)))
+    grad_images, grad_text = tape.gradient(scores, [images, text]) if embedded else (tape.gradient(scores, images), None)
+    squared = ops.sum(ops.square(grad_images), axis=(1, 2, 3))
+    if embedded:
+        if text_scale is not None:
+            grad_text = grad_text * _f32(text_scale)
+        squared = squared + ops.sum(ops.square(grad_text), axis=1)
+    return ops.mean(ops.power(ops.sqrt(squared + 1e-12), power))
+
+
 def reconstruction_loss(high_res, low_res):
     """Mean absolute difference between ``high_res`` shrunk to ``low_res``'s size (average pooling) and
     ``low_res``: it keeps a refining stage (StackGAN's Stage II) faithful to the image it refines.

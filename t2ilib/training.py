@@ -202,7 +202,11 @@ class ConditionalGAN(GANCLS):
             raise ValueError(f"n_critic={n_critic!r}: D takes at least one step per G step")
         self.interpolate, self.interpolation_beta, self.n_critic = interpolate, interpolation_beta, n_critic
         self.gp_weight = gp_weight if loss == "wgan-gp" else 0.0
-        for name, weight in [("gp", self.gp_weight), ("d_contrastive", recipe.contrastive_weight),
+        standardize = {layer.name: layer for layer in discriminator.layers}.get("standardize_text")
+        # the matching-aware penalty measures D's slope in the standardised text D reads (models.text_input)
+        self.text_scale = None if standardize is None else ops.sqrt(ops.reshape(standardize.variance, (-1,)))
+        for name, weight in [("gp", self.gp_weight), ("ma_gp", recipe.ma_gp_weight),
+                             ("d_contrastive", recipe.contrastive_weight),
                              ("g_contrastive", recipe.contrastive_weight), ("diversity", recipe.diversity_weight)]:
             if weight:
                 self.trackers[name] = keras.metrics.Mean(name=name)
@@ -214,6 +218,11 @@ class ConditionalGAN(GANCLS):
 
     def extra_d_loss(self, data, real, fakes, logs):
         extra = 0.0
+        if self.recipe.ma_gp_weight:  # DF-GAN: D flat around the real images with their own captions
+            logs["ma_gp"] = losses.matching_aware_gradient_penalty(
+                lambda images, text: self.discriminate(images, text)["logits"], data["image"], data["text"],
+                text_scale=self.text_scale)
+            extra += self.recipe.ma_gp_weight * logs["ma_gp"]
         if self.gp_weight:  # WGAN-GP: gradient norm 1 between real and fake images (and wrong captions)
             logs["gp"] = losses.conditional_gradient_penalty(
                 lambda images, text: self.discriminate(images, text)["logits"], data["image"], data["text"], fakes,
@@ -237,8 +246,10 @@ class ConditionalGAN(GANCLS):
         if recipe.diversity_weight:  # mode seeking: the same captions with other z must give other images
             other_z = ops.roll(z, 1, axis=0)  # another row's z: as fresh a draw from N(0, I) as a new one
             others = self.generate(other_z, text)[0]
-            logs["diversity"] = ops.mean(ops.abs(ops.cast(fakes, "float32") - ops.cast(others, "float32"))) / (
-                ops.mean(ops.abs(z - other_z)))
+            difference = ops.cast(fakes, "float32") - ops.cast(others, "float32")
+            if recipe.diversity_pool > 1:  # unlike in shapes and colours, not in pixel noise G could paint instead
+                difference = ops.average_pool(difference, recipe.diversity_pool, recipe.diversity_pool)
+            logs["diversity"] = ops.mean(ops.abs(difference)) / ops.mean(ops.abs(z - other_z))
             extra += recipe.diversity_weight / (logs["diversity"] + 1e-5)
         return extra
 

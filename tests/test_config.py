@@ -85,6 +85,10 @@ def test_a_preset_is_a_size_and_a_recipe_and_replace_routes_each_field():
         cpu.replace(batchsize=3)
     with pytest.raises(ValueError, match="recipe: g_norm='layer', use one of"):
         config.Recipe(g_norm="layer")
+    with pytest.raises(ValueError, match="padding='reflect' pads G's 3x3 convolutions; set upsample='nearest'"):
+        config.Recipe(padding="reflect")  # Reed et al.'s transposed convolutions pad differently
+    with pytest.raises(ValueError, match="diversity_pool=0"):
+        config.IMPROVED.replace(diversity_pool=0)
     with pytest.raises(ValueError, match="size: batch_size=0, use a positive whole number"):
         cpu.replace(batch_size=0)
 

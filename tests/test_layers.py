@@ -55,6 +55,23 @@ def test_output_up_block_has_no_batch_norm_and_stays_in_tanh_range():
     assert np.abs(y).max() > 0.99  # large inputs saturate it: without the tanh they would leave [-1, 1]
 
 
+def test_a_reflect_padded_up_block_sees_no_zeros_at_the_border(tmp_path):
+    # A constant feature map stays constant through a reflect-padded conv, to the very edge; zero padding dims the
+    # edge (the frame G learned to paint, issue 28).
+    x = np.ones((1, 4, 4, 2), "float32")
+    keras.utils.set_random_seed(0)
+    ones = keras.initializers.Ones()
+    for padding, flat in (("reflect", True), ("zero", False)):
+        block = layers.UpBlock(1, upsample="nearest", batch_norm=False, activation="linear", padding=padding)
+        block.build(x.shape)
+        block.conv.kernel.assign(ones(block.conv.kernel.shape))
+        y = np.asarray(block(x))[0, :, :, 0]
+        assert y.shape == (8, 8) and (np.ptp(y) < 1e-6) == flat
+    roundtrip(layers.UpBlock(3, upsample="nearest", padding="reflect"), x, tmp_path)
+    with pytest.raises(ValueError, match="'reflect' with 'nearest'"):
+        layers.UpBlock(3, upsample="transpose", padding="reflect")
+
+
 def test_up_block_rejects_an_unknown_upsampling():
     with pytest.raises(ValueError, match="'bilinear'"):
         layers.UpBlock(4, upsample="bilinear")

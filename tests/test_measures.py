@@ -110,3 +110,17 @@ def test_ratios_to_flat_real_images_are_nan_with_the_reason_not_a_crash(capsys):
     assert np.isnan(evaluation.diversity_ratio([textured], [flat]).mean)
     assert "no spread between images of one caption" in capsys.readouterr().out
     assert evaluation.ratio_to_real(1.0, 4.0, "spread") == 0.25 and capsys.readouterr().out == ""
+
+
+def test_a_frame_of_light_and_dark_lines_scores_far_above_real_images_and_the_inside_does_not_count(flowers):
+    _, images = flowers
+    real = np.asarray(to_tanh_range(images[:64]))
+    assert evaluation.border_ratio(real, real) == pytest.approx(1.0)
+    framed = real.copy()
+    framed[:, 1, :, :], framed[:, 2, :, :] = 0.9, -0.9  # a light line and a dark line along the top edge
+    assert evaluation.border_ratio(framed, real) > 3
+    scribbled = real.copy()
+    scribbled[:, 20:44:2, 20:44, :] = 0.9  # stripes well inside the 4-pixel ring change nothing
+    assert evaluation.border_ratio(scribbled, real) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no inside"):
+        evaluation.border_energy(np.zeros((2, 8, 8, 3), "float32"))

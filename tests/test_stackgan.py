@@ -282,3 +282,23 @@ def test_text_stats_standardise_the_text_inside_the_model_and_survive_save_load(
         logits = lambda out: out["logits"] if isinstance(out, dict) else out  # D's named output, or G's image
         np.testing.assert_allclose(logits(reloaded(inputs, training=False)), logits(model(inputs, training=False)),
                                    atol=1e-6)
+
+
+def test_the_matching_aware_penalty_of_a_linear_critic_is_its_gradient_norm_to_the_sixth():
+    rng = np.random.default_rng(3)
+    w_image = rng.standard_normal((4, 4, 3)).astype("float32") * 0.3
+    w_text = rng.standard_normal(5).astype("float32") * 0.3
+    images, text = rng.standard_normal((6, 4, 4, 3)).astype("float32"), rng.standard_normal((6, 5)).astype("float32")
+    critic = lambda x, t: tf.reduce_sum(x * w_image, axis=[1, 2, 3]) + tf.reduce_sum(t * w_text, axis=1)
+    norm_squared = np.sum(w_image**2) + np.sum(w_text**2)  # the gradient is (w_image, w_text) everywhere
+    got = losses.matching_aware_gradient_penalty(critic, images, text)
+    assert float(got) == pytest.approx(norm_squared**3, rel=1e-4)
+    # a D that standardises its text: the slope in the text it reads is the raw slope times each dimension's spread
+    scale = np.linspace(0.5, 2.0, 5).astype("float32")
+    scaled = np.sum(w_image**2) + np.sum((w_text * scale) ** 2)
+    got = losses.matching_aware_gradient_penalty(critic, images, text, text_scale=scale)
+    assert float(got) == pytest.approx(scaled**3, rel=1e-4)
+    # token ids have no slope: the images' alone
+    ids = rng.integers(0, 9, (6, 5)).astype("int32")
+    got = losses.matching_aware_gradient_penalty(lambda x, t: tf.reduce_sum(x * w_image, axis=[1, 2, 3]), images, ids)
+    assert float(got) == pytest.approx(float(np.sum(w_image**2)) ** 3, rel=1e-4)

@@ -356,6 +356,13 @@ def test_the_mode_seeking_term_adds_its_weight_over_the_image_to_noise_distance_
     assert on["g_loss"] - off["g_loss"] == pytest.approx(0.5 / (ratio + 1e-5), rel=1e-4)
     assert on["d_loss"] == pytest.approx(off["d_loss"], abs=1e-6)
     assert "diversity" not in off
+    # diversity_pool=2: the two pictures' difference averaged over 2x2 pixels first (fine noise cancels out)
+    pooled = one_step(batch, diversity_weight=0.5, diversity_pool=2)[1]
+    difference = images[0] - images[1]
+    n, h, w, c = difference.shape
+    blocks = difference.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+    assert pooled["diversity"] == pytest.approx(np.mean(np.abs(blocks)) / np.mean(np.abs(z - other_z)), rel=1e-4)
+    assert pooled["diversity"] < on["diversity"]
 
 
 def test_z_every_block_lets_z_set_each_blocks_scale_and_offset():

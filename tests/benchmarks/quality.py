@@ -170,6 +170,9 @@ def main(argv=None):
     parser.add_argument("--no-group-mask", action="store_true",
                         help="the contrastive term treats every other caption of the batch as wrong, even one of the "
                              "same colour pair (the batches carry no 'group')")
+    parser.add_argument("--judge-size", type=int, default=None,
+                        help="judge at this size (default the preset's): smaller pictures are upsampled bicubically "
+                             "first, so runs at 32, 48 and 64 px meet one judge")
     parser.add_argument("--tag", default="", help="writes to <out>/<model>_<tag> (the judge stays cached in <out>)")
     parser.add_argument("--shipped", action="store_true",
                         help="train nothing: judge the shipped generator (t2ilib/assets) on every measure")
@@ -193,7 +196,8 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
 
     prepared = prepare(config.data_dir(), args.num_images)
-    classifier = attribute_classifier(prepared, preset.size.image_size, out.parent)
+    judge_size = args.judge_size or preset.size.image_size
+    classifier = attribute_classifier(prepared, judge_size, out.parent)
     print("classifier accuracy on real test images:", classifier.test_accuracy.round(3).to_dict(), flush=True)
 
     text_kind, mismatch, interpolate = MODELS[args.model]
@@ -223,13 +227,15 @@ def main(argv=None):
     if args.no_group_mask:
         dataset = dataset.map(lambda batch: {key: value for key, value in batch.items() if key != "group"})
 
-    images = prepared.images(preset.size.image_size)
+    images = prepared.images(judge_size)
     test_ids, test_text, test_target = eval_captions(prepared, "test", text_of)
     comp_ids, comp_text, comp_target = eval_captions(prepared, "compositional", text_of)
     half = len(test_ids) // 2
 
+    judged_generator = at_size(gan.generator, judge_size)
+
     def evaluate():
-        fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
+        fakes = models.generate(judged_generator, test_text, seed=args.seed + 1)
         return {name: round(rate, 4) for name, rate in
                 metrics.match_rates(classifier.predict(fakes), test_target[list(SCORED)]).items()}
 
@@ -238,8 +244,8 @@ def main(argv=None):
     gan.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0,
             callbacks=[timer, history, callbacks.StopOnNaN()])
 
-    fakes = models.generate(gan.generator, test_text, seed=args.seed + 1)
-    comp_fakes = models.generate(gan.generator, comp_text, seed=args.seed + 2)
+    fakes = models.generate(judged_generator, test_text, seed=args.seed + 1)
+    comp_fakes = models.generate(judged_generator, comp_text, seed=args.seed + 2)
     real = images[test_ids]
     fid = lambda a, b: round(metrics.frechet_distance(classifier.features(a), classifier.features(b)), 3)
     result = {
@@ -263,7 +269,8 @@ def main(argv=None):
         "classifier_accuracy": classifier.test_accuracy.round(4).to_dict(),
         "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
     }
-    result.update(judge(gan.generator, prepared, classifier, text_of, preset.size.image_size, args.seed))
+    result["judge_size"] = judge_size
+    result.update(judge(judged_generator, prepared, classifier, text_of, judge_size, args.seed))
     if text_kind == "sentence":
         result["text_ceiling"] = text_ceiling(prepared, embeddings)
     (out / "result.json").write_text(json.dumps(result, indent=2))
@@ -291,6 +298,18 @@ def main(argv=None):
     return result
 
 
+def at_size(generator, size: int):
+    """``generator`` itself at its own size; else a model that upsamples its pictures bicubically to ``size``."""
+    own = generator.output.shape[1]
+    if own == size:
+        return generator
+    if own > size:
+        raise SystemExit(f"--judge-size {size}: the generator draws {own} px; judge at {own} or more")
+    upsampled = keras.layers.Resizing(size, size, interpolation="bicubic")(generator.output)
+    clipped = keras.layers.Lambda(lambda x: keras.ops.clip(x, -1.0, 1.0))(upsampled)
+    return keras.Model(generator.input, clipped, name=f"{generator.name}_at_{size}")
+
+
 def judge(generator, prepared, classifier, text_of, image_size: int, seed: int = 0) -> dict:
     """Every measure of issue 16 for one generator: match rates on the test, paraphrase and compositional
     captions, the FID ratio (test and paraphrase captions), noise diversity, the checkerboard ratio and, for
@@ -313,6 +332,10 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
         judged[f"noise_diversity_{name}"] = {"mean": round(score.mean, 4), "std": round(score.std, 4),
                                              "captions": score.n, "samples": DIVERSITY_SAMPLES}
     judged["checkerboard_ratio"] = round(evaluation.checkerboard_ratio(fakes["test"], real["test"]), 3)
+    judged["border_ratio"] = round(evaluation.border_ratio(fakes["test"], real["test"]), 3)
+    # petal shape, read on generated images, against the judge's accuracy on real ones
+    judged["shape_share_of_real"] = round(judged["test"]["generated"]["petal_shape"]
+                                          / classifier.test_accuracy["petal_shape"], 3)
     if np.asarray(texts["test"]).dtype.kind == "f":  # caption walks need embeddings to interpolate, not token ids
         walks = [conditioning.caption_walk(generator, texts["test"][a], texts["test"][b], frames=WALK_FRAMES, seed=seed)
                  for a, b in zip(rows[0:16:2], rows[1:16:2])]
@@ -357,7 +380,8 @@ def headline(result: dict, curve: pd.DataFrame | None = None) -> dict:
         "noise_diversity_features": result["noise_diversity_features"]["mean"],
         "noise_diversity_pixels": result["noise_diversity_pixels"]["mean"],
         "fid_ratio": result["fid_test"]["ratio"], "fid_ratio_paraphrase": result["fid_paraphrase"]["ratio"],
-        "checkerboard_ratio": result["checkerboard_ratio"], "jumpiness": result.get("jumpiness"),
+        "checkerboard_ratio": result["checkerboard_ratio"], "border_ratio": result.get("border_ratio"),
+        "shape_share_of_real": result.get("shape_share_of_real"), "jumpiness": result.get("jumpiness"),
         **({"paraphrase_text_ceiling_petal": result["text_ceiling"]["paraphrase"]["petal_colour"],
             "paraphrase_text_ceiling_centre": result["text_ceiling"]["paraphrase"]["centre_colour"]}
            if "text_ceiling" in result else {}),
