@@ -108,7 +108,8 @@ class Recipe:
 # laptop's few thousand steps are enough (each measured in docs/results.md; notebook 04 explains them).
 REED_ET_AL = Recipe()
 IMPROVED = Recipe(projection=True, upsample="nearest", loss="hinge", g_norm="conditional", d_norm="spectral",
-                  contrastive_weight=1.0, z_every_block=True, diversity_weight=0.2, lr_d=4e-4)
+                  contrastive_weight=1.0, z_every_block=True, diversity_weight=0.2, diversity_pool=4, padding="reflect",
+                  lr_d=4e-4)
 
 SIZE_FIELDS = tuple(field.name for field in dataclasses.fields(Size))
 RECIPE_FIELDS = tuple(field.name for field in dataclasses.fields(Recipe))

@@ -137,3 +137,16 @@ def test_show_full_run_labels_it(tmp_path, capsys):
     record = viz.load_full_run("04_gan_cls", tmp_path)
     assert "Stored result of the full run (not this run)" in shown and "make full-runs" in shown
     assert f"{record['runs']['GAN-CLS']['steps']} steps" in shown
+
+
+def test_a_recipe_field_added_later_counts_as_its_default_in_an_older_record():
+    import dataclasses
+
+    from t2ilib import config
+
+    recipe = dataclasses.asdict(config.IMPROVED.replace(padding="zero"))
+    older = {"runs": {"GAN-CLS": {"recipe": {k: v for k, v in recipe.items() if k != "padding"}}}}  # before `padding`
+    assert full_runs.differences(older, {"runs": {"GAN-CLS": {"recipe": recipe}}}) == []
+    now = {"runs": {"GAN-CLS": {"recipe": {**recipe, "padding": "reflect"}}}}
+    assert full_runs.differences(older, now) == [
+        "recipe.runs.GAN-CLS.recipe.padding: stored 'zero', notebook now 'reflect'"]

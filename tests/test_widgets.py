@@ -161,8 +161,8 @@ def test_generators_save_as_weights_and_a_card_and_rebuild_the_same_model(tmp_pa
 
     rng = np.random.default_rng(0)
     stats = (rng.standard_normal(DIM), rng.uniform(0.5, 2.0, DIM))  # the standardisation lives in the card
-    generator = models.build_generator(config.get_preset("smoke").replace(upsample="transpose"), embedding_dim=DIM,
-                                       text_stats=stats, conditioning="dense")
+    smoke = config.get_preset("smoke").replace(upsample="transpose", padding="zero")
+    generator = models.build_generator(smoke, embedding_dim=DIM, text_stats=stats, conditioning="dense")
     path = pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": "test"})
     loaded, card = pretrained.load_generator(path)
     assert card["text_encoder"] == "test" and card["embedding_dim"] == DIM and card["image_size"] == 32
@@ -186,11 +186,13 @@ def test_a_format_1_card_with_the_preset_as_one_flat_dict_still_loads(tmp_path):
     from t2ilib import pretrained
 
     rng = np.random.default_rng(2)
-    generator = models.build_generator(config.get_preset("smoke"), embedding_dim=DIM)
+    # saved before the recipe had padding, diversity_pool and ma_gp_weight (issue 28): zero padding, as then
+    generator = models.build_generator(config.get_preset("smoke").replace(padding="zero"), embedding_dim=DIM)
     path = pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": "test"})
     card = json.loads(pretrained.card_path(path).read_text())
     builder = card["builder"]
-    recipe = {name: value for name, value in builder["recipe"].items() if name != "beta_2"}  # format 1 had none
+    later = ("beta_2", "padding", "diversity_pool", "ma_gp_weight")  # fields format 1 had none of
+    recipe = {name: value for name, value in builder["recipe"].items() if name not in later}
     flat = {"name": builder["preset"], **builder["size"], **recipe}
     old_card = {**card, "format": 1, "builder": {**{k: v for k, v in builder.items() if k not in ("size", "recipe")},
                                                  "preset": flat}}
@@ -199,9 +201,10 @@ def test_a_format_1_card_with_the_preset_as_one_flat_dict_still_loads(tmp_path):
     assert loaded_card["format"] == 1
     text, z = rng.standard_normal((3, DIM)).astype("float32"), rng.standard_normal((3, 16)).astype("float32")
     np.testing.assert_array_equal(models.generate(loaded, text, z=z), models.generate(generator, text, z=z))
-    # The generator the kit ships was saved in format 1, and loads
+    assert loaded.get_layer("to_rgb").padding == "zero"  # the recipe's later fields at their defaults
+    # The generator the kit ships (format 2 since issue 28: reflect padding) loads
     shipped_card = json.loads(pretrained.card_path(pretrained.PRETRAINED_GAN_CLS).read_text())
-    assert shipped_card["format"] == 1 and "name" in shipped_card["builder"]["preset"]
+    assert shipped_card["format"] == 2 and shipped_card["builder"]["recipe"]["padding"] == "reflect"
     shipped, _ = pretrained.load_generator()
     assert shipped.builder_arguments["size"]["image_size"] == 64
 

@@ -218,8 +218,14 @@ def recipe_of(name: str) -> dict:
 
 
 def differences(stored, now, where: str = "recipe") -> list[str]:
-    """Where two recipes differ, one line each (``recipe.runs.GAN-CLS.minutes: stored 5.0, notebook now 6.0``)."""
+    """Where two recipes differ, one line each (``recipe.runs.GAN-CLS.minutes: stored 5.0, notebook now 6.0``).
+    A recipe field added to ``config.Recipe`` after a run was stored counts as its default there: the default is
+    what the code did before the field existed."""
     if isinstance(stored, dict) and isinstance(now, dict):
+        if where.endswith(".recipe"):
+            from t2ilib import config
+
+            stored = {**dataclasses.asdict(config.Recipe()), **stored}
         return [line for key in sorted(set(stored) | set(now), key=str)
                 for line in differences(stored.get(key, "<absent>"), now.get(key, "<absent>"), f"{where}.{key}")]
     return [] if stored == now else [f"{where}: stored {stored!r}, notebook now {now!r}"]
