@@ -195,7 +195,7 @@ def test_a_laptop_gets_a_shorter_budget_than_a_gpu_and_fast_mode_stays_explicit(
 # make course's 45 minutes on a 2-core laptop: the training budgets of 03-06 plus about 15 minutes of fixed costs
 # (data, the judge's first training, evaluations, 00-02), as the laptop runs of docs/results.md measured them.
 # Notebook 07 trains only when the student has no generator saved, and make course runs 04, which saves one, first.
-LAPTOP_TRAINING_MINUTES = 30
+LAPTOP_TRAINING_MINUTES = 26
 
 
 def test_the_laptop_budgets_fit_make_courses_45_minutes(monkeypatch):
