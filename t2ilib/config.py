@@ -72,7 +72,7 @@ class Recipe:
     contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN); 0: off
     z_every_block: bool = False  # conditional batch norm reads z beside the text in every G block (BigGAN's skip-z)
     diversity_weight: float = 0.0  # > 0: G's mode-seeking term (Mao et al. 2019): two z, one caption, unlike images
-    diversity_pool: int = 1  # the mode-seeking term compares the two images average-pooled by this (1: pixels, Mao et al.)
+    diversity_pool: int = 1  # the mode-seeking term compares the images average-pooled by this (1: pixels, Mao et al.)
     padding: str = "zero"  # "reflect": G's 3x3 convolutions pad with the picture's own mirror image, not zeros
     ma_gp_weight: float = 0.0  # > 0: D's matching-aware gradient penalty on real pairs (DF-GAN, Tao et al. 2022)
     lr_g: float = 2e-4  # Adam as DCGAN trains it (lr 2e-4, beta_1 0.5); D's rate may differ (TTUR)

@@ -196,7 +196,10 @@ def matching_aware_gradient_penalty(critic, images, text, power: float = 6.0, te
     with tf.GradientTape() as tape:
         tape.watch([images, text] if embedded else [images])
         scores = ops.sum(_f32(critic(images, text)))
-    grad_images, grad_text = tape.gradient(scores, [images, text]) if embedded else (tape.gradient(scores, images), None)
+    if embedded:
+        grad_images, grad_text = tape.gradient(scores, [images, text])
+    else:
+        grad_images, grad_text = tape.gradient(scores, images), None
     squared = ops.sum(ops.square(grad_images), axis=(1, 2, 3))
     if embedded:
         if text_scale is not None:
