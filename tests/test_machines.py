@@ -192,8 +192,9 @@ def test_a_laptop_gets_a_shorter_budget_than_a_gpu_and_fast_mode_stays_explicit(
     assert 0 < budgets["cpu"] < budgets["gpu"], budgets
 
 
-# make course's 45 minutes on a 2-core laptop: the training budgets of 03-06 plus about 15 minutes of fixed costs
-# (data, the judge's first training, evaluations, 00-02), as the laptop runs of docs/results.md measured them.
+# make course's 45 minutes on a 2-core laptop: the training budgets of 03-06 plus the fixed costs (install, data,
+# caption encodings, the judges' first training, evaluations): 26 + 14.5 minutes in a first make course from a fresh
+# clone (docs/results.md, 2026-12-05: 40.5 minutes in all).
 # Notebook 07 trains only when the student has no generator saved, and make course runs 04, which saves one, first.
 LAPTOP_TRAINING_MINUTES = 26
 
