@@ -72,7 +72,9 @@ def test_stackgan_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
                              "--eval-images", "32", "--precision", "float32", "--out", str(tmp_path / "stackgan"),
                              "--refine", "redraw", "residual"])
     assert [result["refine"] for result in results] == ["redraw", "residual"]
-    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-len(results):]]
+    printed = capsys.readouterr().out.strip().splitlines()
+    lines = [json.loads(line) for line in printed if line.startswith('{"preset"')]  # each run's table, then its line
+    assert len(lines) == len(results) and json.loads(printed[-1]) == lines[-1]
     for result, line in zip(results, lines):  # each Stage II's headline, on one Stage I
         assert (result["stage1_size"], result["stage2_size"]) == (32, 64)
         assert result["stage1"] == results[0]["stage1"] and result["stage2"]["steps"] > 0
