@@ -5,8 +5,7 @@ size. Introduced in notebook 06.
   64 px, on a GPU 64 -> 128), :func:`at_size` a preset's networks at another size.
 - Stage I is the course's GAN-CLS with CA (``t2ilib.training.make_gan(conditioning="ca")``, the preset's recipe).
   :func:`build_stage2_generator` refines a Stage-I image: encode it to 16x16, join the tiled CA vector, residual
-  blocks (:class:`ResidualBlock`), upsample to twice the size (or more), and draw the image anew or (LAPGAN's
-  ``refine="residual"``) as detail added to the upsampled Stage-I image. :func:`build_stage2_discriminator` is the
+  blocks (:class:`ResidualBlock`), upsample to twice the size (or more). :func:`build_stage2_discriminator` is the
   preset's discriminator at Stage II's size, and :func:`make_stage2` compiles both with the preset's recipe and
   source C's reconstruction loss.
 - :class:`StageGAN` trains one stage with ``fit()``: Stage I from noise, or Stage II on the images of a *frozen*
@@ -36,7 +35,7 @@ from t2ilib.layers import (
 )
 from t2ilib.training import ConditionalGAN, layer_losses
 
-__all__ = ["ResidualBlock", "STAGE1_SIZES", "REFINES", "at_size", "stage_presets", "build_stage2_generator",
+__all__ = ["ResidualBlock", "STAGE1_SIZES", "at_size", "stage_presets", "build_stage2_generator",
            "build_stage2_discriminator", "StageGAN", "make_stage2"]
 
 
@@ -106,24 +105,17 @@ def stage_presets(preset: Preset) -> tuple[Preset, int]:
     return stage1, 2 * stage1.size.image_size
 
 
-REFINES = ("redraw", "residual")
-
-
 def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=None, image_size: int = 128,
                            channels: int = 128, residual_blocks: int = 2, kl_weight: float = 2.0,
-                           refine: str = "redraw", name: str = "stage2_generator") -> keras.Model:
+                           name: str = "stage2_generator") -> keras.Model:
     """``(Stage-I image, text) -> image_size`` image (128, or 256 for a T4 run). Used by make_stage2 (notebook 06).
 
     The Stage-I image (``preset.size.image_size``) is encoded down to 16x16 x ``channels``; the text (standardised
     first when ``text_stats`` is given, see ``models.text_input``) gets its own CA vector, tiled there and joined
     in depth; residual blocks mix the two; nearest upsample + conv blocks (halving the width each time) climb to
     ``image_size``; a 3x3 conv and tanh give RGB. With ``recipe.g_norm="conditional"`` the CA code also sets the
-    batch norm of every up-block, as in Stage I. ``refine="residual"`` (LAPGAN's, Denton et al. 2015): the image
-    is the Stage-I image upsampled bilinearly plus what the network adds (tanh, its last conv zero at the start),
-    clipped to [-1, 1].
+    batch norm of every up-block, as in Stage I.
     """
-    if refine not in REFINES:
-        raise ValueError(f"refine={refine!r}: use one of {REFINES}")
     low = preset.size.image_size
     if low % 16 or image_size % 16 or image_size <= low:
         raise ValueError(f"Stage II refines {low}px to {image_size}px: both must be multiples of 16 and the "
@@ -149,16 +141,8 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
         block = UpBlock(width, upsample="nearest", conditional=conditional, padding=preset.recipe.padding,
                         name=f"up{size}")
         x = block((x, code)) if conditional else block(x)
-    if refine == "redraw":
-        x = layers.Conv2D(3, 3, padding="same", kernel_initializer=dcgan_init(), name="to_rgb")(x)
-        image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    else:  # zero detail at the start: Stage II begins as the upsample and learns only what it adds
-        x = layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="to_detail")(x)
-        detail = layers.Activation("tanh", dtype="float32", name="detail")(x)
-        upsampled = layers.UpSampling2D(image_size // low, interpolation="bilinear", dtype="float32",
-                                        name="upsample")(stage1_image)
-        refined = layers.Add(dtype="float32", name="add_detail")([upsampled, detail])
-        image = layers.Activation("hard_tanh", dtype="float32", name="clip")(refined)
+    x = layers.Conv2D(3, 3, padding="same", kernel_initializer=dcgan_init(), name="to_rgb")(x)
+    image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model({"image": stage1_image, "text": text}, image, name=name)
 
 
@@ -221,19 +205,19 @@ class StageGAN(ConditionalGAN):
 def make_stage2(stage1: keras.Model, preset: Preset, *, embedding_dim: int, text_stats=None,
                 image_size: int | None = None, channels: int | None = None, residual_blocks: int = 2,
                 kl_weight: float = 2.0, reconstruction_weight: float = 1.0, mismatch: bool = True,
-                refine: str = "redraw", jit_compile: bool | str = "auto", **options) -> StageGAN:
+                jit_compile: bool | str = "auto", **options) -> StageGAN:
     """Stage II on the frozen Stage-I generator ``stage1`` (built for ``preset``), compiled with the preset's recipe
     as ``training.make_gan`` compiles Stage I. Introduced in notebook 06.
 
     G: :func:`build_stage2_generator` to ``image_size`` (twice Stage I's by default), ``channels`` wide at 16x16
     (twice Stage I's last width by default); D: :func:`build_stage2_discriminator`. The trainer takes the preset's
-    recipe (its contrastive term off without ``mismatch``) plus source C's ``reconstruction_weight``; ``refine``
-    as in :func:`build_stage2_generator`; ``options`` go to ``StageGAN``.
+    recipe (its contrastive term off without ``mismatch``) plus source C's ``reconstruction_weight``; ``options``
+    go to ``StageGAN``.
     """
     image_size = image_size or 2 * preset.size.image_size
     generator = build_stage2_generator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
                                        image_size=image_size, channels=channels or 2 * preset.size.g_channels[-1],
-                                       residual_blocks=residual_blocks, kl_weight=kl_weight, refine=refine)
+                                       residual_blocks=residual_blocks, kl_weight=kl_weight)
     discriminator = build_stage2_discriminator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
                                                image_size=image_size)
     recipe = preset.recipe if mismatch else preset.recipe.replace(contrastive_weight=0.0)

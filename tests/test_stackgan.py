@@ -56,22 +56,6 @@ def test_stage2_generator_refines_to_the_requested_size(size):
         stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=16)
 
 
-
-def test_a_residual_stage2_starts_as_the_bilinear_upsample_and_trains_its_detail():
-    g2 = stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=32, channels=16, refine="residual")
-    low = np.random.default_rng(4).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
-    text = np.random.default_rng(5).standard_normal((2, TEXT_DIM)).astype("float32")
-    out = np.asarray(g2({"image": low, "text": text}))
-    # LAPGAN's start: the detail's last conv is zero, so the output is tf.image.resize's bilinear upsample
-    assert np.allclose(out, evaluation.upsample(low, 32, "bilinear"), atol=1e-5)
-    with tf.GradientTape() as tape:
-        image = g2({"image": low, "text": text}, training=True)
-        loss = tf.reduce_mean(tf.square(image - 0.5))
-    detail_kernel = g2.get_layer("to_detail").kernel
-    assert float(tf.reduce_max(tf.abs(tape.gradient(loss, detail_kernel)))) > 0  # it can learn from zero
-    with pytest.raises(ValueError, match="refine='sharpen'"):
-        stackgan.build_stage2_generator(SMOKE, embedding_dim=TEXT_DIM, image_size=32, refine="sharpen")
-
 def batches(size, count=16, batch=8):
     rng = np.random.default_rng(0)
     data = {"image": rng.uniform(-1, 1, (count, size, size, 3)).astype("float32"),

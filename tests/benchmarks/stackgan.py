@@ -3,7 +3,6 @@
     python -m tests.benchmarks.stackgan --minutes 8          # 8 minutes for each stage, cpu preset: 32 -> 64 px
     python -m tests.benchmarks.stackgan --minutes 6 10 --jit # Stage I 6, Stage II 10 minutes, XLA on the CPU
     python -m tests.benchmarks.stackgan --preset gpu --minutes 10 20   # 64 -> 128 px
-    python -m tests.benchmarks.stackgan --minutes 6 8 --refine redraw residual   # both Stage IIs, one Stage I
 
 On ``synthetic_flowers`` (10,000 images unless ``--num-images``), the sizes of ``stackgan.stage_presets(preset)``:
 
@@ -17,10 +16,8 @@ On ``synthetic_flowers`` (10,000 images unless ``--num-images``), the sizes of `
    Stage II and the captions' real images, on match rates, the classifier-feature FID ratio, high-frequency energy
    and checkerboard energy over real images', and the distance to Stage I.
 
-Steps 3 and 4 run once per ``--refine`` (``stackgan.REFINES``), each Stage II on the same frozen Stage I.
 Writes ``<out>/result.json``, ``stage1_history.csv``, ``stage2_history.csv`` and ``samples.png`` (rows: Stage I,
-bicubic, Stage II, real), prints the table and, last, one JSON line with every headline figure; with several
-``--refine`` values, one directory ``<out>/<refine>/`` and one JSON line each.
+bicubic, Stage II, real), prints the table and, last, one JSON line with every headline figure.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -74,10 +70,7 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile the train steps with XLA (jit_compile=True)")
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks/stackgan")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--refine", nargs="+", choices=stackgan.REFINES, default=["redraw"],
-                        help="Stage II's output: redrawn, or the upsampled Stage I plus detail; several: one each")
     args = parser.parse_args(argv)
-    args.command = "python -m tests.benchmarks.stackgan " + " ".join(sys.argv[1:] if argv is None else argv)
     if len(args.minutes) > 2 or min(args.minutes) <= 0:
         parser.error(f"--minutes {' '.join(map(str, args.minutes))}: give one or two positive numbers (Stage I, "
                      "Stage II)")
@@ -104,26 +97,11 @@ def main(argv=None):
                                conditioning=args.conditioning, kl_weight=KL_WEIGHT, jit_compile=jit)
     run1 = train_stage(stage1, dataset(preset1.size.image_size), minutes1, out / "stage1_history.csv")
     print("Stage I:", json.dumps(run1), flush=True)
-    results = []
-    for refine in args.refine:
-        refine_out = out / refine if len(args.refine) > 1 else out
-        refine_out.mkdir(exist_ok=True)
-        keras.utils.set_random_seed(args.seed + 1)  # every Stage II starts from the same draw
-        results.append(stage2_run(args, refine, refine_out, stage1, run1, preset1, high, prepared, classifier,
-                                  ceiling, precision, minutes1, minutes2, dataset, jit))
-    return results
-
-
-def stage2_run(args, refine, out, stage1, run1, preset1, high, prepared, classifier, ceiling, precision, minutes1,
-               minutes2, dataset, jit):
-    """Stage II with ``refine`` on the frozen ``stage1``, judged beside it; writes ``out``'s files."""
-    embeddings = prepared.embeddings("sentence")
-    text_stats = prepared.embedding_stats("sentence")
     stage2 = stackgan.make_stage2(stage1.generator, preset1, embedding_dim=embeddings.shape[1], text_stats=text_stats,
                                   image_size=high, kl_weight=KL_WEIGHT, reconstruction_weight=args.reconstruction,
-                                  refine=refine, jit_compile=jit)
+                                  jit_compile=jit)
     run2 = train_stage(stage2, dataset(high), minutes2, out / "stage2_history.csv")
-    print(f"Stage II ({refine}):", json.dumps(run2), flush=True)
+    print("Stage II:", json.dumps(run2), flush=True)
 
     ids, text, target = quality.eval_captions(prepared, "test", lambda rows: embeddings[rows])
     if args.eval_images:
@@ -138,8 +116,7 @@ def stage2_run(args, refine, out, stage1, run1, preset1, high, prepared, classif
 
     result = {
         "preset": preset1.name, "precision": precision, "jit_compile": args.jit, "conditioning": args.conditioning,
-        "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction, "refine": refine,
-        "loss": stage1.recipe.loss,
+        "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction, "loss": stage1.recipe.loss,
         "contrastive_weight": stage1.recipe.contrastive_weight, "stage1_size": preset1.size.image_size,
         "stage2_size": high,
         "stage1_widths": [preset1.size.g_channels, preset1.size.d_channels],
@@ -152,7 +129,7 @@ def stage2_run(args, refine, out, stage1, run1, preset1, high, prepared, classif
         "judge_accuracy": classifier.test_accuracy.round(4).to_dict(),
         "table": {column: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in table[column].items()}
                   for column in table.columns},
-        "command": args.command,
+        "command": "python -m tests.benchmarks.stackgan " + " ".join(argv or __import__("sys").argv[1:]),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
     pick = slice(0, 8)
@@ -160,7 +137,8 @@ def stage2_run(args, refine, out, stage1, run1, preset1, high, prepared, classif
             real[pick]]
     viz.save_png(out / "samples.png", viz.image_grid(np.concatenate([data.to_tanh_range(r) for r in rows]), columns=8))
     print(f"\n## StackGAN {preset1.size.image_size} -> {high} px: Stage I {run1['steps']} steps in {run1['seconds']} s,"
-          f" Stage II ({refine}) {run2['steps']} steps in {run2['seconds']} s ({precision})")
+          " "
+          f"Stage II {run2['steps']} steps in {run2['seconds']} s ({precision})")
     print(table.round(4).to_string())
     print(json.dumps(headline(result)), flush=True)
     return result
@@ -168,8 +146,7 @@ def stage2_run(args, refine, out, stage1, run1, preset1, high, prepared, classif
 
 def headline(result: dict) -> dict:
     """The figures of issue 17's targets, flat, for the one JSON line a reviewer compares."""
-    line = {"preset": result["preset"], "sizes": [result["stage1_size"], result["stage2_size"]],
-            "refine": result.get("refine", "redraw")}
+    line = {"preset": result["preset"], "sizes": [result["stage1_size"], result["stage2_size"]]}
     for stage in ("stage1", "stage2"):
         line.update({f"{stage}_{key}": result[stage][key] for key in ("steps", "seconds", "load")})
     line["judge_ceiling_petal"] = result["judge_ceiling"]["petal_colour"]
