@@ -193,15 +193,14 @@ def matching_aware_gradient_penalty(critic, images, text, power: float = 6.0, te
     embedded = not keras.backend.is_int_dtype(text.dtype)
     images = _f32(images)
     text = _f32(text) if embedded else text
+    watched = [images, text] if embedded else [images]
     with tf.GradientTape() as tape:
-        tape.watch([images, text] if embedded else [images])
+        tape.watch(watched)
         scores = ops.sum(_f32(critic(images, text)))
+    grads = tape.gradient(scores, watched)
+    squared = ops.sum(ops.square(grads[0]), axis=(1, 2, 3))
     if embedded:
-        grad_images, grad_text = tape.gradient(scores, [images, text])
-    else:
-        grad_images, grad_text = tape.gradient(scores, images), None
-    squared = ops.sum(ops.square(grad_images), axis=(1, 2, 3))
-    if embedded:
+        grad_text = grads[1]
         if text_scale is not None:
             grad_text = grad_text * _f32(text_scale)
         squared = squared + ops.sum(ops.square(grad_text), axis=1)
