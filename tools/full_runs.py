@@ -120,8 +120,9 @@ BUILDS = {
     "06_stackgan": {
         "stage1": 'training.make_gan(preset1, embedding_dim=384, text_stats=text_stats, conditioning="ca", '
                   "kl_weight=KL_WEIGHT)",
-        "stage2": "stackgan.make_stage2(g1, preset1, embedding_dim=384, text_stats=text_stats, image_size=HIGH, "
-                  "kl_weight=KL_WEIGHT, reconstruction_weight=RECONSTRUCTION_WEIGHT)",
+        "stage2": "stackgan.make_stage2(g1, preset1, recipe=preset1.recipe.replace(diversity_weight=0.0), "
+                  "embedding_dim=384, text_stats=text_stats, image_size=HIGH, kl_weight=KL_WEIGHT, "
+                  "reconstruction_weight=RECONSTRUCTION_WEIGHT)",
         "dataset": "make_dataset(prepared, image_size=size, batch_size=preset1.size.batch_size, repeat=True, seed=0)",
     },
 }

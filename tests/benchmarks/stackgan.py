@@ -70,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile the train steps with XLA (jit_compile=True)")
     parser.add_argument("--out", type=Path, default=None, help="default: <runs dir>/benchmarks/stackgan")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage2-diversity", type=float, default=0.0,
+                        help="Stage II's mode-seeking weight (notebook 06: 0; Stage I keeps the recipe's)")
     parser.add_argument("--stage2-evals", type=int, default=1,
                         help="judge Stage II after each of this many equal parts of its minutes (the last: the table)")
     args = parser.parse_args(argv)
@@ -99,7 +101,9 @@ def main(argv=None):
                                conditioning=args.conditioning, kl_weight=KL_WEIGHT, jit_compile=jit)
     run1 = train_stage(stage1, dataset(preset1.size.image_size), minutes1, out / "stage1_history.csv")
     print("Stage I:", json.dumps(run1), flush=True)
-    stage2 = stackgan.make_stage2(stage1.generator, preset1, embedding_dim=embeddings.shape[1], text_stats=text_stats,
+    stage2_recipe = preset1.recipe.replace(diversity_weight=args.stage2_diversity)
+    stage2 = stackgan.make_stage2(stage1.generator, preset1, recipe=stage2_recipe, embedding_dim=embeddings.shape[1],
+                                  text_stats=text_stats,
                                   image_size=high, kl_weight=KL_WEIGHT, reconstruction_weight=args.reconstruction,
                                   jit_compile=jit)
     ids, text, target = quality.eval_captions(prepared, "test", lambda rows: embeddings[rows])
@@ -133,7 +137,8 @@ def main(argv=None):
 
     result = {
         "preset": preset1.name, "precision": precision, "jit_compile": args.jit, "conditioning": args.conditioning,
-        "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction, "loss": stage1.recipe.loss,
+        "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction,
+        "stage2_diversity_weight": args.stage2_diversity, "loss": stage1.recipe.loss,
         "contrastive_weight": stage1.recipe.contrastive_weight, "stage1_size": preset1.size.image_size,
         "stage2_size": high,
         "stage1_widths": [preset1.size.g_channels, preset1.size.d_channels],
