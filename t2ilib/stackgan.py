@@ -24,7 +24,7 @@ import numpy as np
 from keras import layers, ops
 
 from t2ilib import losses, models
-from t2ilib.config import Preset, Recipe
+from t2ilib.config import Preset
 from t2ilib.layers import (
     ConditioningAugmentation,
     DownBlock,
@@ -202,19 +202,18 @@ class StageGAN(ConditionalGAN):
         return images, terms
 
 
-def make_stage2(stage1: keras.Model, preset: Preset, *, recipe: Recipe | None = None, embedding_dim: int,
-                text_stats=None, image_size: int | None = None, channels: int | None = None, residual_blocks: int = 2,
+def make_stage2(stage1: keras.Model, preset: Preset, *, embedding_dim: int, text_stats=None,
+                image_size: int | None = None, channels: int | None = None, residual_blocks: int = 2,
                 kl_weight: float = 2.0, reconstruction_weight: float = 1.0, mismatch: bool = True,
                 jit_compile: bool | str = "auto", **options) -> StageGAN:
     """Stage II on the frozen Stage-I generator ``stage1`` (built for ``preset``), compiled with the preset's recipe
     as ``training.make_gan`` compiles Stage I. Introduced in notebook 06.
 
     G: :func:`build_stage2_generator` to ``image_size`` (twice Stage I's by default), ``channels`` wide at 16x16
-    (twice Stage I's last width by default); D: :func:`build_stage2_discriminator`. The trainer takes ``recipe``
-    (default the preset's; its contrastive term off without ``mismatch``) plus source C's ``reconstruction_weight``;
-    ``options`` go to ``StageGAN``.
+    (twice Stage I's last width by default); D: :func:`build_stage2_discriminator`. The trainer takes the preset's
+    recipe (its contrastive term off without ``mismatch``) plus source C's ``reconstruction_weight``; ``options``
+    go to ``StageGAN``.
     """
-    preset = preset.replace(recipe=recipe or preset.recipe)
     image_size = image_size or 2 * preset.size.image_size
     generator = build_stage2_generator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
                                        image_size=image_size, channels=channels or 2 * preset.size.g_channels[-1],

@@ -149,8 +149,7 @@ def test_make_stage2_trains_with_the_presets_recipe_on_a_frozen_stage1():
     history = gan.fit(tf.data.Dataset.zip(batches(32), group).map(lambda a, b: {**a, **b}), epochs=1, verbose=0)
     assert np.isfinite(history.history["reconstruction"][-1]) and not stage1.trainable
     # notebook 06's Stage II: the recipe without the mode-seeking term, and nothing else changed
-    plain = stackgan.make_stage2(stage1, improved, recipe=improved.recipe.replace(diversity_weight=0.0),
-                                 embedding_dim=TEXT_DIM, channels=16)
+    plain = stackgan.make_stage2(stage1, improved.replace(diversity_weight=0.0), embedding_dim=TEXT_DIM, channels=16)
     assert plain.recipe == improved.recipe.replace(diversity_weight=0.0) and "diversity" not in plain.trackers
     assert "diversity" in gan.trackers
 

@@ -73,7 +73,7 @@ RUNS = {
     "06_stackgan": {  # sections 2-3: Stage I, then Stage II on the frozen Stage I; the bicubic baseline
         "runs": {"Stage I": dict(preset="preset1", build="stage1", minutes="STAGE1_MINUTES",
                                  epochs="max(1, STEPS1 // LOG_EVERY)", steps_per_epoch="LOG_EVERY", image_size="LOW"),
-                 "Stage II": dict(preset="preset1", build="stage2", minutes="STAGE2_MINUTES",
+                 "Stage II": dict(preset="preset2", build="stage2", minutes="STAGE2_MINUTES",
                                   epochs="max(1, STEPS2 // LOG_EVERY)", steps_per_epoch="LOG_EVERY",
                                   image_size="HIGH")},
         "judge": dict(image_size="HIGH", epochs="JUDGE_EPOCHS", captions="EVAL_CAPTIONS",
@@ -85,7 +85,7 @@ RUNS = {
 # notebook's own assignment to each is executed after the constants cell (``assignment``).
 ELSEWHERE = {
     "05_conditioning_augmentation": ("preset_a",),
-    "06_stackgan": ("EVAL_CAPTIONS", "JUDGE_EPOCHS", "RECONSTRUCTION_WEIGHT"),
+    "06_stackgan": ("EVAL_CAPTIONS", "JUDGE_EPOCHS", "RECONSTRUCTION_WEIGHT", "preset2"),
 }
 
 # Names a run's expressions may read that only an earlier run's training gives (03: section 3's steps cap section
@@ -120,9 +120,8 @@ BUILDS = {
     "06_stackgan": {
         "stage1": 'training.make_gan(preset1, embedding_dim=384, text_stats=text_stats, conditioning="ca", '
                   "kl_weight=KL_WEIGHT)",
-        "stage2": "stackgan.make_stage2(g1, preset1, recipe=preset1.recipe.replace(diversity_weight=0.0), "
-                  "embedding_dim=384, text_stats=text_stats, image_size=HIGH, kl_weight=KL_WEIGHT, "
-                  "reconstruction_weight=RECONSTRUCTION_WEIGHT)",
+        "stage2": "stackgan.make_stage2(g1, preset2, embedding_dim=384, text_stats=text_stats, image_size=HIGH, "
+                  "kl_weight=KL_WEIGHT, reconstruction_weight=RECONSTRUCTION_WEIGHT)",
         "dataset": "make_dataset(prepared, image_size=size, batch_size=preset1.size.batch_size, repeat=True, seed=0)",
     },
 }

@@ -101,9 +101,8 @@ def main(argv=None):
                                conditioning=args.conditioning, kl_weight=KL_WEIGHT, jit_compile=jit)
     run1 = train_stage(stage1, dataset(preset1.size.image_size), minutes1, out / "stage1_history.csv")
     print("Stage I:", json.dumps(run1), flush=True)
-    stage2_recipe = preset1.recipe.replace(diversity_weight=args.stage2_diversity)
-    stage2 = stackgan.make_stage2(stage1.generator, preset1, recipe=stage2_recipe, embedding_dim=embeddings.shape[1],
-                                  text_stats=text_stats,
+    preset2 = preset1.replace(diversity_weight=args.stage2_diversity)
+    stage2 = stackgan.make_stage2(stage1.generator, preset2, embedding_dim=embeddings.shape[1], text_stats=text_stats,
                                   image_size=high, kl_weight=KL_WEIGHT, reconstruction_weight=args.reconstruction,
                                   jit_compile=jit)
     ids, text, target = quality.eval_captions(prepared, "test", lambda rows: embeddings[rows])
