@@ -147,7 +147,8 @@ class WeightAverages(keras.callbacks.Callback):
         import tensorflow as tf
 
         self.weights_ = self.model.generator.trainable_variables
-        self.averages = {decay: [tf.Variable(w, trainable=False) for w in self.weights_] for decay in self.decays}
+        self.averages = {decay: [tf.Variable(np.asarray(w), trainable=False) for w in self.weights_]
+                         for decay in self.decays}
 
         @tf.function
         def update():
