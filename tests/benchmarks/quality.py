@@ -7,7 +7,9 @@
 
 One recipe change at a time: ``--diversity 1`` (the mode-seeking term), ``--conditioning ca``, ``--no-group-mask``
 (the contrastive term counts same-colour-pair captions as wrong), ``--set upsample=nearest``, ``--set z_dim=128``,
-``--set z_every_block=true``.
+``--set z_every_block=true``; and what the kit does not ship (issue 28's second round): ``--augment
+translation,cutout`` (DiffAugment at D's input), ``--dfgan g|d|both`` (DF-GAN's networks, ``dfgan.py``), ``--ema
+0.99`` (G's averaged weights, judged after the same run) and ``--glove`` (the LSTM models' words start from GloVe).
 
 On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--preset``):
 

@@ -3,6 +3,7 @@
     python -m tests.benchmarks.stackgan --minutes 8          # 8 minutes for each stage, cpu preset: 32 -> 64 px
     python -m tests.benchmarks.stackgan --minutes 6 10 --jit # Stage I 6, Stage II 10 minutes, XLA on the CPU
     python -m tests.benchmarks.stackgan --preset gpu --minutes 10 20   # 64 -> 128 px
+    python -m tests.benchmarks.stackgan --minutes 6 30 --stage2-evals 3 --jit   # Stage II judged every 10 minutes
 
 On ``synthetic_flowers`` (10,000 images unless ``--num-images``), the sizes of ``stackgan.stage_presets(preset)``:
 
@@ -10,8 +11,8 @@ On ``synthetic_flowers`` (10,000 images unless ``--num-images``), the sizes of `
    its accuracy on the real test images is the ceiling (issue 17 asks >= 0.95 for petal and centre colour);
 2. Stage I: ``training.make_gan`` on Stage I's preset with Conditioning Augmentation (the preset's GAN-CLS recipe),
    for its minutes of wall-clock time (``callbacks.TimeBudget``, the first step's tracing included);
-3. Stage II: ``stackgan.make_stage2`` on the frozen Stage I (the same recipe, plus source C's reconstruction
-   loss), for its minutes;
+3. Stage II: ``stackgan.make_stage2`` on the frozen Stage I (the same recipe without the mode-seeking term, as
+   notebook 06 trains it, unless ``--stage2-diversity``; plus source C's reconstruction loss), for its minutes;
 4. ``evaluation.compare_stages`` on one caption per test image with one z each: Stage I, Stage I bicubic-upsampled,
    Stage II and the captions' real images, on match rates, the classifier-feature FID ratio, high-frequency energy
    and checkerboard energy over real images', and the distance to Stage I.
