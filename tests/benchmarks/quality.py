@@ -371,6 +371,7 @@ def judge_averages(averages, gan, dataset, judged_generator, prepared, classifie
     from t2ilib import viz
 
     batches = iter(dataset)
+    grid_text = eval_captions(prepared, "test", text_of)[1][:64]  # the samples.png captions
 
     def recompute_statistics():
         for _ in range(30):
@@ -384,8 +385,7 @@ def judge_averages(averages, gan, dataset, judged_generator, prepared, classifie
                   **judge(judged_generator, prepared, classifier, text_of, judge_size, args.seed)}
         line = {"ema": decay, **headline(result, curve)}
         (out / f"result_ema{decay}.json").write_text(json.dumps(result, indent=2))
-        ids, test_text, _ = eval_captions(prepared, "test", text_of)
-        fakes = models.generate(judged_generator, test_text[:64], seed=args.seed + 1)
+        fakes = models.generate(judged_generator, grid_text, seed=args.seed + 1)
         viz.save_png(out / f"samples_ema{decay}.png", viz.image_grid(fakes, columns=8))
         print(json.dumps(line), flush=True)
         for weight, value in zip(gan.generator.trainable_variables, trained):
@@ -399,18 +399,11 @@ def glove_matrix(vectorizer) -> np.ndarray:
     from data_prep import embed
 
     vectors = embed.load_glove(embed.GLOVE_PACKAGE)
+    words = vectorizer.get_vocabulary()[1:]  # id 0 is the padding
     rng = np.random.default_rng(0)
-    rows = []
-    for i, word in enumerate(vectorizer.get_vocabulary()):
-        if i == 0:
-            rows.append(np.zeros(vectors.vector_size, "float32"))
-        elif word in vectors:
-            rows.append(vectors[word])
-        else:
-            rows.append(rng.normal(0.0, 0.1, vectors.vector_size).astype("float32"))
-    found = sum(word in vectors for word in vectorizer.get_vocabulary()[1:])
-    print(f"GloVe: {found} of {len(rows) - 1} vocabulary words found", flush=True)
-    return np.stack(rows)
+    rows = [vectors[word] if word in vectors else rng.normal(0.0, 0.1, vectors.vector_size) for word in words]
+    print(f"GloVe: {sum(word in vectors for word in words)} of {len(words)} vocabulary words found", flush=True)
+    return np.stack([np.zeros(vectors.vector_size), *rows]).astype("float32")
 
 
 def with_augmented_discriminator(gan, policy: str, jit: bool):
@@ -423,11 +416,7 @@ def with_augmented_discriminator(gan, policy: str, jit: bool):
     text = keras.Input(discriminator.input["text"].shape[1:], dtype=discriminator.input["text"].dtype, name="text")
     outputs = discriminator({"image": DiffAugment(policy, name="augment")(image), "text": text})
     augmented = keras.Model({"image": image, "text": text}, outputs, name="augmented_discriminator")
-    swapped = training.ConditionalGAN(gan.generator, augmented, recipe=gan.recipe, mismatch=gan.mismatch,
-                                      interpolate=gan.interpolate)
-    swapped.size = gan.size
-    swapped.compile(jit_compile=jit or "auto")
-    return swapped
+    return with_networks(gan, gan.generator, augmented, jit)
 
 
 def with_dfgan_networks(gan, which: str, embedding_dim: int, text_stats, jit: bool):
@@ -440,6 +429,11 @@ def with_dfgan_networks(gan, which: str, embedding_dim: int, text_stats, jit: bo
         generator = dfgan.build_dfgan_generator(preset, embedding_dim=embedding_dim, text_stats=text_stats)
     if which in ("d", "both"):
         discriminator = dfgan.build_dfgan_discriminator(preset, embedding_dim=embedding_dim, text_stats=text_stats)
+    return with_networks(gan, generator, discriminator, jit)
+
+
+def with_networks(gan, generator, discriminator, jit: bool):
+    """A new trainer like ``gan`` (its recipe, wrong captions and GAN-INT) for other networks, compiled."""
     swapped = training.ConditionalGAN(generator, discriminator, recipe=gan.recipe, mismatch=gan.mismatch,
                                       interpolate=gan.interpolate)
     swapped.size = gan.size
