@@ -1,5 +1,5 @@
-"""R-precision: does a generated image retrieve its own caption among 100?
-Introduced in notebook 04.
+"""R-precision: does a generated image retrieve its own caption among 100? And the dual encoder that judges it.
+Introduced in notebook 03 (the dual encoder; R-precision in notebook 05).
 
 AttnGAN (Xu et al. 2018) scores text-image agreement with a separately trained image-text matcher (DAMSM): for
 each generated image, rank its caption against 99 captions of other images by cosine similarity in the
@@ -7,12 +7,14 @@ matcher's shared space; R-precision is how often the true caption comes first (c
 
 The matcher here is a small dual encoder trained contrastively on the prepared dataset's *real* pairs:
 
-- image tower: three conv blocks -> global pooling -> a vector; text tower: the cached caption embedding -> MLP;
-  both end in unit-length ``dim``-vectors, so their dot product is the cosine similarity.
+- image tower: three conv blocks -> global pooling -> a vector; text tower: the cached caption embedding (or a
+  trainable ``text_encoder``'s vector of the caption's token ids) -> MLP; both end in unit-length ``dim``-vectors,
+  so their dot product is the cosine similarity.
 - loss: the symmetric InfoNCE of CLIP / DAMSM's sentence loss: in a batch of B pairs, image i must pick caption i
   among the B captions (and caption i image i), a B-way softmax over ``scale * cosine``.
 
-Its R-precision on *real* test images is the ceiling a generator can be scored at.
+Its R-precision on *real* test images is the ceiling a generator can be scored at. With a ``text_encoder`` it is
+also how Reed et al. (2016) pretrained their text encoder before the GAN (notebook 03, section 5c).
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ __all__ = ["DualEncoder", "train_dual_encoder", "r_precision"]
 
 @keras.saving.register_keras_serializable(package="t2ilib")
 class DualEncoder(keras.Model):
-    """Image tower and text tower into one ``dim``-d unit sphere, trained with the symmetric InfoNCE loss.
-    Used by train_dual_encoder (notebook 04)."""
+    """Image tower and text tower into one ``dim``-d unit sphere, trained with the symmetric InfoNCE loss; the text
+    is a cached embedding, or token ids that ``text_encoder`` (e.g. an ``LSTMTextEncoder``) reads and learns with
+    the towers. Used by train_dual_encoder (notebook 03)."""
 
     def __init__(self, image_size: int = 32, embedding_dim: int = 384, dim: int = 64, width: int = 32,
-                 scale: float = 10.0, **kwargs):
+                 scale: float = 10.0, text_encoder: layers.Layer | None = None, **kwargs):
         super().__init__(**kwargs)
+        if text_encoder is not None:
+            embedding_dim = text_encoder.compute_output_shape((None, None))[-1]
         self.image_size, self.embedding_dim, self.dim, self.width, self.scale = (
             image_size, embedding_dim, dim, width, scale)
+        self.text_encoder = text_encoder
         convs = []
         for filters in (width, 2 * width, 4 * width):
             convs += [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(),
@@ -61,9 +67,13 @@ class DualEncoder(keras.Model):
             images = ops.image.resize(images, (self.image_size, self.image_size))
         return ops.normalize(self.image_tower(images, training=training), axis=-1)
 
-    def encode_texts(self, embeddings, training=False):
-        """Cached caption embeddings ``[N, embedding_dim]`` -> unit vectors ``[N, dim]``."""
-        return ops.normalize(self.text_tower(ops.convert_to_tensor(embeddings), training=training), axis=-1)
+    def encode_texts(self, texts, training=False):
+        """Cached caption embeddings ``[N, embedding_dim]`` (or token ids ``[N, L]`` with a ``text_encoder``) -> unit
+        vectors ``[N, dim]``."""
+        texts = ops.convert_to_tensor(texts)
+        if self.text_encoder is not None:
+            texts = self.text_encoder(texts, training=training)
+        return ops.normalize(self.text_tower(texts, training=training), axis=-1)
 
     def call(self, inputs, training=False):
         """Similarity logits ``[B, B]``: image i against every caption of the batch."""
@@ -86,22 +96,33 @@ class DualEncoder(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "embedding_dim": self.embedding_dim,
-                "dim": self.dim, "width": self.width, "scale": self.scale}
+                "dim": self.dim, "width": self.width, "scale": self.scale,
+                "text_encoder": keras.saving.serialize_keras_object(self.text_encoder)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "text_encoder": keras.saving.deserialize_keras_object(config.get("text_encoder"))})
 
 
 def train_dual_encoder(prepared, encoder: str = "sentence", image_size: int = 32, epochs: int = 3,
-                       batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 0,
-                       verbose: int = 0) -> DualEncoder:
-    """Fit a :class:`DualEncoder` on the training pairs of a prepared dataset (a random caption per image per epoch).
-    Introduced in notebook 04."""
+                       batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 0, verbose: int = 0,
+                       text_encoder: layers.Layer | None = None, vectorizer=None) -> DualEncoder:
+    """Fit a :class:`DualEncoder` on the training pairs of a prepared dataset (a random caption per image per epoch):
+    on the cached ``encoder`` embeddings, or with ``encoder="tokens"`` on ``vectorizer``'s token ids, which
+    ``text_encoder`` learns to read. Introduced in notebook 03."""
     from t2ilib import data
 
+    if (encoder == "tokens") != (text_encoder is not None and vectorizer is not None):
+        raise ValueError(f"encoder={encoder!r}: token ids need both text_encoder and vectorizer, cached embeddings "
+                         f"neither (encoder='tokens' with text_encoder=LSTMTextEncoder(...), vectorizer=...)")
     keras.utils.set_random_seed(seed)
-    dataset = data.make_dataset(prepared, "train", image_size=image_size, text=encoder, batch_size=batch_size,
-                                seed=seed, flip=True)
+    dataset = data.make_dataset(prepared, "train", image_size=image_size, text=encoder, vectorizer=vectorizer,
+                                batch_size=batch_size, seed=seed, flip=True)
     dataset = dataset.map(lambda batch: {"image": batch["image"], "text": batch["text"]})
-    embedding_dim = int(prepared.embeddings(encoder).shape[1])
-    model = DualEncoder(image_size=image_size, embedding_dim=embedding_dim)
+    if text_encoder is None:
+        model = DualEncoder(image_size=image_size, embedding_dim=int(prepared.embeddings(encoder).shape[1]))
+    else:
+        model = DualEncoder(image_size=image_size, text_encoder=text_encoder)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     model.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)  # tf.data shuffles
     return model

@@ -64,3 +64,27 @@ def test_dual_encoder_trains_on_a_prepared_dataset_and_scores_it(tiny_flowers, t
     before = retrieval.r_precision(untrained, images, vectors[first.index], vectors[first.index], candidates=10)
     # 1 in 10 by chance, which the untrained encoder scores; six epochs lift it by several of its stds.
     assert abs(before.mean - 0.1) < 0.03 and score.mean > before.mean + 0.02
+
+
+def test_dual_encoder_teaches_an_lstm_to_read_token_ids(tiny_flowers):
+    from t2ilib import text
+
+    prepared = data.load_prepared(tiny_flowers)
+    vectorizer = text.make_vectorizer(prepared.captions.text[prepared.captions.split == "train"].tolist())
+    encoder = text.LSTMTextEncoder(vectorizer.vocabulary_size(), embed_dim=16, units=24)
+    model = retrieval.train_dual_encoder(prepared, "tokens", epochs=4, batch_size=32, learning_rate=3e-3,
+                                         text_encoder=encoder, vectorizer=vectorizer)
+    losses = model.history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert model.embedding_dim == 24 and model.text_encoder is encoder
+    token_ids = vectorizer(prepared.captions.text.head(5).tolist())
+    vectors = np.asarray(model.encode_texts(token_ids))
+    assert vectors.shape == (5, model.dim) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    clone = retrieval.DualEncoder.from_config(model.get_config())
+    assert isinstance(clone.text_encoder, text.LSTMTextEncoder) and clone.text_encoder.units == 24
+
+
+def test_train_dual_encoder_names_what_token_ids_need(tiny_flowers):
+    prepared = data.load_prepared(tiny_flowers)
+    with pytest.raises(ValueError, match="token ids need both text_encoder and vectorizer"):
+        retrieval.train_dual_encoder(prepared, "tokens", epochs=0)
