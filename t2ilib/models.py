@@ -42,29 +42,34 @@ def text_input(embedding_dim: int | None = None, text_encoder=None, sequence_len
     Used by training.make_gan (notebook 03).
 
     Either ``embedding_dim`` (a cached embedding arrives) or ``text_encoder`` + ``sequence_length`` (token ids
-    arrive and the encoder, trained with the GAN, turns them into a vector).
+    arrive and the encoder, trained with the GAN or frozen, turns them into a vector).
 
-    ``text_stats=(mean, variance)`` of the training embeddings (``PreparedDataset.embedding_stats``) standardises each
-    embedding dimension first, inside the model (why: notebook 04, section 3).
+    ``text_stats=(mean, variance)`` of the training captions' vectors (``PreparedDataset.embedding_stats``)
+    standardises each dimension first, inside the model (why: notebook 04, section 3): for cached embeddings and a
+    frozen encoder's vectors, whose scale is fixed; a trainable encoder learns its own.
     """
     if (embedding_dim is None) == (text_encoder is None):
         raise ValueError("give either embedding_dim (cached embeddings) or text_encoder + sequence_length "
                          "(token ids), not both or neither")
     if text_encoder is None:
         inputs = keras.Input((embedding_dim,), name="text")
-        if text_stats is None:
-            return inputs, inputs
-        mean, variance = (np.asarray(stat, "float32").reshape(-1) for stat in text_stats)
-        if mean.shape != (embedding_dim,) or variance.shape != (embedding_dim,):
-            raise ValueError(f"text_stats hold {mean.shape[0]}-d statistics for {embedding_dim}-d embeddings: compute "
-                             "them from the same embeddings (PreparedDataset.embedding_stats)")
-        return inputs, layers.Normalization(mean=mean, variance=variance, name="standardize_text")(inputs)
-    if text_stats is not None:
-        raise ValueError("text_stats standardise cached embeddings; a text_encoder learns its own scale")
-    if not sequence_length:
-        raise ValueError("a text_encoder reads token ids: also give sequence_length (the vectorizer's length)")
-    inputs = keras.Input((sequence_length,), dtype="int32", name="text")
-    return inputs, text_encoder(inputs)
+        vector = inputs
+    else:
+        if text_stats is not None and text_encoder.trainable:
+            raise ValueError("text_stats standardise fixed vectors: cached embeddings or a frozen text_encoder "
+                             "(text_encoder.trainable = False); a trainable text_encoder learns its own scale")
+        if not sequence_length:
+            raise ValueError("a text_encoder reads token ids: also give sequence_length (the vectorizer's length)")
+        inputs = keras.Input((sequence_length,), dtype="int32", name="text")
+        vector = text_encoder(inputs)
+    if text_stats is None:
+        return inputs, vector
+    mean, variance = (np.asarray(stat, "float32").reshape(-1) for stat in text_stats)
+    width = vector.shape[-1]
+    if mean.shape != (width,) or variance.shape != (width,):
+        raise ValueError(f"text_stats hold {mean.shape[0]}-d statistics for {width}-d text vectors: compute them "
+                         "from the same vectors (PreparedDataset.embedding_stats)")
+    return inputs, layers.Normalization(mean=mean, variance=variance, name="standardize_text")(vector)
 
 
 def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=None,

@@ -125,8 +125,23 @@ def test_text_stats_standardise_the_embedding_inside_both_networks():
         standardised = np.asarray(network.get_layer("standardize_text")(embeddings))
         np.testing.assert_allclose(standardised.mean(0), 0, atol=1e-3)
         np.testing.assert_allclose(standardised.std(0), 1, atol=1e-2)
-    with pytest.raises(ValueError, match="24-d embeddings"):
+    with pytest.raises(ValueError, match="24-d text vectors"):
         models.build_generator(preset, embedding_dim=EMBEDDING_DIM, text_stats=(np.zeros(3), np.ones(3)))
+
+
+def test_text_stats_standardise_a_frozen_encoders_vectors_and_refuse_a_trainable_one():
+    preset = config.PRESETS["smoke"]
+    encoder = LSTMTextEncoder(50, 8, 16)
+    token_ids = np.random.default_rng(2).integers(1, 50, size=(64, 7)).astype("int32")
+    with pytest.raises(ValueError, match="a trainable text_encoder learns its own scale"):
+        models.build_generator(preset, text_encoder=encoder, sequence_length=7, text_stats=(np.zeros(16), np.ones(16)))
+    encoder.trainable = False
+    vectors = np.asarray(encoder(token_ids))
+    generator = models.build_generator(preset, text_encoder=encoder, sequence_length=7,
+                                       text_stats=(vectors.mean(0), vectors.var(0)))
+    standardised = np.asarray(generator.get_layer("standardize_text")(vectors))
+    np.testing.assert_allclose(standardised.mean(0), 0, atol=1e-3)
+    np.testing.assert_allclose(standardised.std(0), 1, atol=1e-2)
 
 
 def test_conditional_generator_and_spectral_discriminator_build_and_read_the_text():

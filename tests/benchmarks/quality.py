@@ -159,23 +159,6 @@ def pretrain_text_encoder(encoder, prepared, vectorizer, minutes: float, seed: i
     return encoder
 
 
-class Standardised(keras.layers.Layer):
-    """A frozen text encoder's vectors minus their mean over ``token_ids``, over their standard deviation."""
-
-    def __init__(self, encoder, token_ids, **kwargs):
-        super().__init__(trainable=False, **kwargs)
-        self.encoder = encoder
-        vectors = ops.convert_to_numpy(encoder(token_ids))
-        self.mean, self.std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
-        self.units = encoder.units
-
-    def call(self, token_ids):
-        return (self.encoder(token_ids) - self.mean) / self.std
-
-    def compute_output_shape(self, input_shape):
-        return self.encoder.compute_output_shape(input_shape)
-
-
 class CopyWeights(keras.callbacks.Callback):
     """After every step, ``target``'s weights become ``source``'s (``--shared-text``: G's LSTM follows D's)."""
 
@@ -336,12 +319,13 @@ def main(argv=None):
         if args.pretrain_text:
             encoder = pretrain_text_encoder(encoders[1], prepared, vectorizer, args.pretrain_text, args.seed)
             encoder.trainable = False
-            if args.standardise_pretrained:
-                encoder = Standardised(encoder, np.asarray(vectorizer(train_texts), np.int32))
-            encoders = (encoder, encoder)
+            encoders, stats = (encoder, encoder), None
+            if args.standardise_pretrained:  # as G and D standardise MiniLM's vectors
+                vectors = ops.convert_to_numpy(encoder(np.asarray(vectorizer(train_texts), np.int32)))
+                stats = (vectors.mean(axis=0), vectors.var(axis=0))
             gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
-                                    jit_compile=args.jit or "auto", conditioning=args.conditioning,
-                                    kl_weight=args.kl_weight)
+                                    text_stats=stats, jit_compile=args.jit or "auto",
+                                    conditioning=args.conditioning, kl_weight=args.kl_weight)
         if args.shared_text:
             encoders[0].trainable = False
             gan.compile(jit_compile=args.jit or "auto")  # G's optimizer without the encoder's weights
