@@ -266,7 +266,7 @@ def make_gan(preset, *, recipe: config.Recipe | None = None, embedding_dim: int 
     with wrong captions. The text is a cached embedding (``embedding_dim``) or token ids read by a pair of trainable
     encoders (``text_encoders=(for_g, for_d)`` + ``sequence_length``): two encoders, because G and D must not share
     weights that both optimizers would pull in opposite directions (one frozen encoder may serve both: notebook 03's
-    pretrained LSTM). ``text_stats`` (cached embeddings only)
+    pretrained LSTM). ``text_stats`` (cached embeddings or a frozen encoder's vectors)
     standardises the text inside both networks (see ``t2ilib.models.text_input``); ``conditioning="ca"`` gives G
     Conditioning Augmentation instead of a Dense text layer, its KL term weighted by ``kl_weight``
     (``models.build_generator``). ``options`` go to ``ConditionalGAN``. ``jit_compile=True`` compiles the train

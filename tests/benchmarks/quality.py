@@ -310,25 +310,23 @@ def main(argv=None):
         word_vectors = glove_matrix(vectorizer) if args.glove else None
         embed_dim = 128 if word_vectors is None else word_vectors.shape[1]
         encoders = (text.LSTMTextEncoder(vocab_size, embed_dim), text.LSTMTextEncoder(vocab_size, embed_dim))
-        gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
-                                jit_compile=args.jit or "auto", conditioning=args.conditioning,
-                                kl_weight=args.kl_weight)
         if word_vectors is not None:  # both encoders start from GloVe's word vectors and go on learning them
             for encoder in encoders:
+                encoder.build((None, seq_len))
                 encoder.embedding.embeddings.assign(word_vectors)
-        if args.pretrain_text:
+        stats = None
+        if args.pretrain_text:  # one encoder, trained to match captions with images, then frozen for G and D
             encoder = pretrain_text_encoder(encoders[1], prepared, vectorizer, args.pretrain_text, args.seed)
             encoder.trainable = False
-            encoders, stats = (encoder, encoder), None
+            encoders = (encoder, encoder)
             if args.standardise_pretrained:  # as G and D standardise MiniLM's vectors
                 vectors = ops.convert_to_numpy(encoder(np.asarray(vectorizer(train_texts), np.int32)))
                 stats = (vectors.mean(axis=0), vectors.var(axis=0))
-            gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
-                                    text_stats=stats, jit_compile=args.jit or "auto",
-                                    conditioning=args.conditioning, kl_weight=args.kl_weight)
-        if args.shared_text:
+        if args.shared_text:  # G's encoder only copies D's (CopyWeights below): out of G's optimizer
             encoders[0].trainable = False
-            gan.compile(jit_compile=args.jit or "auto")  # G's optimizer without the encoder's weights
+        gan = training.make_gan(preset, text_encoders=encoders, sequence_length=seq_len, mismatch=mismatch,
+                                text_stats=stats, jit_compile=args.jit or "auto", conditioning=args.conditioning,
+                                kl_weight=args.kl_weight)
         all_texts = prepared.captions.text.to_numpy()
         text_of = lambda rows: np.asarray(vectorizer(all_texts[rows]), np.int32)
     else:
