@@ -518,7 +518,7 @@ def at_size(generator, size: int):
 def judge(generator, prepared, classifier, text_of, image_size: int, seed: int = 0) -> dict:
     """Every measure of issue 16 for one generator: match rates on the test, paraphrase and compositional
     captions, the FID ratio (test and paraphrase captions), noise diversity, the checkerboard ratio and, for
-    embedded text, the jumpiness of 8 caption walks between test captions (notebook 05's smoothness measure)."""
+    embedded text, the jumpiness of 16 caption walks between test captions (notebook 05's smoothness measure)."""
     images = prepared.images(image_size)
     judged, fakes, real, texts, targets = {}, {}, {}, {}, {}
     for split, offset in JUDGED_SPLITS.items():
@@ -544,9 +544,10 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
         else None
     if np.asarray(texts["test"]).dtype.kind == "f":  # caption walks need embeddings to interpolate, not token ids
         walks = [conditioning.caption_walk(generator, texts["test"][a], texts["test"][b], frames=WALK_FRAMES, seed=seed)
-                 for a, b in zip(rows[0:16:2], rows[1:16:2])]
-        judged["jumpiness"] = round(float(np.mean([evaluation.interpolation_jumpiness(classifier.features(walk))
-                                                   for walk in walks])), 4)
+                 for a, b in zip(rows[0::2], rows[1::2])]
+        jumps = [evaluation.interpolation_jumpiness(classifier.features(walk)) for walk in walks]
+        judged["jumpiness"] = round(float(np.mean(jumps)), 4)
+        judged["jumpiness_sem"] = round(float(np.std(jumps, ddof=1) / np.sqrt(len(jumps))), 4)
     return judged
 
 
@@ -588,6 +589,7 @@ def headline(result: dict, curve: pd.DataFrame | None = None) -> dict:
         "fid_ratio": result["fid_test"]["ratio"], "fid_ratio_paraphrase": result["fid_paraphrase"]["ratio"],
         "checkerboard_ratio": result["checkerboard_ratio"], "border_ratio": result.get("border_ratio"),
         "shape_share_of_real": result.get("shape_share_of_real"), "jumpiness": result.get("jumpiness"),
+        "jumpiness_sem": result.get("jumpiness_sem"),
         **({"paraphrase_text_ceiling_petal": result["text_ceiling"]["paraphrase"]["petal_colour"],
             "paraphrase_text_ceiling_centre": result["text_ceiling"]["paraphrase"]["centre_colour"]}
            if "text_ceiling" in result else {}),
