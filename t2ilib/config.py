@@ -74,6 +74,7 @@ class Recipe:
     diversity_weight: float = 0.0  # > 0: G's mode-seeking term (Mao et al. 2019): two z, one caption, unlike images
     diversity_pool: int = 1  # the mode-seeking term compares the images average-pooled by this (1: pixels, Mao et al.)
     padding: str = "zero"  # "reflect": G's 3x3 convolutions pad with the picture's own mirror image, not zeros
+    noise_injection: str = "none"  # "blocks", "all" (+ to_rgb): per-pixel noise in G's blocks (StyleGAN, Karras 2019)
     ma_gp_weight: float = 0.0  # > 0: D's matching-aware gradient penalty on real pairs (DF-GAN, Tao et al. 2022)
     lr_g: float = 2e-4  # Adam as DCGAN trains it (lr 2e-4, beta_1 0.5); D's rate may differ (TTUR)
     lr_d: float = 2e-4
@@ -83,7 +84,7 @@ class Recipe:
     def __post_init__(self):
         for field, allowed in (("g_norm", ("batch", "conditional")), ("d_norm", ("batch", "spectral", "none")),
                                ("upsample", ("transpose", "nearest")), ("loss", ("bce", "hinge", "wgan-gp")),
-                               ("padding", ("zero", "reflect"))):
+                               ("padding", ("zero", "reflect")), ("noise_injection", ("none", "blocks", "all"))):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"recipe: {field}={getattr(self, field)!r}, use one of {allowed}")
         if self.z_every_block and self.g_norm != "conditional":
@@ -109,7 +110,7 @@ class Recipe:
 REED_ET_AL = Recipe()
 IMPROVED = Recipe(projection=True, upsample="nearest", loss="hinge", g_norm="conditional", d_norm="spectral",
                   contrastive_weight=1.0, z_every_block=True, diversity_weight=0.2, diversity_pool=4, padding="reflect",
-                  lr_d=4e-4)
+                  noise_injection="all", lr_d=4e-4)
 
 SIZE_FIELDS = tuple(field.name for field in dataclasses.fields(Size))
 RECIPE_FIELDS = tuple(field.name for field in dataclasses.fields(Recipe))

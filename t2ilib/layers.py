@@ -128,12 +128,17 @@ class UpBlock(layers.Layer):
     paint the checkerboard pattern a stride-2 transposed conv tends to (Odena et al. 2016).
     ``batch_norm=False`` with ``activation="tanh"`` makes G's output block (the DCGAN rules: no BN there).
     ``padding="reflect"`` (with ``"nearest"``) pads the 3x3 conv with the feature map's mirror image instead of zeros.
-    Used by training.make_gan (notebook 03).
+    ``noise=True`` adds a map of Gaussian noise, one value per pixel, after the conv, scaled per channel by a learned
+    strength that starts at 0 (StyleGAN's noise injection); new noise in training, one fixed map at inference.
+    Used by training.make_gan (notebook 03; the noise: notebook 04).
     """
 
     def __init__(self, filters: int, upsample: str = "transpose", batch_norm: bool = True,
-                 activation: str = "relu", conditional: bool = False, padding: str = "zero", **kwargs):
+                 activation: str = "relu", conditional: bool = False, padding: str = "zero", noise: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.noise = noise
+        self.noise_seed = keras.random.SeedGenerator() if noise else None
         if upsample not in ("transpose", "nearest"):
             raise ValueError(f"upsample={upsample!r}: use 'transpose' (DCGAN) or 'nearest' (upsample + conv)")
         if conditional and not batch_norm:
@@ -167,6 +172,12 @@ class UpBlock(layers.Layer):
             shape = (shape[0], None if shape[1] is None else shape[1] + 2, None if shape[2] is None else shape[2] + 2,
                      shape[3])
         self.conv.build(shape)
+        if self.noise:  # per channel, from zero: G decides how much texture each channel gets
+            self.noise_strength = self.add_weight(shape=(self.filters,), initializer="zeros", name="noise_strength")
+            # inference reads one fixed noise map (StyleGAN2's noise_mode="const"): the same z, the same picture
+            height, width = self.conv.compute_output_shape(shape)[1:3]
+            self.fixed_noise = self.add_weight(shape=(height, width, 1), initializer=keras.initializers.RandomNormal(
+                seed=0), trainable=False, name="fixed_noise")
         if self.conditional:
             self.norm.build((self.conv.compute_output_shape(shape), code_shape))
         elif self.norm is not None:
@@ -181,6 +192,11 @@ class UpBlock(layers.Layer):
         if self.padding == "reflect":  # the border continues the picture: nothing for G to paint a frame with
             x = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
         x = self.conv(x)
+        if self.noise:
+            shape = ops.shape(x)
+            pixels = (keras.random.normal((shape[0], shape[1], shape[2], 1), seed=self.noise_seed, dtype=x.dtype)
+                      if training else ops.cast(self.fixed_noise, x.dtype)[None])
+            x = x + ops.cast(self.noise_strength, x.dtype) * pixels
         if self.conditional:
             x = self.norm((x, code), training=training)
         elif self.norm is not None:
@@ -194,7 +210,7 @@ class UpBlock(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "upsample": self.upsample,
                 "batch_norm": self.batch_norm, "activation": self.activation_name, "conditional": self.conditional,
-                "padding": self.padding}
+                "padding": self.padding, "noise": self.noise}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

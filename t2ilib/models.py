@@ -105,10 +105,11 @@ def build_generator(preset, *, embedding_dim: int | None = None, text_encoder=No
     if recipe.z_every_block:  # each block's scale and offset also depend on z, not only the 4x4 start
         code = layers.Concatenate(name="z_and_text_for_blocks")([z, code])
     for i, filters in enumerate(size.g_channels[1:], start=1):
-        block = UpBlock(filters, upsample=upsample, conditional=conditional, padding=recipe.padding, name=f"up{i}")
+        block = UpBlock(filters, upsample=upsample, conditional=conditional, padding=recipe.padding,
+                        noise=recipe.noise_injection != "none", name=f"up{i}")
         x = block((x, code)) if conditional else block(x)
     image = UpBlock(3, upsample=upsample, batch_norm=False, activation="tanh", padding=recipe.padding,
-                    name="to_rgb")(x)
+                    noise=recipe.noise_injection == "all", name="to_rgb")(x)
     generator = keras.Model({"z": z, "text": text}, image, name=name)
     if text_encoder is None:  # what t2ilib.pretrained saves beside the weights, to rebuild this model on any Keras
         stats = None if text_stats is None else [np.asarray(s, "float32").reshape(-1).tolist() for s in text_stats]

@@ -139,7 +139,7 @@ def build_stage2_generator(preset: Preset, *, embedding_dim: int, text_stats=Non
         width = max(width // 2, 16)
         size *= 2
         block = UpBlock(width, upsample="nearest", conditional=conditional, padding=preset.recipe.padding,
-                        name=f"up{size}")
+                        noise=preset.recipe.noise_injection != "none", name=f"up{size}")
         x = block((x, code)) if conditional else block(x)
     x = layers.Conv2D(3, 3, padding="same", kernel_initializer=dcgan_init(), name="to_rgb")(x)
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)

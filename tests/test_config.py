@@ -89,6 +89,8 @@ def test_a_preset_is_a_size_and_a_recipe_and_replace_routes_each_field():
         config.Recipe(padding="reflect")  # Reed et al.'s transposed convolutions pad differently
     with pytest.raises(ValueError, match="diversity_pool=0"):
         config.IMPROVED.replace(diversity_pool=0)
+    with pytest.raises(ValueError, match="recipe: noise_injection='pixels', use one of"):
+        config.IMPROVED.replace(noise_injection="pixels")
     with pytest.raises(ValueError, match="size: batch_size=0, use a positive whole number"):
         cpu.replace(batch_size=0)
 

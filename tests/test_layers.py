@@ -72,6 +72,22 @@ def test_a_reflect_padded_up_block_sees_no_zeros_at_the_border(tmp_path):
         layers.UpBlock(3, upsample="transpose", padding="reflect")
 
 
+def test_noise_injection_starts_silent_draws_anew_in_training_and_is_fixed_at_inference(tmp_path):
+    x = np.random.default_rng(0).standard_normal((2, 4, 4, 8)).astype("float32")
+    block = layers.UpBlock(3, upsample="nearest", batch_norm=False, activation="linear", noise=True)
+    quiet = np.asarray(block(x, training=True))
+    np.testing.assert_allclose(quiet, np.asarray(block(x, training=True)), atol=1e-6)  # strength 0: no noise yet
+    block.noise_strength.assign(np.ones(3, "float32"))
+    first, second = np.asarray(block(x, training=True)), np.asarray(block(x, training=True))
+    assert np.abs(first - second).mean() > 0.5  # a new draw each training call, per pixel
+    assert np.abs(first[0] - first[1] - (quiet[0] - quiet[1])).max() > 0.5  # and per picture
+    fixed = np.asarray(block(x, training=False))
+    np.testing.assert_allclose(fixed, np.asarray(block(x, training=False)), atol=1e-6)  # the same z, the same picture
+    np.testing.assert_allclose(fixed - quiet, np.broadcast_to(np.asarray(block.fixed_noise), quiet.shape), atol=1e-5)
+    loaded = roundtrip(block, x, tmp_path)  # the fixed map is saved with the weights
+    np.testing.assert_allclose(loaded(x, training=False), fixed, atol=1e-5)
+
+
 def test_up_block_rejects_an_unknown_upsampling():
     with pytest.raises(ValueError, match="'bilinear'"):
         layers.UpBlock(4, upsample="bilinear")
