@@ -75,8 +75,6 @@ def main(argv=None):
                         help="Stage II's mode-seeking weight (notebook 06: 0; Stage I keeps the recipe's)")
     parser.add_argument("--stage2-evals", type=int, default=1,
                         help="judge Stage II after each of this many equal parts of its minutes (the last: the table)")
-    parser.add_argument("--stage2-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a field of Stage II's recipe, e.g. --stage2-set noise_injection=blocks")
     args = parser.parse_args(argv)
     if len(args.minutes) > 2 or min(args.minutes) <= 0:
         parser.error(f"--minutes {' '.join(map(str, args.minutes))}: give one or two positive numbers (Stage I, "
@@ -104,7 +102,7 @@ def main(argv=None):
                                conditioning=args.conditioning, kl_weight=KL_WEIGHT, jit_compile=jit)
     run1 = train_stage(stage1, dataset(preset1.size.image_size), minutes1, out / "stage1_history.csv")
     print("Stage I:", json.dumps(run1), flush=True)
-    preset2 = config.override(preset1.replace(diversity_weight=args.stage2_diversity), args.stage2_set)
+    preset2 = preset1.replace(diversity_weight=args.stage2_diversity)
     stage2 = stackgan.make_stage2(stage1.generator, preset2, embedding_dim=embeddings.shape[1], text_stats=text_stats,
                                   image_size=high, kl_weight=KL_WEIGHT, reconstruction_weight=args.reconstruction,
                                   jit_compile=jit)
@@ -140,7 +138,7 @@ def main(argv=None):
     result = {
         "preset": preset1.name, "precision": precision, "jit_compile": args.jit, "conditioning": args.conditioning,
         "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction,
-        "stage2_diversity_weight": args.stage2_diversity, "stage2_set": args.stage2_set, "loss": stage1.recipe.loss,
+        "stage2_diversity_weight": args.stage2_diversity, "loss": stage1.recipe.loss,
         "contrastive_weight": stage1.recipe.contrastive_weight, "stage1_size": preset1.size.image_size,
         "stage2_size": high,
         "stage1_widths": [preset1.size.g_channels, preset1.size.d_channels],
