@@ -130,7 +130,7 @@ class UpBlock(layers.Layer):
     ``padding="reflect"`` (with ``"nearest"``) pads the 3x3 conv with the feature map's mirror image instead of zeros.
     ``noise=True`` adds a map of Gaussian noise, one value per pixel, after the conv, scaled per channel by a learned
     strength that starts at 0 (StyleGAN's noise injection); new noise in training, one fixed map at inference.
-    Used by training.make_gan (notebook 03; the noise: notebook 04).
+    Used by training.make_gan (notebook 03).
     """
 
     def __init__(self, filters: int, upsample: str = "transpose", batch_norm: bool = True,
