@@ -216,6 +216,12 @@ class ConditionalGAN(GANCLS):
         return {**super().options, "interpolate": self.interpolate, "interpolation_beta": self.interpolation_beta,
                 "gp_weight": self.gp_weight}
 
+    def update_generator(self, data):
+        if self.recipe.diversity_weight:  # the mode-seeking term's pairs: the first half's captions twice, other z
+            groups = data.get("group", ops.arange(ops.shape(data["text"])[0]))  # a caption and its copy are not
+            data = {**data, "text": paired(data["text"]), "group": paired(groups)}  # wrong for each other
+        return super().update_generator(data)
+
     def extra_d_loss(self, data, real, fakes, logs):
         extra = 0.0
         if self.recipe.ma_gp_weight:  # DF-GAN: D flat around the real images with their own captions
@@ -244,14 +250,20 @@ class ConditionalGAN(GANCLS):
                                                              data.get("group"))
             extra += recipe.contrastive_weight * logs["g_contrastive"]
         if recipe.diversity_weight:  # mode seeking: the same captions with other z must give other images
-            other_z = ops.roll(z, 1, axis=0)  # another row's z: as fresh a draw from N(0, I) as a new one
-            others = self.generate(other_z, text)[0]
-            difference = ops.cast(fakes, "float32") - ops.cast(others, "float32")
+            half = ops.shape(z)[0] // 2  # update_generator gave the batch's two halves the same captions
+            difference = ops.cast(fakes[:half], "float32") - ops.cast(fakes[half:2 * half], "float32")
             if recipe.diversity_pool > 1:  # unlike in shapes and colours, not in pixel noise G could paint instead
                 difference = ops.average_pool(difference, recipe.diversity_pool, recipe.diversity_pool)
-            logs["diversity"] = ops.mean(ops.abs(difference)) / ops.mean(ops.abs(z - other_z))
+            logs["diversity"] = ops.mean(ops.abs(difference)) / ops.mean(ops.abs(z[:half] - z[half:2 * half]))
             extra += recipe.diversity_weight / (logs["diversity"] + 1e-5)
         return extra
+
+
+def paired(rows):
+    """``rows`` with its first half repeated over its second: row i + half is row i (an odd last row stays).
+    Used by ConditionalGAN's mode-seeking term (notebook 04)."""
+    half = ops.shape(rows)[0] // 2
+    return ops.concatenate([rows[:half], rows[:half], rows[2 * half:]])
 
 
 def make_gan(preset, *, recipe: config.Recipe | None = None, embedding_dim: int | None = None, text_encoders=None,

@@ -343,26 +343,35 @@ def test_wgan_gp_without_a_penalty_logs_none():
 
 
 def test_the_mode_seeking_term_adds_its_weight_over_the_image_to_noise_distance_ratio_to_g_loss():
-    # Guards the mode-seeking term (Mao et al. 2019, notebook 04): G pays weight / ratio when two z look alike.
+    # Guards the mode-seeking term (Mao et al. 2019, notebook 04): G pays weight / ratio when two z look alike. Its
+    # pairs are the batch's halves: G draws the first half's captions twice, each row with its own z.
     batch = pairs_batch()
-    on, off = one_step(batch, diversity_weight=0.5)[1], one_step(batch)[1]
+    paired_text = np.concatenate([batch["text"][:4]] * 2)
     g, _ = networks()
-    z, text = np.asarray(batch["z"]), batch["text"]
-    other_z = np.roll(z, 1, axis=0)  # the trainer's partner noise: another row's z
-    images = [np.asarray(g({"z": tf.constant(v), "text": text}, training=True)) for v in (z, other_z)]
-    ratio = np.mean(np.abs(images[0] - images[1])) / np.mean(np.abs(z - other_z))
+    z = np.asarray(batch["z"])
+    difference = np.asarray(g({"z": tf.constant(z), "text": tf.constant(paired_text)}, training=True))
+    difference = difference[:4] - difference[4:]
+    ratio = np.mean(np.abs(difference)) / np.mean(np.abs(z[:4] - z[4:]))
     assert ratio > 1e-4
+    on, off = one_step(batch, diversity_weight=0.5)[1], one_step(batch)[1]
     assert on["diversity"] == pytest.approx(ratio, rel=1e-4)
-    assert on["g_loss"] - off["g_loss"] == pytest.approx(0.5 / (ratio + 1e-5), rel=1e-4)
-    assert on["d_loss"] == pytest.approx(off["d_loss"], abs=1e-6)
+    assert on["d_loss"] == pytest.approx(off["d_loss"], abs=1e-6)  # D still reads all eight captions
     assert "diversity" not in off
+    # on a batch already paired (captions and groups) the pairing changes nothing, so G pays just the term more
+    already = {**batch, "text": tf.constant(paired_text), "group": tf.constant([0, 1, 2, 3] * 2)}
+    on, off = one_step(already, diversity_weight=0.5)[1], one_step(already)[1]
+    assert on["g_loss"] - off["g_loss"] == pytest.approx(0.5 / (ratio + 1e-5), rel=1e-4)
     # diversity_pool=2: the two pictures' difference averaged over 2x2 pixels first (fine noise cancels out)
     pooled = one_step(batch, diversity_weight=0.5, diversity_pool=2)[1]
-    difference = images[0] - images[1]
     n, h, w, c = difference.shape
     blocks = difference.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-    assert pooled["diversity"] == pytest.approx(np.mean(np.abs(blocks)) / np.mean(np.abs(z - other_z)), rel=1e-4)
-    assert pooled["diversity"] < on["diversity"]
+    assert pooled["diversity"] == pytest.approx(np.mean(np.abs(blocks)) / np.mean(np.abs(z[:4] - z[4:])), rel=1e-4)
+    assert pooled["diversity"] < ratio
+
+
+def test_paired_repeats_the_first_half_over_the_second_and_keeps_an_odd_last_row():
+    assert np.asarray(training.paired(tf.range(6))).tolist() == [0, 1, 2, 0, 1, 2]
+    assert np.asarray(training.paired(tf.range(5))).tolist() == [0, 1, 0, 1, 4]
 
 
 def test_z_every_block_lets_z_set_each_blocks_scale_and_offset():
