@@ -68,7 +68,7 @@ class Recipe:
     upsample: str = "transpose"  # "nearest": upsample + conv in G instead of transposed convs (Odena et al.)
     loss: str = "bce"  # "hinge": the hinge GAN loss (Lim & Ye 2017); "wgan-gp": a critic (Gulrajani et al. 2017)
     g_norm: str = "batch"  # "conditional": text-conditional batch norm in every G block (de Vries et al. 2017)
-    d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018); "none" (WGAN-GP)
+    d_norm: str = "batch"  # "spectral": spectral norm instead of batch norm in D (Miyato et al. 2018); "none": neither
     contrastive_weight: float = 0.0  # > 0: D and G also match images to captions across the batch (XMC-GAN); 0: off
     z_every_block: bool = False  # conditional batch norm reads z beside the text in every G block (BigGAN's skip-z)
     diversity_weight: float = 0.0  # > 0: G's mode-seeking term (Mao et al. 2019): two z, one caption, unlike images
@@ -108,9 +108,9 @@ class Recipe:
 # Reed et al.'s design, which `reed2016` keeps, and the named improvements every other preset turns on, so that a
 # laptop's few thousand steps are enough (each measured in docs/results.md; notebook 04 explains them).
 REED_ET_AL = Recipe()
-IMPROVED = Recipe(projection=True, upsample="nearest", loss="hinge", g_norm="conditional", d_norm="spectral",
+IMPROVED = Recipe(projection=True, upsample="nearest", loss="hinge", g_norm="conditional", d_norm="none",
                   contrastive_weight=1.0, z_every_block=True, diversity_weight=0.2, diversity_pool=4, padding="reflect",
-                  noise_injection="all", lr_d=4e-4)
+                  noise_injection="all", ma_gp_weight=2.0, lr_d=4e-4)
 
 SIZE_FIELDS = tuple(field.name for field in dataclasses.fields(Size))
 RECIPE_FIELDS = tuple(field.name for field in dataclasses.fields(Recipe))

@@ -189,7 +189,7 @@ def matching_aware_gradient_penalty(critic, images, text, power: float = 6.0, te
     (``MA_GP`` in tobran/DF-GAN, power 6). Token ids (an LSTM's input) have no gradient: then the images' alone.
     ``text_scale`` (each dimension's standard deviation, for a D that standardises its text) turns the text's
     gradient into the one with respect to the text D reads. Multiply by the weight (DF-GAN's 2) yourself.
-    Used by training.make_gan (notebook 03)."""
+    Introduced in notebook 04."""
     embedded = not keras.backend.is_int_dtype(text.dtype)
     images = _f32(images)
     text = _f32(text) if embedded else text
