@@ -7,7 +7,7 @@ import tensorflow as tf
 from t2ilib import config, training
 from tests.benchmarks import dfgan
 
-PRESET = config.get_preset("smoke")  # 32 px, the kit's recipe (spectral D, reflect padding, hinge, contrastive)
+PRESET = config.get_preset("smoke")  # 32 px, the kit's recipe (MA-GP D, reflect padding, hinge, contrastive)
 EMBEDDING_DIM = 12
 BATCH = 4
 
@@ -49,10 +49,11 @@ def test_discriminator_returns_a_one_way_logit_and_the_contrastive_features():
     assert outputs["logits"].shape == (BATCH, 1) and outputs["logits"].dtype == tf.float32
     assert outputs["image_features"].shape == outputs["text_features"].shape == (BATCH, PRESET.size.d_channels[-1])
     assert "text_image_agreement" not in [layer.name for layer in discriminator.layers]  # no projection term
-    # recipe.d_norm="spectral": every conv and dense kernel of D has its power-iteration vector. 13 kernels: from_rgb,
+    # d_norm="spectral": every conv and dense kernel of D has its power-iteration vector. 13 kernels: from_rgb,
     # 2 per resD block, the 2 shortcuts where the width changes (8 -> 16 -> 32), text code, 2 in the head, projection
-    kernels = [v for v in discriminator.variables if v.path.endswith("/kernel")]
-    assert len(kernels) == 13 and len([v for v in discriminator.variables if v.path.endswith("/vector_u")]) == 13
+    spectral = dfgan.build_dfgan_discriminator(PRESET.replace(d_norm="spectral"), embedding_dim=EMBEDDING_DIM)
+    kernels = [v for v in spectral.variables if v.path.endswith("/kernel")]
+    assert len(kernels) == 13 and len([v for v in spectral.variables if v.path.endswith("/vector_u")]) == 13
     plain = dfgan.build_dfgan_discriminator(PRESET.replace(d_norm="none"), embedding_dim=EMBEDDING_DIM)
     assert not [v for v in plain.variables if v.path.endswith("/vector_u")]
 
