@@ -218,8 +218,9 @@ class ConditionalGAN(GANCLS):
 
     def update_generator(self, data):
         if self.recipe.diversity_weight:  # the mode-seeking term's pairs: the first half's captions twice, other z
-            groups = data.get("group", ops.arange(ops.shape(data["text"])[0]))  # a caption and its copy are not
-            data = {**data, "text": paired(data["text"]), "group": paired(groups)}  # wrong for each other
+            # a caption and its copy are not wrong for each other in the contrastive term: one group
+            groups = data["group"] if "group" in data else ops.arange(ops.shape(data["text"])[0])
+            data = {**data, "text": paired(data["text"]), "group": paired(groups)}
         return super().update_generator(data)
 
     def extra_d_loss(self, data, real, fakes, logs):
@@ -250,11 +251,11 @@ class ConditionalGAN(GANCLS):
                                                              data.get("group"))
             extra += recipe.contrastive_weight * logs["g_contrastive"]
         if recipe.diversity_weight:  # mode seeking: the same captions with other z must give other images
-            half = ops.shape(z)[0] // 2  # update_generator gave the batch's two halves the same captions
-            difference = ops.cast(fakes[:half], "float32") - ops.cast(fakes[half:2 * half], "float32")
+            (first, second), (z1, z2) = halves(ops.cast(fakes, "float32")), halves(z)  # see update_generator
+            difference = first - second
             if recipe.diversity_pool > 1:  # unlike in shapes and colours, not in pixel noise G could paint instead
                 difference = ops.average_pool(difference, recipe.diversity_pool, recipe.diversity_pool)
-            logs["diversity"] = ops.mean(ops.abs(difference)) / ops.mean(ops.abs(z[:half] - z[half:2 * half]))
+            logs["diversity"] = ops.mean(ops.abs(difference)) / ops.mean(ops.abs(z1 - z2))
             extra += recipe.diversity_weight / (logs["diversity"] + 1e-5)
         return extra
 
@@ -262,8 +263,15 @@ class ConditionalGAN(GANCLS):
 def paired(rows):
     """``rows`` with its first half repeated over its second: row i + half is row i (an odd last row stays).
     Used by ConditionalGAN's mode-seeking term (notebook 04)."""
+    first, _ = halves(rows)
+    return ops.concatenate([first, first, rows[2 * ops.shape(first)[0]:]])
+
+
+def halves(rows):
+    """The first and second half of ``rows`` (without an odd last row): the pairs :func:`paired` makes alike.
+    Used by ConditionalGAN's mode-seeking term (notebook 04)."""
     half = ops.shape(rows)[0] // 2
-    return ops.concatenate([rows[:half], rows[:half], rows[2 * half:]])
+    return rows[:half], rows[half:2 * half]
 
 
 def make_gan(preset, *, recipe: config.Recipe | None = None, embedding_dim: int | None = None, text_encoders=None,
