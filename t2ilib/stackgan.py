@@ -35,7 +35,7 @@ from t2ilib.layers import (
 )
 from t2ilib.training import ConditionalGAN, layer_losses
 
-__all__ = ["ResidualBlock", "STAGE1_SIZES", "at_size", "stage_presets", "build_stage2_generator",
+__all__ = ["ResidualBlock", "STAGE1_SIZES", "STAGE2_CHANNELS", "at_size", "stage_presets", "build_stage2_generator",
            "build_stage2_discriminator", "StageGAN", "make_stage2"]
 
 
@@ -80,6 +80,9 @@ class ResidualBlock(layers.Layer):
 # Stage I's size on the presets for machines that cannot afford it at the preset's own: on a CPU, Stage II at 64 px
 # costs about what GAN-CLS does at 64 px (5.5 s a step at 128 px left a 30-minute notebook 120 Stage-II steps).
 STAGE1_SIZES = {"smoke": 32, "cpu": 32}
+# Stage II's width at 16x16 where the default (twice Stage I's last width) is too dear: on a CPU, half of it trains
+# 65% more steps in notebook 06's minutes and ends nearer the bicubic upsample (docs/results.md, issue 28).
+STAGE2_CHANNELS = {"cpu": 32}
 
 
 def at_size(preset: Preset, image_size: int) -> Preset:
@@ -210,14 +213,15 @@ def make_stage2(stage1: keras.Model, preset: Preset, *, embedding_dim: int, text
     as ``training.make_gan`` compiles Stage I. Introduced in notebook 06.
 
     G: :func:`build_stage2_generator` to ``image_size`` (twice Stage I's by default), ``channels`` wide at 16x16
-    (twice Stage I's last width by default); D: :func:`build_stage2_discriminator`. The trainer takes the preset's
-    recipe (its contrastive term off without ``mismatch``) plus source C's ``reconstruction_weight``; ``options``
-    go to ``StageGAN``.
+    (by default the preset's :data:`STAGE2_CHANNELS`, else twice Stage I's last width); D:
+    :func:`build_stage2_discriminator`. The trainer takes the preset's recipe (its contrastive term off without
+    ``mismatch``) plus source C's ``reconstruction_weight``; ``options`` go to ``StageGAN``.
     """
     image_size = image_size or 2 * preset.size.image_size
+    channels = channels or STAGE2_CHANNELS.get(preset.name, 2 * preset.size.g_channels[-1])
     generator = build_stage2_generator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
-                                       image_size=image_size, channels=channels or 2 * preset.size.g_channels[-1],
-                                       residual_blocks=residual_blocks, kl_weight=kl_weight)
+                                       image_size=image_size, channels=channels, residual_blocks=residual_blocks,
+                                       kl_weight=kl_weight)
     discriminator = build_stage2_discriminator(preset, embedding_dim=embedding_dim, text_stats=text_stats,
                                                image_size=image_size)
     recipe = preset.recipe if mismatch else preset.recipe.replace(contrastive_weight=0.0)

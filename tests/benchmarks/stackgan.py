@@ -1,9 +1,12 @@
 """StackGAN benchmark: does Stage II refine Stage I, judged at Stage II's resolution (issue 17).
 
     python -m tests.benchmarks.stackgan --minutes 8          # 8 minutes for each stage, cpu preset: 32 -> 64 px
-    python -m tests.benchmarks.stackgan --minutes 6 10 --jit # Stage I 6, Stage II 10 minutes, XLA on the CPU
+    python -m tests.benchmarks.stackgan --minutes 6 10       # Stage I 6, Stage II 10 minutes
     python -m tests.benchmarks.stackgan --preset gpu --minutes 10 20   # 64 -> 128 px
-    python -m tests.benchmarks.stackgan --minutes 6 30 --stage2-evals 3 --jit   # Stage II judged every 10 minutes
+    python -m tests.benchmarks.stackgan --minutes 6 30 --stage2-evals 3   # Stage II judged every 10 minutes
+    python -m tests.benchmarks.stackgan --minutes 6 8 --stage2-channels 32 \
+        --stage1-weights runs/benchmarks/stackgan/stage1.weights.h5 --out runs/benchmarks/stackgan_c32
+        # another Stage II on the Stage I an earlier run saved: variants side by side, one core each
 
 On ``synthetic_flowers`` (10,000 images unless ``--num-images``), the sizes of ``stackgan.stage_presets(preset)``:
 
@@ -11,9 +14,9 @@ On ``synthetic_flowers`` (10,000 images unless ``--num-images``), the sizes of `
    its accuracy on the real test images is the ceiling (issue 17 asks >= 0.95 for petal and centre colour);
 2. Stage I: ``training.make_gan`` on Stage I's preset with Conditioning Augmentation (the preset's GAN-CLS recipe),
    for its minutes of wall-clock time (``callbacks.TimeBudget``, the first step's tracing included);
-3. Stage II: ``stackgan.make_stage2`` on the frozen Stage I (the same recipe without the mode-seeking term and with
-   spectral norm in D instead of the matching-aware penalty, as notebook 06 trains it, unless ``--stage2-diversity``
-   or ``--stage2-set``; plus source C's reconstruction loss), for its minutes;
+3. Stage II: ``stackgan.make_stage2`` on the frozen Stage I (the same recipe without the mode-seeking term, as
+   notebook 06 trains it, unless ``--stage2-diversity`` or ``--stage2-set``; plus source C's reconstruction loss),
+   for its minutes;
 4. ``evaluation.compare_stages`` on one caption per test image with one z each: Stage I, Stage I bicubic-upsampled,
    Stage II and the captions' real images, on match rates, the classifier-feature FID ratio, high-frequency energy
    and checkerboard energy over real images', and the distance to Stage I.
@@ -74,9 +77,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stage2-diversity", type=float, default=0.0,
                         help="Stage II's mode-seeking weight (notebook 06: 0; Stage I keeps the recipe's)")
-    parser.add_argument("--stage2-set", nargs="+", default=["d_norm=spectral", "ma_gp_weight=0"],
-                        metavar="FIELD=VALUE", help="Stage II's recipe or size changes (config.override; default "
-                        "notebook 06's: spectral norm in D, no matching-aware penalty)")
+    parser.add_argument("--stage2-set", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="Stage II's recipe or size changes (config.override; notebook 06 makes none), e.g. "
+                        "d_norm=spectral ma_gp_weight=0 for spectral norm in D instead of the matching-aware penalty")
+    parser.add_argument("--stage2-channels", type=int, default=None,
+                        help="Stage II's width at 16x16 (make_stage2's channels; default twice Stage I's last width)")
+    parser.add_argument("--stage1-weights", type=Path, default=None,
+                        help="a Stage I saved by an earlier run (its <out>/stage1.weights.h5): Stage II variants on "
+                        "one Stage I, side by side")
     parser.add_argument("--stage2-evals", type=int, default=1,
                         help="judge Stage II after each of this many equal parts of its minutes (the last: the table)")
     args = parser.parse_args(argv)
@@ -104,12 +112,18 @@ def main(argv=None):
 
     stage1 = training.make_gan(preset1, embedding_dim=embeddings.shape[1], text_stats=text_stats,
                                conditioning=args.conditioning, kl_weight=KL_WEIGHT, jit_compile=jit)
-    run1 = train_stage(stage1, dataset(preset1.size.image_size), minutes1, out / "stage1_history.csv")
+    if args.stage1_weights:
+        stage1.generator.load_weights(args.stage1_weights)
+        run1 = json.loads((args.stage1_weights.parent / "stage1.json").read_text())
+    else:
+        run1 = train_stage(stage1, dataset(preset1.size.image_size), minutes1, out / "stage1_history.csv")
+        stage1.generator.save_weights(out / "stage1.weights.h5")
+        (out / "stage1.json").write_text(json.dumps(run1))
     print("Stage I:", json.dumps(run1), flush=True)
     preset2 = config.override(preset1.replace(diversity_weight=args.stage2_diversity), args.stage2_set)
     stage2 = stackgan.make_stage2(stage1.generator, preset2, embedding_dim=embeddings.shape[1], text_stats=text_stats,
-                                  image_size=high, kl_weight=KL_WEIGHT, reconstruction_weight=args.reconstruction,
-                                  jit_compile=jit)
+                                  image_size=high, channels=args.stage2_channels, kl_weight=KL_WEIGHT,
+                                  reconstruction_weight=args.reconstruction, jit_compile=jit)
     ids, text, target = quality.eval_captions(prepared, "test", lambda rows: embeddings[rows])
     if args.eval_images:
         ids, text, target = ids[: args.eval_images], text[: args.eval_images], target.iloc[: args.eval_images]
@@ -142,7 +156,9 @@ def main(argv=None):
     result = {
         "preset": preset1.name, "precision": precision, "jit_compile": args.jit, "conditioning": args.conditioning,
         "kl_weight": KL_WEIGHT, "reconstruction_weight": args.reconstruction,
-        "stage2_diversity_weight": args.stage2_diversity, "stage2_set": args.stage2_set, "loss": stage1.recipe.loss,
+        "stage2_diversity_weight": args.stage2_diversity, "stage2_set": args.stage2_set,
+        "stage2_channels": args.stage2_channels, "stage1_weights": args.stage1_weights and str(args.stage1_weights),
+        "loss": stage1.recipe.loss,
         "contrastive_weight": stage1.recipe.contrastive_weight, "stage1_size": preset1.size.image_size,
         "stage2_size": high,
         "stage1_widths": [preset1.size.g_channels, preset1.size.d_channels],

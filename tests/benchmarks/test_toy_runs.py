@@ -81,3 +81,10 @@ def test_stackgan_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
     out = tmp_path / "stackgan"
     assert json.loads((out / "result.json").read_text())["stage2"]["steps"] == result["stage2"]["steps"]
     assert len(pd.read_csv(out / "stage2_history.csv")) >= 1 and (out / "samples.png").stat().st_size > 0
+    # a narrower Stage II on the Stage I this run saved: not trained again, its run copied
+    narrow = stackgan.main(["--preset", "smoke", "--num-images", "300", "--minutes", "0.02", "--judge-epochs", "1",
+                            "--eval-images", "32", "--precision", "float32", "--stage2-channels", "8",
+                            "--stage1-weights", str(out / "stage1.weights.h5"), "--out", str(tmp_path / "narrow")])
+    assert narrow["stage1"] == result["stage1"] and not (tmp_path / "narrow" / "stage1_history.csv").exists()
+    assert narrow["table"]["Stage I"] == result["table"]["Stage I"]  # the same Stage-I pictures: its weights loaded
+    assert narrow["parameters"]["stage2_g"] < result["parameters"]["stage2_g"] and narrow["stage2_channels"] == 8
