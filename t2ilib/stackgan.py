@@ -80,8 +80,9 @@ class ResidualBlock(layers.Layer):
 # Stage I's size on the presets for machines that cannot afford it at the preset's own: on a CPU, Stage II at 64 px
 # costs about what GAN-CLS does at 64 px (5.5 s a step at 128 px left a 30-minute notebook 120 Stage-II steps).
 STAGE1_SIZES = {"smoke": 32, "cpu": 32}
-# Stage II's width at 16x16 where the default (twice Stage I's last width) is too dear: on a CPU, half of it trains
-# 65% more steps in notebook 06's minutes and ends nearer the bicubic upsample (docs/results.md, issue 28).
+# Stage II's width at 16x16 where the default (twice Stage I's last width) is too dear: on a CPU, half of it makes
+# about 65% more steps in notebook 06's minutes, and with the recipe's D it was the best Stage II there
+# (docs/results.md, issue 28).
 STAGE2_CHANNELS = {"cpu": 32}
 
 

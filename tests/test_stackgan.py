@@ -145,7 +145,7 @@ def test_stage2_is_narrower_on_a_cpu_than_twice_stage1s_last_width():
     assert joint.filters == stackgan.STAGE2_CHANNELS["cpu"] == 32 < 2 * stage1.size.g_channels[-1]
     chosen = stackgan.make_stage2(g1, stage1, embedding_dim=TEXT_DIM, channels=64).generator.get_layer("joint")
     assert chosen.filters == 64  # an explicit width wins
-    assert "gpu" not in stackgan.STAGE2_CHANNELS  # a GPU keeps StackGAN's wider Stage II (twice Stage I's last)
+    assert "gpu" not in stackgan.STAGE2_CHANNELS  # a GPU keeps the wider Stage II (twice Stage I's last width)
 
 
 def test_make_stage2_trains_with_the_presets_recipe_on_a_frozen_stage1():

@@ -81,7 +81,8 @@ def main(argv=None):
                         help="Stage II's recipe or size changes (config.override; notebook 06 makes none), e.g. "
                         "d_norm=spectral ma_gp_weight=0 for spectral norm in D instead of the matching-aware penalty")
     parser.add_argument("--stage2-channels", type=int, default=None,
-                        help="Stage II's width at 16x16 (make_stage2's channels; default twice Stage I's last width)")
+                        help="Stage II's width at 16x16 (make_stage2's channels; default stackgan.STAGE2_CHANNELS, "
+                        "else twice Stage I's last width)")
     parser.add_argument("--stage1-weights", type=Path, default=None,
                         help="a Stage I saved by an earlier run (its <out>/stage1.weights.h5): Stage II variants on "
                         "one Stage I, side by side")
