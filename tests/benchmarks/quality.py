@@ -24,7 +24,8 @@ On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--pr
 4. and what a match rate misses (``judge``): match rates on the ``paraphrase`` split (captions in words and
    templates the training captions never use: the headline), noise diversity (16 z per caption, in the
    classifier's features and in pixels, over real images of the same colour pair), the FID ratio to real-vs-real
-   and the checkerboard energy over that of real images;
+   and the checkerboard energy over that of real images, and of the test captions whose two colours could trade
+   places, the share drawn with them swapped (``swapped_colours``);
 5. the text's own ceiling (``text_ceiling``): how well a linear probe trained on the training captions' embeddings
    reads the colours from each split's captions.
 
@@ -536,6 +537,7 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
                                            samples=DIVERSITY_SAMPLES, seed=seed + 3)
         judged[f"noise_diversity_{name}"] = {"mean": round(score.mean, 4), "std": round(score.std, 4),
                                              "captions": score.n, "samples": DIVERSITY_SAMPLES}
+    judged["swapped_colours"] = swapped_colours(classifier.predict(fakes["test"]), targets["test"])
     judged["checkerboard_ratio"] = round(evaluation.checkerboard_ratio(fakes["test"], real["test"]), 3)
     judged["border_ratio"] = round(evaluation.border_ratio(fakes["test"], real["test"]), 3)
     # petal shape, read on generated images, against the judge's accuracy on real ones (when it was measured)
@@ -549,6 +551,20 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
         judged["jumpiness"] = round(float(np.mean(jumps)), 4)
         judged["jumpiness_sem"] = round(float(np.std(jumps, ddof=1) / np.sqrt(len(jumps))), 4)
     return judged
+
+
+def swapped_colours(predicted: pd.DataFrame, target: pd.DataFrame) -> dict:
+    """Of the test captions whose petal colour could also be a centre colour and the reverse (a green flower with a
+    white centre), how many pictures the judge reads with the two colours swapped, and how many it reads right."""
+    petal, centre = target.petal_colour.to_numpy(), target.centre_colour.to_numpy()
+    swappable = np.isin(petal, centre) & np.isin(centre, petal)
+    if not swappable.any():
+        return {"captions": 0}
+    read_petal, read_centre = predicted.petal_colour.to_numpy(), predicted.centre_colour.to_numpy()
+    swapped = (read_petal == centre) & (read_centre == petal)
+    right = (read_petal == petal) & (read_centre == centre)
+    return {"captions": int(swappable.sum()), "swapped": round(float(swapped[swappable].mean()), 4),
+            "both_right": round(float(right[swappable].mean()), 4)}
 
 
 def text_ceiling(prepared, embeddings: np.ndarray) -> dict:
@@ -590,6 +606,7 @@ def headline(result: dict, curve: pd.DataFrame | None = None) -> dict:
         "checkerboard_ratio": result["checkerboard_ratio"], "border_ratio": result.get("border_ratio"),
         "shape_share_of_real": result.get("shape_share_of_real"), "jumpiness": result.get("jumpiness"),
         "jumpiness_sem": result.get("jumpiness_sem"),
+        "swapped_colours": result.get("swapped_colours", {}).get("swapped"),
         **({"paraphrase_text_ceiling_petal": result["text_ceiling"]["paraphrase"]["petal_colour"],
             "paraphrase_text_ceiling_centre": result["text_ceiling"]["paraphrase"]["centre_colour"]}
            if "text_ceiling" in result else {}),

@@ -46,6 +46,20 @@ def test_judge_scores_every_split_and_the_headline_holds_every_figure(tiny_flowe
     json.dumps(line)  # one JSON line
 
 
+def test_swapped_colours_counts_only_captions_whose_colours_could_trade_places():
+    import pandas as pd
+
+    target = pd.DataFrame({"petal_colour": ["green", "white", "blue", "green"],
+                           "centre_colour": ["white", "green", "black", "white"]})
+    read = pd.DataFrame({"petal_colour": ["white", "white", "black", "green"],
+                         "centre_colour": ["green", "green", "blue", "black"]})
+    # blue / black cannot swap (no blue centre, no black petal in these captions), so three captions count:
+    # the first is read swapped, the second right, the last with a wrong centre
+    assert quality.swapped_colours(read, target) == {"captions": 3, "swapped": round(1 / 3, 4),
+                                                     "both_right": round(1 / 3, 4)}
+    assert quality.swapped_colours(read.iloc[2:3], target.iloc[2:3]) == {"captions": 0}
+
+
 def tiny_gan():
     from t2ilib import config, training
 
