@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from t2ilib import metrics
@@ -47,8 +48,6 @@ def test_judge_scores_every_split_and_the_headline_holds_every_figure(tiny_flowe
 
 
 def test_swapped_colours_counts_only_captions_whose_colours_could_trade_places():
-    import pandas as pd
-
     target = pd.DataFrame({"petal_colour": ["green", "white", "blue", "green"],
                            "centre_colour": ["white", "green", "black", "white"]})
     read = pd.DataFrame({"petal_colour": ["white", "white", "black", "green"],
