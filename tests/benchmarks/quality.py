@@ -9,7 +9,9 @@ One recipe change at a time: ``--diversity 1`` (the mode-seeking term), ``--cond
 (the contrastive term counts same-colour-pair captions as wrong), ``--set upsample=nearest``, ``--set z_dim=128``,
 ``--set z_every_block=true``; and what the kit does not ship (issue 28's second round): ``--augment
 translation,cutout`` (DiffAugment at D's input), ``--dfgan g|d|both`` (DF-GAN's networks, ``dfgan.py``), ``--ema
-0.99`` (G's averaged weights, judged after the same run) and ``--glove`` (the LSTM models' words start from GloVe).
+0.99`` (G's averaged weights, judged after the same run) and ``--glove`` (the LSTM models' words start from GloVe);
+and issue 28's ninth round: ``--hybrid-text 1`` (MiniLM's vector joined to a frozen, pretrained LSTM's, which reads
+word order; ``--word-dropout``, ``--glove-words`` vary its LSTM).
 
 On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--preset``):
 
@@ -138,13 +140,21 @@ class TimedEvaluation(keras.callbacks.Callback):
         self.paused += time.perf_counter() - paused_at
 
 
-def pretrain_text_encoder(encoder, prepared, vectorizer, minutes: float, seed: int):
+def pretrain_text_encoder(encoder, prepared, vectorizer, minutes: float, seed: int, word_dropout: float = 0.0):
     """``encoder`` trained for ``minutes`` to pick each batch's image for its caption and back (32 px images), as
-    ``retrieval.train_dual_encoder`` trains it for epochs in notebook 03."""
+    ``retrieval.train_dual_encoder`` trains it for epochs in notebook 03. ``word_dropout``: the share of words read
+    as unknown (id 1), so that it also learns what to say of words it never saw."""
+    import tensorflow as tf
+
     keras.utils.set_random_seed(seed)
     dataset = data.make_dataset(prepared, "train", image_size=32, text="tokens", vectorizer=vectorizer,
                                 batch_size=64, seed=seed, flip=True, repeat=True)
-    dataset = dataset.map(lambda batch: {"image": batch["image"], "text": batch["text"]})
+
+    def unknown_words(tokens):
+        hidden = (tf.random.uniform(tf.shape(tokens)) < word_dropout) & (tokens > 0)
+        return tf.where(hidden, tf.ones_like(tokens), tokens)
+
+    dataset = dataset.map(lambda batch: {"image": batch["image"], "text": unknown_words(batch["text"])})
     model = retrieval.DualEncoder(image_size=32, text_encoder=encoder)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     start = time.perf_counter()
@@ -274,6 +284,15 @@ def main(argv=None):
     parser.add_argument("--standardise-pretrained", action="store_true",
                         help="with --pretrain-text: G and D read the frozen encoder's vectors standardised by their "
                              "mean and variance over the training captions, as they read MiniLM's")
+    parser.add_argument("--hybrid-text", type=float, default=0.0, metavar="MINUTES",
+                        help="sentence models: G and D read MiniLM's vector joined to that of an LSTM (GloVe words) "
+                             "pretrained for MINUTES as --pretrain-text trains it, then frozen: word order beside "
+                             "synonyms")
+    parser.add_argument("--word-dropout", type=float, default=0.0, metavar="SHARE",
+                        help="with --hybrid-text: the LSTM's pretraining reads this share of words as unknown")
+    parser.add_argument("--glove-words", type=int, default=0, metavar="N",
+                        help="with --hybrid-text: the LSTM also knows GloVe's N most frequent words, its word "
+                             "vectors frozen at GloVe's")
     parser.add_argument("--ema", type=float, nargs="*", default=[],
                         help="also judge G's weights averaged with these decays (e.g. 0.99 0.999), batch-norm "
                              "statistics recomputed for them; one JSON line each after the trained G's")
@@ -334,6 +353,12 @@ def main(argv=None):
         vectorizer = None
         embeddings = prepared.embeddings("sentence")
         text_stats = None if raw else prepared.embedding_stats("sentence")
+        if args.hybrid_text:
+            embeddings = with_lstm_vectors(embeddings, prepared, args.hybrid_text, args.seed, args.word_dropout,
+                                           args.glove_words)
+            prepared.embeddings = lambda encoder: embeddings  # what make_dataset's batches carry, this run only
+            train_rows = embeddings[(prepared.captions.split == "train").to_numpy()]
+            text_stats = (train_rows.mean(axis=0), train_rows.var(axis=0))
         gan = training.make_gan(preset, embedding_dim=embeddings.shape[1], mismatch=mismatch,
                                 interpolate=interpolate, text_stats=text_stats, jit_compile=args.jit or "auto",
                                 conditioning=args.conditioning, kl_weight=args.kl_weight)
@@ -381,7 +406,8 @@ def main(argv=None):
         "conditioning": args.conditioning, "dfgan_networks": args.dfgan, "glove": args.glove,
         "shared_text": args.shared_text, "pretrain_text_minutes": args.pretrain_text,
         "standardise_pretrained": args.standardise_pretrained,
-        "augment": args.augment,
+        "augment": args.augment, "hybrid_text_minutes": args.hybrid_text,
+        "word_dropout": args.word_dropout, "glove_words": args.glove_words,
         "kl_weight": args.kl_weight if args.conditioning == "ca" else None,
         "upsample": preset.recipe.upsample, "z_dim": preset.size.z_dim, "z_every_block": preset.recipe.z_every_block,
         "standardised_text": text_kind == "sentence" and not raw,
@@ -455,6 +481,35 @@ def judge_averages(averages, gan, dataset, judged_generator, prepared, classifie
             weight.assign(value)
         for variable, value in zip(gan.generator.non_trainable_variables, statistics):
             variable.assign(value)
+
+
+def with_lstm_vectors(embeddings, prepared, minutes: float, seed: int, word_dropout: float = 0.0,
+                      glove_words: int = 0) -> np.ndarray:
+    """``embeddings`` (MiniLM's) with a frozen LSTM's vector joined to each caption's: the LSTM reads GloVe words in
+    order and is pretrained for ``minutes`` to match captions with images (``--hybrid-text``). Each half is
+    standardised over the training captions first, so neither outweighs the other by its scale alone.
+    ``glove_words``: the LSTM's vocabulary also holds GloVe's most frequent words, its word vectors frozen at
+    GloVe's, so a word no training caption uses still arrives with a meaning."""
+    train = (prepared.captions.split == "train").to_numpy()
+    texts = prepared.captions.text.to_numpy()
+    vectorizer = text.make_vectorizer(texts[train].tolist())
+    if glove_words:
+        from data_prep import embed
+
+        ours = vectorizer.get_vocabulary()[2:]  # after the padding and the unknown word
+        wide = ours + [word for word in embed.load_glove(embed.GLOVE_PACKAGE).index_to_key[:glove_words]
+                       if word not in set(ours) and word.strip() and word != "[UNK]"]
+        vectorizer = keras.layers.TextVectorization(vocabulary=wide, output_sequence_length=24)
+    seq_len = int(vectorizer(["x"]).shape[-1])
+    word_vectors = glove_matrix(vectorizer)
+    encoder = text.LSTMTextEncoder(vectorizer.vocabulary_size(), word_vectors.shape[1])
+    encoder.build((None, seq_len))
+    encoder.embedding.embeddings.assign(word_vectors)
+    encoder.embedding.trainable = not glove_words
+    encoder = pretrain_text_encoder(encoder, prepared, vectorizer, minutes, seed, word_dropout)
+    lstm = ops.convert_to_numpy(encoder(np.asarray(vectorizer(texts), np.int32)))
+    standardise = lambda v: (v - v[train].mean(axis=0)) / (v[train].std(axis=0) + 1e-6)
+    return np.concatenate([standardise(embeddings), standardise(lstm)], axis=1).astype("float32")
 
 
 def glove_matrix(vectorizer) -> np.ndarray:

