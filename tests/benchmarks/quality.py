@@ -497,8 +497,9 @@ def with_lstm_vectors(embeddings, prepared, minutes: float, seed: int, word_drop
         from data_prep import embed
 
         ours = vectorizer.get_vocabulary()[2:]  # after the padding and the unknown word
+        known = {*ours, "[UNK]", ""}
         wide = ours + [word for word in embed.load_glove(embed.GLOVE_PACKAGE).index_to_key[:glove_words]
-                       if word not in set(ours) and word.strip() and word != "[UNK]"]
+                       if word.strip() not in known]
         vectorizer = keras.layers.TextVectorization(vocabulary=wide, output_sequence_length=24)
     seq_len = int(vectorizer(["x"]).shape[-1])
     word_vectors = glove_matrix(vectorizer)
