@@ -327,13 +327,11 @@ def main(argv=None):
         vectorizer = text.make_vectorizer(train_texts)
         vocab_size = vectorizer.vocabulary_size()
         seq_len = int(vectorizer(["x"]).shape[-1])
-        word_vectors = glove_matrix(vectorizer) if args.glove else None
-        embed_dim = 128 if word_vectors is None else word_vectors.shape[1]
-        encoders = (text.LSTMTextEncoder(vocab_size, embed_dim), text.LSTMTextEncoder(vocab_size, embed_dim))
-        if word_vectors is not None:  # both encoders start from GloVe's word vectors and go on learning them
-            for encoder in encoders:
-                encoder.build((None, seq_len))
-                encoder.embedding.embeddings.assign(word_vectors)
+        if args.glove:  # both encoders start from GloVe's word vectors and go on learning them
+            word_vectors = glove_matrix(vectorizer)
+            encoders = (glove_encoder(word_vectors, seq_len), glove_encoder(word_vectors, seq_len))
+        else:
+            encoders = (text.LSTMTextEncoder(vocab_size, 128), text.LSTMTextEncoder(vocab_size, 128))
         stats = None
         if args.pretrain_text:  # one encoder, trained to match captions with images, then frozen for G and D
             encoder = pretrain_text_encoder(encoders[1], prepared, vectorizer, args.pretrain_text, args.seed)
@@ -492,20 +490,16 @@ def with_lstm_vectors(embeddings, prepared, minutes: float, seed: int, word_drop
     GloVe's, so a word no training caption uses still arrives with a meaning."""
     train = (prepared.captions.split == "train").to_numpy()
     texts = prepared.captions.text.to_numpy()
-    vectorizer = text.make_vectorizer(texts[train].tolist())
-    if glove_words:
-        from data_prep import embed
+    from data_prep import embed
 
+    vectorizer = text.make_vectorizer(texts[train].tolist())
+    glove = embed.load_glove(embed.GLOVE_PACKAGE)  # once: the wide vocabulary and the word vectors both read it
+    if glove_words:
         ours = vectorizer.get_vocabulary()[2:]  # after the padding and the unknown word
         known = {*ours, "[UNK]", ""}
-        wide = ours + [word for word in embed.load_glove(embed.GLOVE_PACKAGE).index_to_key[:glove_words]
-                       if word.strip() not in known]
+        wide = ours + [word for word in glove.index_to_key[:glove_words] if word.strip() not in known]
         vectorizer = keras.layers.TextVectorization(vocabulary=wide, output_sequence_length=24)
-    seq_len = int(vectorizer(["x"]).shape[-1])
-    word_vectors = glove_matrix(vectorizer)
-    encoder = text.LSTMTextEncoder(vectorizer.vocabulary_size(), word_vectors.shape[1])
-    encoder.build((None, seq_len))
-    encoder.embedding.embeddings.assign(word_vectors)
+    encoder = glove_encoder(glove_matrix(vectorizer, glove), int(vectorizer(["x"]).shape[-1]))
     encoder.embedding.trainable = not glove_words
     encoder = pretrain_text_encoder(encoder, prepared, vectorizer, minutes, seed, word_dropout)
     lstm = ops.convert_to_numpy(encoder(np.asarray(vectorizer(texts), np.int32)))
@@ -513,11 +507,20 @@ def with_lstm_vectors(embeddings, prepared, minutes: float, seed: int, word_drop
     return np.concatenate([standardise(embeddings), standardise(lstm)], axis=1).astype("float32")
 
 
-def glove_matrix(vectorizer) -> np.ndarray:
-    """One GloVe 6B 50-d row per id of ``vectorizer``'s vocabulary; padding zeros, unknown words small noise."""
+def glove_encoder(word_vectors: np.ndarray, sequence_length: int):
+    """An ``LSTMTextEncoder`` whose word embeddings start as ``word_vectors`` (``glove_matrix``), still trainable."""
+    encoder = text.LSTMTextEncoder(len(word_vectors), word_vectors.shape[1])
+    encoder.build((None, sequence_length))
+    encoder.embedding.embeddings.assign(word_vectors)
+    return encoder
+
+
+def glove_matrix(vectorizer, vectors=None) -> np.ndarray:
+    """One GloVe 6B 50-d row per id of ``vectorizer``'s vocabulary; padding zeros, unknown words small noise.
+    ``vectors``: GloVe already loaded (``embed.load_glove``), else loaded here."""
     from data_prep import embed
 
-    vectors = embed.load_glove(embed.GLOVE_PACKAGE)
+    vectors = embed.load_glove(embed.GLOVE_PACKAGE) if vectors is None else vectors
     words = vectorizer.get_vocabulary()[1:]  # id 0 is the padding
     rng = np.random.default_rng(0)
     rows = [vectors[word] if word in vectors else rng.normal(0.0, 0.1, vectors.vector_size) for word in words]
