@@ -1,9 +1,11 @@
 """The pretrained generator that ships with the kit, and saving/loading generators on any supported Keras.
 Introduced in notebook 04.
 
-A small GAN-CLS generator (``cpu`` preset, 64x64, MiniLM ``sentence`` embeddings) trained on ``synthetic_flowers``
-lives in ``t2ilib/assets/`` so notebook 07's demo works at once, without training. ``tools/export_pretrained.py``
-trains and exports it; :func:`save_generator` / :func:`load_generator` are what it and the notebooks use.
+A small GAN-CLS generator (``cpu`` preset, 64x64) trained on ``synthetic_flowers`` lives in ``t2ilib/assets/`` so
+notebook 07's demo works at once, without training. It reads MiniLM's vector joined to a frozen LSTM's
+(``text_encoder: "sentence+lstm"``, :class:`t2ilib.text.JoinedTextEncoder`, in ``NAME.text.npz`` beside it).
+``tools/export_pretrained.py`` trains, judges and exports it; :func:`save_generator` / :func:`load_generator` are
+what it and the notebooks use.
 
 A generator is stored as two files, the way keras-hub presets ship ``config.json`` + weights:
 
@@ -13,6 +15,8 @@ A generator is stored as two files, the way keras-hub presets ship ``config.json
   ``recipe``, ``embedding_dim``, ``conditioning``, the text standardisation's mean and variance), with the
   ``format`` of the pair. Format 1 (before sizes and recipes were apart) kept the preset as one flat dict of
   fields; it still loads.
+
+A generator that reads joined text vectors has a third file, ``NAME.text.npz`` (:func:`load_text_encoder`).
 
 Loading rebuilds the model with ``build_generator`` and loads the weights into it, so the file does not depend
 on the Keras that saved it (a ``.keras`` file stores Keras' own layer configs, which older Keras refuse). A pair
@@ -37,13 +41,14 @@ import t2ilib.stackgan  # noqa: F401  (registers ResidualBlock, which Stage-II g
 import t2ilib.text  # noqa: F401  (registers LSTMTextEncoder)
 from t2ilib import __version__, config, models
 
-__all__ = ["ASSETS", "PRETRAINED_GAN_CLS", "FORMAT", "save_generator", "load_generator", "card_path",
-           "saved_generators", "convert_keras_file", "command"]
+__all__ = ["ASSETS", "PRETRAINED_GAN_CLS", "FORMAT", "JOINED", "save_generator", "load_generator", "card_path",
+           "text_encoder_path", "load_text_encoder", "saved_generators", "convert_keras_file", "command"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PRETRAINED_GAN_CLS = ASSETS / "gan_cls_synthetic_flowers.weights.h5"
 FORMAT = 2  # of the weights + card pair; raise it when the card's meaning changes, and keep reading older ones
 SUFFIX = ".weights.h5"  # Keras' own requirement for save_weights
+JOINED = "sentence+lstm"  # a card's text_encoder when the generator reads JoinedTextEncoder's vectors
 
 
 def _stem(path: Path) -> str:
@@ -57,6 +62,13 @@ def card_path(path) -> Path:
     return path.with_name(_stem(path) + ".json")
 
 
+def text_encoder_path(path) -> Path:
+    """The ``NAME.text.npz`` beside a ``NAME.weights.h5`` generator that reads joined text vectors.
+    Used by load_text_encoder (notebook 07)."""
+    path = Path(path)
+    return path.with_name(_stem(path) + ".text.npz")
+
+
 def _versions() -> str:
     return f"t2i-course {__version__}, Keras {keras.__version__}"
 
@@ -65,9 +77,10 @@ def _saved_by(card: dict) -> str:
     return f"t2i-course {card.get('kit_version', '?')}, Keras {card.get('keras_version', '?')}"
 
 
-def save_generator(generator: keras.Model, path, card: dict) -> Path:
+def save_generator(generator: keras.Model, path, card: dict, text_encoder=None) -> Path:
     """Write ``generator``'s weights to ``path`` (``NAME.weights.h5``) and ``card`` + its builder's arguments to
-    ``NAME.json``, each atomically (temp file + rename). Returns ``path``.
+    ``NAME.json``, each atomically (temp file + rename). Returns ``path``. A generator that reads joined text
+    vectors passes its ``text_encoder`` (a :class:`t2ilib.text.JoinedTextEncoder`), saved as ``NAME.text.npz``.
 
     ``generator`` must come from :func:`t2ilib.models.build_generator` with cached embeddings (``embedding_dim``):
     loading rebuilds it from the arguments that builder recorded. ``card`` must name the ``text_encoder`` the
@@ -80,6 +93,9 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
         raise ValueError(f"{path}: a generator is saved as weights + card; use a name ending in {SUFFIX}")
     if "text_encoder" not in card:
         raise ValueError("the card must name the 'text_encoder' the generator reads (e.g. 'sentence')")
+    if (card["text_encoder"] == JOINED) != (text_encoder is not None):
+        raise ValueError(f"a generator whose card says text_encoder={JOINED!r} is saved with its text_encoder "
+                         "(a JoinedTextEncoder), and only such a generator")
     builder = getattr(generator, "builder_arguments", None)
     if builder is None:
         raise ValueError(f"{generator.name} was not built by t2ilib.models.build_generator with cached embeddings, "
@@ -90,6 +106,8 @@ def save_generator(generator: keras.Model, path, card: dict) -> Path:
             "format": FORMAT, "kit_version": __version__, "keras_version": keras.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "builder": json.loads(json.dumps(builder))}  # plain lists and dicts, not Keras' tracked ones
+    if text_encoder is not None:
+        text_encoder.save(text_encoder_path(path))
     temp = path.with_name(f".{_stem(path)}.partial{SUFFIX}")
     generator.save_weights(temp)
     os.replace(temp, path)
@@ -193,6 +211,22 @@ def load_generator(path=None) -> tuple[keras.Model, dict]:
                          f"by {_saved_by(card)}, read by {_versions()}): the two files belong together, so copy "
                          "both from the same save_generator call") from None
     return generator, card
+
+
+def load_text_encoder(path=None):
+    """The :class:`t2ilib.text.JoinedTextEncoder` saved beside a generator whose card says
+    ``text_encoder: "sentence+lstm"`` (by default the shipped one): captions and their MiniLM vectors in, the
+    vectors that generator reads out. Introduced in notebook 07."""
+    from t2ilib.text import JoinedTextEncoder
+
+    path = Path(path) if path is not None else PRETRAINED_GAN_CLS
+    if path.suffix == ".json":
+        path = path.with_name(path.stem + SUFFIX)
+    text_file = text_encoder_path(path)
+    if not text_file.is_file():
+        raise FileNotFoundError(f"{text_file} is missing: {path.name} reads MiniLM's vector joined to an LSTM's, "
+                                "saved beside it by t2ilib.pretrained.save_generator; copy the three files together")
+    return JoinedTextEncoder.load(text_file)
 
 
 def _stored_shapes(path: Path) -> list[tuple]:

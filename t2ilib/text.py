@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 __all__ = ["caption_hash", "cache_paths", "read_cache_info", "load_cached_embeddings", "make_vectorizer",
-           "LSTMTextEncoder"]
+           "LSTMTextEncoder", "JoinedTextEncoder"]
 
 
 def caption_hash(texts: Sequence[str]) -> str:
@@ -145,3 +145,87 @@ class LSTMTextEncoder(keras.layers.Layer):
         config.update(vocab_size=self.vocab_size, embed_dim=self.embed_dim, units=self.units,
                       bidirectional=self.bidirectional, dropout=self.dropout)
         return config
+
+
+class JoinedTextEncoder:
+    """Captions -> MiniLM's vector joined to a frozen LSTM's, each half standardised over the training captions:
+    what a generator whose card says ``text_encoder: "sentence+lstm"`` reads (the shipped one).
+
+    ``vectorizer`` maps words to ids (the training captions' words, then GloVe's most frequent ones), ``lstm`` is an
+    ``LSTMTextEncoder`` that reads them in order, its word vectors GloVe's; ``stats`` are the ``(mean, std)`` of the
+    MiniLM half and of the LSTM half. :meth:`fit` measures them, :meth:`save` / :meth:`load` keep all of it in one
+    ``.npz`` (numbers and words, no pickles; the word vectors as float16, as GloVe's text gives about four digits).
+    Used by load_text_encoder (notebook 07).
+    """
+
+    def __init__(self, vectorizer: keras.layers.TextVectorization, lstm: LSTMTextEncoder, stats: dict):
+        self.vectorizer, self.lstm = vectorizer, lstm
+        self.stats = {name: tuple(np.asarray(value, "float32") for value in pair) for name, pair in stats.items()}
+
+    @classmethod
+    def fit(cls, vectorizer, lstm, sentence_vectors: np.ndarray, texts: Sequence[str]) -> JoinedTextEncoder:
+        """Measure each half's mean and spread on ``texts`` (the training captions) and their MiniLM vectors."""
+        joined = cls(vectorizer, lstm, {"sentence": (0.0, 1.0), "lstm": (0.0, 1.0)})
+        lstm_vectors = joined.lstm_vectors(texts)
+        joined.stats = {name: (vectors.mean(axis=0), vectors.std(axis=0) + 1e-6) for name, vectors in
+                        (("sentence", np.asarray(sentence_vectors, "float32")), ("lstm", lstm_vectors))}
+        return joined
+
+    def lstm_vectors(self, texts: Sequence[str], batch_size: int = 4096) -> np.ndarray:
+        """The LSTM's raw vector of each text, ``float32 [len(texts), units]``."""
+        texts = [str(text) for text in texts]
+        parts = [keras.ops.convert_to_numpy(self.lstm(np.asarray(self.vectorizer(texts[start:start + batch_size]),
+                                                                 np.int32)))
+                 for start in range(0, len(texts), batch_size)]
+        return np.concatenate(parts).astype("float32") if parts else np.zeros((0, self.lstm.units), "float32")
+
+    def __call__(self, sentence_vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """``float32 [len(texts), sentence dim + units]``: row i joins text i's MiniLM vector (``sentence_vectors[i]``)
+        and its LSTM vector, each standardised."""
+        sentence_vectors = np.asarray(sentence_vectors, "float32")
+        if len(sentence_vectors) != len(texts):
+            raise ValueError(f"{len(sentence_vectors)} MiniLM vectors for {len(texts)} texts: pass one per text")
+        halves = []
+        for name, vectors in (("sentence", sentence_vectors), ("lstm", self.lstm_vectors(texts))):
+            mean, std = self.stats[name]
+            halves.append((vectors - mean) / std)
+        return np.concatenate(halves, axis=1).astype("float32")
+
+    def save(self, path) -> Path:
+        """Write vocabulary, word vectors, the LSTM's weights and the statistics to ``path`` (``.npz``), atomically."""
+        path = Path(path)
+        kernel, recurrent, bias = (keras.ops.convert_to_numpy(w) for w in self.lstm.rnn.weights)
+        words = "\n".join(self.vectorizer.get_vocabulary()[2:])  # after the padding and the unknown word
+        arrays = {"vocabulary": np.frombuffer(words.encode("utf-8"), np.uint8),  # UTF-8: a quarter of numpy's str
+                  "sequence_length": np.asarray(self.vectorizer(["x"]).shape[-1]),
+                  "word_vectors": keras.ops.convert_to_numpy(self.lstm.embedding.embeddings).astype("float16"),
+                  "kernel": kernel, "recurrent_kernel": recurrent, "bias": bias}
+        for name, (mean, std) in self.stats.items():
+            arrays[f"{name}_mean"], arrays[f"{name}_std"] = mean, std
+        temp = path.with_name(f".{path.stem}.partial.npz")
+        np.savez_compressed(temp, **arrays)
+        temp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> JoinedTextEncoder:
+        """The encoder :meth:`save` wrote; a file that is not one is a one-line error naming it."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as file:
+                arrays = {name: file[name] for name in file.files}
+            vocabulary = arrays["vocabulary"].tobytes().decode("utf-8").split("\n")
+            word_vectors = arrays["word_vectors"].astype("float32")
+            vectorizer = keras.layers.TextVectorization(vocabulary=vocabulary,
+                                                        output_sequence_length=int(arrays["sequence_length"]))
+            lstm = LSTMTextEncoder(len(word_vectors), word_vectors.shape[1], units=arrays["recurrent_kernel"].shape[0])
+            lstm.build((None, int(arrays["sequence_length"])))
+            lstm.embedding.embeddings.assign(word_vectors)
+            lstm.rnn.set_weights([arrays["kernel"], arrays["recurrent_kernel"], arrays["bias"]])
+            stats = {name: (arrays[f"{name}_mean"], arrays[f"{name}_std"]) for name in ("sentence", "lstm")}
+        except (OSError, KeyError, ValueError, UnicodeDecodeError) as error:
+            first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            raise ValueError(f"{path}: not a joined text encoder ({first}): copy it again from where the generator "
+                             "beside it was saved") from None
+        lstm.trainable = False
+        return cls(vectorizer, lstm, stats)

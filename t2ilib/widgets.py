@@ -4,7 +4,8 @@ Introduced in notebook 07.
 Two layers, so the demo is testable without a browser and usable where widgets don't render:
 
 - :class:`CaptionEncoder` + :func:`generate_grid`: plain functions. Free text is embedded with the encoder the
-  model was trained with (for the shipped model: MiniLM ``sentence`` embeddings), then the generator draws a grid.
+  model was trained with (for the shipped model: MiniLM's vector joined to an LSTM's, ``pretrained.load_text_encoder``),
+  then the generator draws a grid.
 - :func:`demo`: the ipywidgets front (Text, Dropdown, IntSlider, FloatSlider, Button, Output) whose button calls
   :meth:`Demo.generate`. On Colab it first enables the custom widget manager; without ipywidgets or a front end
   that shows widgets it prints how to call :func:`generate_grid` instead.
@@ -120,7 +121,7 @@ class Demo:
     Used by demo (notebook 07)."""
 
     models: dict  # name -> generator
-    encoder: CaptionEncoder
+    encoder: CaptionEncoder | dict  # the one every model reads, or name -> the one that model reads
     count: int = 8
     last_grid: np.ndarray | None = None
     last_error: str | None = None
@@ -134,7 +135,8 @@ class Demo:
         try:
             if model not in self.models:
                 raise ValueError(f"unknown model {model!r}; choose one of {sorted(self.models)}")
-            vector = self.encoder([caption])[0]
+            encoder = self.encoder[model] if isinstance(self.encoder, dict) else self.encoder
+            vector = encoder([caption])[0]
             self.last_grid = generate_grid(self.models[model], vector, self.count, seed, truncation or None)
         except (ValueError, TypeError) as error:
             self.last_error = str(error)
@@ -189,15 +191,19 @@ def default_model(cards: dict, shipped: str = SHIPPED) -> str:
     return shipped
 
 
-def demo(models: dict, encoder: CaptionEncoder, caption: str = "a flower with red round petals and a yellow centre",
-         count: int = 8, show: bool = False, default: str | None = None) -> DemoWidgets:
+def demo(models: dict, encoder: CaptionEncoder | dict,
+         caption: str = "a flower with red round petals and a yellow centre", count: int = 8, show: bool = False,
+         default: str | None = None) -> DemoWidgets:
     """Build the widget demo, shown by the cell that ends with it (``show=True`` displays it now instead), with
-    the grid of ``caption`` already drawn. Its Model menu opens on ``default`` (see :func:`default_model`; the
-    first name in the menu if None).
+    the grid of ``caption`` already drawn. ``encoder`` embeds the typed caption for every model, or, as a dict,
+    for each model its own (models trained on different text vectors). Its Model menu opens on ``default`` (see
+    :func:`default_model`; the first name in the menu if None).
     Introduced in notebook 07."""
     options = sorted(models)
     if default is not None and default not in models:
         raise ValueError(f"default={default!r} is not one of the models {options}")
+    if isinstance(encoder, dict) and set(encoder) != set(models):
+        raise ValueError(f"encoder names the models {sorted(encoder)}, the menu has {options}: give one per model")
     state = Demo(models, encoder, count, default=default if default is not None else options[0])
     try:
         import ipywidgets as w

@@ -105,3 +105,42 @@ def test_lstm_encoder_learns_and_round_trips_through_a_saved_model(tmp_path):
     np.testing.assert_allclose(restored.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=1e-5)
     layer = next(lay for lay in restored.layers if isinstance(lay, text.LSTMTextEncoder))
     assert layer.get_config()["bidirectional"] is True
+
+
+def _joined_encoder(captions):
+    keras.utils.set_random_seed(0)
+    vectorizer = text.make_vectorizer(captions, sequence_length=8)
+    lstm = text.LSTMTextEncoder(vectorizer.vocabulary_size(), embed_dim=5, units=6)
+    lstm.build((None, 8))
+    words = keras.ops.convert_to_numpy(lstm.embedding.embeddings)
+    lstm.embedding.embeddings.assign(words.astype("float16").astype("float32"))  # as saved: the benchmark does this
+    minilm = np.random.default_rng(0).normal(3.0, 0.5, (len(captions), 4)).astype("float32")
+    return text.JoinedTextEncoder.fit(vectorizer, lstm, minilm, captions), minilm
+
+
+def test_joined_vectors_standardise_each_half_read_word_order_and_round_trip(tmp_path):
+    captions = ["a red flower with a white centre", "a white flower with a red centre", "a blue flower",
+                "a flower with a yellow centre and white petals", "red petals", "a pink flower"]
+    joined, minilm = _joined_encoder(captions)
+    vectors = joined(minilm, captions)
+    assert vectors.shape == (6, 4 + 6) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors.mean(axis=0), 0.0, atol=1e-4)  # over the captions it was fitted on
+    np.testing.assert_allclose(vectors[:, :4], (minilm - minilm.mean(0)) / minilm.std(0), rtol=1e-3, atol=1e-3)
+    assert np.abs(vectors[0, 4:] - vectors[1, 4:]).max() > 1e-4  # the same words in another order
+    unknown = joined(minilm[:2], ["a zxqv flower", "a blorp flower"])  # unknown words: one id, one vector
+    np.testing.assert_allclose(unknown[0, 4:], unknown[1, 4:], atol=1e-6)
+
+    reloaded = text.JoinedTextEncoder.load(joined.save(tmp_path / "g.text.npz"))
+    np.testing.assert_array_equal(reloaded(minilm, captions), vectors)
+    assert reloaded.vectorizer.get_vocabulary() == joined.vectorizer.get_vocabulary()
+    assert not list(tmp_path.glob(".*"))  # no partial file left behind
+
+
+def test_joined_vectors_refuse_a_count_mismatch_and_a_file_that_is_not_one(tmp_path):
+    joined, minilm = _joined_encoder(["a red flower", "a white flower"])
+    with pytest.raises(ValueError, match="2 MiniLM vectors for 1 texts"):
+        joined(minilm, ["a red flower"])
+    bad = tmp_path / "g.text.npz"
+    np.savez(bad, vocabulary=np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match=r"g\.text\.npz: not a joined text encoder .*copy it again"):
+        text.JoinedTextEncoder.load(bad)

@@ -1,5 +1,6 @@
 """The notebook-07 demo: its callback and its bad-input behaviour, without a browser."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -275,3 +276,37 @@ def test_the_shipped_generator_loads_and_reads_sentence_embeddings():
     loaded, card = pretrained.load_generator()
     assert card["text_encoder"] == "sentence" and loaded.input["text"].shape[-1] == card["embedding_dim"] == 384
     assert widgets.generate_grid(loaded, np.zeros(384, "float32"), 4).dtype == np.uint8
+
+
+def test_a_generator_reading_joined_vectors_is_saved_and_loaded_with_its_text_encoder(tmp_path):
+    from t2ilib import pretrained, text
+
+    captions = ["a red flower with a white centre", "a white flower with a red centre"]
+    vectorizer = text.make_vectorizer(captions, sequence_length=8)
+    lstm = text.LSTMTextEncoder(vectorizer.vocabulary_size(), embed_dim=4, units=DIM - 4)
+    lstm.build((None, 8))
+    words = keras.ops.convert_to_numpy(lstm.embedding.embeddings)
+    lstm.embedding.embeddings.assign(words.astype("float16").astype("float32"))  # the file keeps float16
+    joined = text.JoinedTextEncoder.fit(vectorizer, lstm, CountingEncoder(dim=4)(captions), captions)
+    generator = models.build_generator(config.get_preset("smoke"), embedding_dim=DIM)
+    with pytest.raises(ValueError, match="saved with its text_encoder"):
+        pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": pretrained.JOINED})
+    with pytest.raises(ValueError, match="and only such a generator"):
+        pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": "sentence"}, joined)
+    path = pretrained.save_generator(generator, tmp_path / "g.weights.h5", {"text_encoder": pretrained.JOINED},
+                                     text_encoder=joined)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "g.text.npz", "g.weights.h5"]
+    minilm = CountingEncoder(dim=4)(captions)
+    np.testing.assert_array_equal(pretrained.load_text_encoder(path)(minilm, captions), joined(minilm, captions))
+    (tmp_path / "g.text.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"g\.text\.npz is missing: .*copy the three files together"):
+        pretrained.load_text_encoder(pretrained.card_path(path))
+
+
+def test_the_demo_embeds_each_models_caption_with_that_models_encoder(generator):
+    minilm, joined = CountingEncoder(), CountingEncoder()
+    encoders = {"a": widgets.CaptionEncoder(minilm), "b": widgets.CaptionEncoder(joined)}
+    state = widgets.Demo({"a": generator, "b": generator}, encoders, count=2)
+    assert state.generate("a red flower", "b") is not None and joined.seen == ["a red flower"] and not minilm.seen
+    with pytest.raises(ValueError, match=r"encoder names the models \['a'\], the menu has \['a', 'b'\]"):
+        widgets.demo({"a": generator, "b": generator}, {"a": encoders["a"]})

