@@ -154,7 +154,8 @@ class JoinedTextEncoder:
     ``vectorizer`` maps words to ids (the training captions' words, then GloVe's most frequent ones), ``lstm`` is an
     ``LSTMTextEncoder`` that reads them in order, its word vectors GloVe's; ``stats`` are the ``(mean, std)`` of the
     MiniLM half and of the LSTM half. :meth:`fit` measures them, :meth:`save` / :meth:`load` keep all of it in one
-    ``.npz`` (numbers and words, no pickles; the word vectors as float16, as GloVe's text gives about four digits).
+    ``.npz`` (numbers and words, no pickles; the word vectors as float16, half the size: the benchmark rounds them so
+    before the LSTM is trained, so the file gives the vectors the generator was trained on).
     Used by load_text_encoder (notebook 07).
     """
 
