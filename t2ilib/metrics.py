@@ -74,11 +74,12 @@ class AttributeClassifier:
         return self._outputs(images, batch_size)["features"].astype("float64")
 
 
-def build_attribute_classifier(image_size: int, vocab: dict[str, list[str]], width: int = 32) -> keras.Model:
-    """Three conv blocks on a 32x32 view of the image (colours, counts and shapes all show at 32 px).
-    Used by train_attribute_judge (notebook 03)."""
+def build_attribute_classifier(image_size: int, vocab: dict[str, list[str]], width: int = 32,
+                               view: int = 32) -> keras.Model:
+    """Three conv blocks on a ``view`` x ``view`` picture of the image (average-pooled down to it): colours show at
+    32 px, a petal's tip needs 64. Used by train_attribute_judge (notebook 03)."""
     image = keras.Input((image_size, image_size, 3), name="image")
-    x = layers.AveragePooling2D(image_size // 32)(image) if image_size > 32 else image
+    x = layers.AveragePooling2D(image_size // view)(image) if image_size > view else image
     for filters in (width, 2 * width, 4 * width):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
@@ -106,12 +107,14 @@ def _encode(attributes: pd.DataFrame, vocab: dict[str, list[str]]) -> dict[str, 
 
 def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, test_images=None,
                                test_attributes: pd.DataFrame | None = None, *, vocab=None, epochs: int = 4,
-                               batch_size: int = 64, seed: int = 0, verbose: int = 0) -> AttributeClassifier:
+                               batch_size: int = 64, seed: int = 0, verbose: int = 0, view: int = 32
+                               ) -> AttributeClassifier:
     """Fit the attribute CNN on real images (uint8 or [-1, 1]) and their attribute table.
 
     ``vocab`` (attribute -> values, e.g. ``meta["attribute_values"]``) fixes the classes; by default the sorted
     values seen in ``train_attributes``. With test images given, ``test_accuracy`` holds the per-attribute
-    accuracy on them: check it is high before trusting any match rate measured with this classifier.
+    accuracy on them: check it is high before trusting any match rate measured with this classifier. ``view``: the
+    side the CNN reads (see ``build_attribute_classifier``).
     Used by train_attribute_judge (notebook 03).
     """
     if vocab is None:
@@ -120,7 +123,7 @@ def train_attribute_classifier(train_images, train_attributes: pd.DataFrame, tes
     images = np.asarray(train_images)
     labels = _encode(train_attributes, vocab)
     keras.utils.set_random_seed(seed)
-    model = build_attribute_classifier(images.shape[1], vocab)
+    model = build_attribute_classifier(images.shape[1], vocab, view=view)
     losses = {name: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for name in vocab}
     losses["features"] = None
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses)

@@ -177,3 +177,13 @@ def test_the_judge_is_cached_by_what_makes_it_and_a_stale_one_is_trained_again(t
     metrics.train_attribute_judge(changed, 32, epochs=1, cache=False)
     assert trained == [1, 2, 1, 1, 1]
 
+
+
+def test_the_classifier_reads_the_view_it_is_given():
+    vocab = {"petal_shape": ["round", "pointed"]}
+    pooled = [layer.pool_size for layer in metrics.build_attribute_classifier(64, vocab).layers
+              if type(layer).__name__ == "AveragePooling2D"]
+    full = metrics.build_attribute_classifier(64, vocab, view=64)
+    assert pooled == [(2, 2)]  # the 32 px judge
+    assert not any(type(layer).__name__ == "AveragePooling2D" for layer in full.layers)
+    assert full.get_layer("pool").input.shape[1:3] == (8, 8)  # three halvings of all 64 pixels

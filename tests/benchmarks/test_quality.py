@@ -40,8 +40,8 @@ def test_judge_scores_every_split_and_the_headline_holds_every_figure(tiny_flowe
     assert judged["noise_diversity_features"]["mean"] == pytest.approx(0.0, abs=1e-3)
     assert judged["noise_diversity_pixels"]["mean"] == pytest.approx(0.0, abs=1e-3)
     assert judged["noise_diversity_pixels"]["samples"] >= 16
-    # a judge trained without held-out images has no real accuracy to divide the petal shape's match by
-    assert judged["border_ratio"] > 0 and judged["shape_share_of_real"] is None
+    assert judged["border_ratio"] > 0
+    assert judged["shape_share_of_real"] is None and "shape" not in judged  # no shape reader given
     line = quality.headline({"model": "deaf", "steps": 0, "training_seconds": 0.0, **judged})
     assert set(line) >= HEADLINE
     assert all(isinstance(line[key], (int, float)) for key in HEADLINE)
@@ -156,3 +156,27 @@ def test_lstm_vectors_join_minilms_each_half_standardised_and_read_word_order(ti
     assert np.abs(wide[rows[2], 6:] - wide[rows[3], 6:]).max() > 1e-3  # GloVe's vectors for them: two vectors
     reloaded = JoinedTextEncoder.load(encoder.save(tmp_path / "g.text.npz"))  # as the generator ships it
     np.testing.assert_array_equal(reloaded(sentence, texts), wide)
+
+
+def test_only_captions_that_name_a_shape_count_for_the_shape_measure():
+    captions = pd.Series(["A red flower with POINTED petals", "a red flower", "rounded, pink petals",
+                          "sharpness is not a shape", "spiky petals around a black centre"])
+    assert quality.names_a_shape(captions).tolist() == [True, False, True, False, True]
+
+
+class PixelReader:
+    """Reads petal shape from the first pixel: positive is pointed."""
+
+    def predict(self, images):
+        return pd.DataFrame({"petal_shape": np.where(np.asarray(images)[:, 0, 0, 0] > 0, "pointed", "round")})
+
+
+def test_the_shape_measure_divides_the_generated_match_by_the_real_one_on_named_captions_only():
+    targets = pd.DataFrame({"petal_shape": ["pointed", "round", "pointed", "round", "pointed"]})
+    real = np.array([1, -1, 1, 1, 1], "float32")[:, None, None, None] * np.ones((5, 2, 2, 3), "float32")
+    fakes = np.array([1, 1, -1, -1, -1], "float32")[:, None, None, None] * np.ones((5, 2, 2, 3), "float32")
+    named = np.array([True, True, False, True, True])
+    # the four named captions: generated right 2 of 4 (the first and the fourth image), real 3 of 4 (not the
+    # fourth); the third image's wrong shape is not counted, its caption asks for none
+    assert quality.shape_match(PixelReader(), fakes, real, targets, named) == {
+        "captions": 4, "generated": 0.5, "real": 0.75, "share_of_real": 0.667}
