@@ -178,7 +178,6 @@ def test_the_judge_is_cached_by_what_makes_it_and_a_stale_one_is_trained_again(t
     assert trained == [1, 2, 1, 1, 1]
 
 
-
 def test_the_classifier_reads_the_view_it_is_given():
     vocab = {"petal_shape": ["round", "pointed"]}
     pooled = [layer.pool_size for layer in metrics.build_attribute_classifier(64, vocab).layers

@@ -82,19 +82,26 @@ def prepare(data_root: Path, num_images: int):
 
 def attribute_classifier(prepared, image_size: int, cache_dir: Path, epochs: int = 6):
     """Train (or reload) the attribute CNN; its real-test accuracy is the ceiling of every match rate."""
-    vocab = prepared.meta["attribute_values"]
+    return cached_classifier(prepared, prepared.meta["attribute_values"], image_size, epochs,
+                             cache_dir / f"attribute_classifier_{prepared.name}_{prepared.num_images}_{image_size}")
+
+
+def cached_classifier(prepared, vocab: dict, image_size: int, epochs: int, stem: Path, view: int = 32):
+    """An attribute CNN for ``vocab`` reloaded from ``<stem>.weights.h5``, else trained and saved there; with its
+    accuracy on the real test images."""
     train_ids, test_ids = prepared.split_images("train"), prepared.split_images("test")
     images = prepared.images(image_size)
-    weights = cache_dir / f"attribute_classifier_{prepared.name}_{len(images)}_{image_size}.weights.h5"
+    weights = stem.with_name(stem.name + ".weights.h5")
     if weights.exists():
-        classifier = metrics.AttributeClassifier(metrics.build_attribute_classifier(image_size, vocab), vocab)
+        classifier = metrics.AttributeClassifier(metrics.build_attribute_classifier(image_size, vocab, view=view),
+                                                 vocab)
         classifier.model.load_weights(weights)
         classifier.test_accuracy = metrics.match_rates(classifier.predict(images[test_ids]),
                                                        prepared.attributes.loc[test_ids, list(vocab)])
     else:
         classifier = metrics.train_attribute_classifier(
             images[train_ids], prepared.attributes.loc[train_ids, list(vocab)], images[test_ids],
-            prepared.attributes.loc[test_ids, list(vocab)], vocab=vocab, epochs=epochs)
+            prepared.attributes.loc[test_ids, list(vocab)], vocab=vocab, epochs=epochs, view=view)
         weights.parent.mkdir(parents=True, exist_ok=True)
         classifier.model.save_weights(weights)
     return classifier
@@ -117,20 +124,8 @@ def shape_reader(prepared, image_size: int, cache_dir: Path, epochs: int = SHAPE
     values = (prepared.meta.get("attribute_values") or {}).get("petal_shape")
     if values is None:
         return None
-    vocab = {"petal_shape": values}
-    train_ids = prepared.split_images("train")
-    images = prepared.images(image_size)
-    weights = cache_dir / f"shape_reader_{prepared.name}_{len(images)}_{image_size}_{epochs}.weights.h5"
-    if weights.exists():
-        reader = metrics.AttributeClassifier(
-            metrics.build_attribute_classifier(image_size, vocab, view=image_size), vocab)
-        reader.model.load_weights(weights)
-    else:
-        reader = metrics.train_attribute_classifier(images[train_ids], prepared.attributes.loc[train_ids, list(vocab)],
-                                                    vocab=vocab, epochs=epochs, view=image_size)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        reader.model.save_weights(weights)
-    return reader
+    stem = cache_dir / f"shape_reader_{prepared.name}_{prepared.num_images}_{image_size}_{epochs}"
+    return cached_classifier(prepared, {"petal_shape": values}, image_size, epochs, stem, view=image_size)
 
 
 def names_a_shape(captions: pd.Series) -> np.ndarray:
@@ -675,10 +670,11 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
     judged["swapped_colours"] = swapped_colours(classifier.predict(fakes["test"]), targets["test"])
     judged["checkerboard_ratio"] = round(evaluation.checkerboard_ratio(fakes["test"], real["test"]), 3)
     judged["border_ratio"] = round(evaluation.border_ratio(fakes["test"], real["test"]), 3)
+    judged["shape_share_of_real"] = None
     if shapes is not None:
         named = names_a_shape(prepared.first_captions("test").text)  # the captions eval_captions reads
         judged["shape"] = shape_match(shapes, fakes["test"], real["test"], targets["test"], named)
-    judged["shape_share_of_real"] = judged["shape"]["share_of_real"] if shapes is not None else None
+        judged["shape_share_of_real"] = judged["shape"]["share_of_real"]
     if np.asarray(texts["test"]).dtype.kind == "f":  # caption walks need embeddings to interpolate, not token ids
         walks = [conditioning.caption_walk(generator, texts["test"][a], texts["test"][b], frames=WALK_FRAMES, seed=seed)
                  for a, b in zip(rows[0::2], rows[1::2])]
