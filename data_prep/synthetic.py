@@ -38,9 +38,9 @@ DEFAULT_SIZES = (32, 64, 128)
 CAPTIONS_PER_IMAGE = 5
 TEST_FRACTION = 0.1
 PARAPHRASE_FRACTION = 0.1
-# Bumped whenever the captions or splits change: ensure() rewrites the captions of an older dataset (the images
-# depend only on the seed, so they stay).
-CAPTIONS_VERSION = 2
+# Bumped whenever the captions, splits or what meta.json says of them change: ensure() rewrites the captions of an
+# older dataset (the images depend only on the seed, so they stay). 3: meta.json's attribute_words.
+CAPTIONS_VERSION = 3
 ATTRIBUTES = ("petal_colour", "centre_colour", "petal_count", "petal_shape", "flower_size")
 # (petal colour, centre colour) pairs kept out of train and test: the compositional split. Each colour is held
 # out at most once, so the model sees every colour in training, just never these combinations.
@@ -286,6 +286,7 @@ def build(out, num_images: int = DEFAULT_IMAGES, sizes=DEFAULT_SIZES, seed: int 
             "flower_size": list(FLOWER_SIZES),
         },
         "mismatch_by": ["petal_colour", "centre_colour"],
+        "attribute_words": attribute_words(),
         "splits": {split: int(n) for split, n in split_counts.items()},
         "compositional_pairs": [list(p) for p in COMPOSITIONAL_PAIRS],
         "sources": [],
@@ -295,6 +296,16 @@ def build(out, num_images: int = DEFAULT_IMAGES, sizes=DEFAULT_SIZES, seed: int 
         **summary.as_meta(),
     })
     return summary
+
+
+def attribute_words() -> dict:
+    """The words by which a caption names each attribute that not every caption names (meta.json's
+    ``attribute_words``): a GAN-CLS near miss in the petal shape takes a caption that says the shape."""
+    tables = {"petal_count": (COUNT_WORDS, PARAPHRASE_COUNT_WORDS),
+              "petal_shape": (SHAPE_WORDS, PARAPHRASE_SHAPE_WORDS), "flower_size": (SIZE_WORDS, PARAPHRASE_SIZE_WORDS)}
+    return {attribute: sorted({word for table in pair for words in table.values()
+                               for word in ((words,) if isinstance(words, str) else words)})
+            for attribute, pair in tables.items()}
 
 
 def _template_counts() -> dict:
@@ -317,6 +328,7 @@ def _rewrite_captions(out: Path, meta: dict, seed: int) -> dict:
     captions = make_captions(attributes, splits, seed)
     store.atomic_write_csv(out / "captions.csv", captions)
     meta = {**meta, "num_captions": len(captions), "captions_version": CAPTIONS_VERSION,
+            "attribute_words": attribute_words(),
             "splits": {split: int(n) for split, n in pd.Series(splits).value_counts().items()},
             "made_by": {**meta.get("made_by", {}), "templates": _template_counts()}}
     store.write_meta(out, meta)

@@ -231,31 +231,52 @@ def image_labels(prepared: PreparedDataset) -> tuple[np.ndarray, list[str]]:
     return np.searchsorted(names, keys.to_numpy()).astype(np.int64), names
 
 
-def _near_miss_tables(prepared: PreparedDataset, image_ids: np.ndarray, groups: np.ndarray):
-    """For each ``mismatch_by`` attribute A: where to draw a *near miss* for each image, an image that agrees with
-    it on every other ``mismatch_by`` attribute but not on A (same petal colour, another centre colour).
+def _captions_naming(prepared: PreparedDataset, texts, attribute: str) -> np.ndarray:
+    """Whether each caption names ``attribute``: one of its words in ``meta["attribute_words"]``. Every caption
+    does for an attribute without words there (the colours of the synthetic flowers: every template names both)."""
+    words = prepared.meta.get("attribute_words", {}).get(attribute)
+    texts = pd.Series(np.asarray(texts, dtype=object))
+    if not words:
+        return np.ones(len(texts), bool)
+    words = set(words)
+    return texts.str.lower().str.findall(r"[a-z0-9-]+").map(lambda tokens: not words.isdisjoint(tokens)).to_numpy()
 
-    Returns ``(order, low, span, own, own_count)``, each ``[attributes, images]``: images sorted by (the other
-    attributes, group); image i's near misses for A are ``order[A, low : low + span]`` without its own group,
-    the ``own_count`` entries from ``own``. ``None`` with fewer than two attributes (a class label alone).
+
+def _near_miss_tables(prepared: PreparedDataset, image_ids: np.ndarray, caption_image: np.ndarray, caption_text):
+    """For each near-miss attribute A (``meta["near_miss_by"]``, else ``meta["mismatch_by"]``): where to draw a
+    *near miss* for each image, an image that agrees with it on every other of those attributes but not on A (same
+    petal colour, another centre colour), and which of that image's captions: those that name A.
+
+    ``caption_image`` is the split's caption rows' image, 0 .. len(image_ids) - 1, in order. Returns ``(order, low,
+    span, own, own_count)``, each ``[attributes, images]``, and ``(rows, row_start, row_count)``: images sorted by
+    (the other attributes, A); image i's near misses for A are ``order[A, low : low + span]`` without the
+    ``own_count`` entries from ``own`` (its own value of A), and image j's captions that name A are
+    ``rows[row_start[A, j] : + row_count[A, j]]``. ``None`` with fewer than two attributes (a class label alone).
     """
-    columns = prepared.meta.get("mismatch_by") or []
+    columns = prepared.meta.get("near_miss_by") or prepared.meta.get("mismatch_by") or []
     if prepared.attributes is None or len(columns) < 2:
         return None
     values = prepared.attributes.loc[image_ids, columns].astype(str)
-    tables = []
+    tables, rows, offset = [], [], 0
     for column in columns:
         others = [c for c in columns if c != column]
-        key = pd.factorize(values[others].agg("|".join, axis=1))[0]
-        key_and_group = key.astype(np.int64) * (groups.max() + 1) + groups
-        order = np.argsort(key_and_group, kind="stable")  # each group is a run inside its key's run
-        sorted_key, sorted_key_and_group = key[order], key_and_group[order]
-        key_low = np.searchsorted(sorted_key, key, side="left")
-        key_span = np.searchsorted(sorted_key, key, side="right") - key_low
-        own = np.searchsorted(sorted_key_and_group, key_and_group, side="left")
-        tables.append((order, key_low, key_span, own))
-    order, low, span, own = (np.stack(parts) for parts in zip(*tables))
-    return order, low, span, own
+        key = pd.factorize(values[others].agg("|".join, axis=1))[0].astype(np.int64)
+        value = pd.factorize(values[column])[0]
+        key_and_value = key * (value.max() + 1) + value
+        order = np.argsort(key_and_value, kind="stable")  # each value of A is a run inside its key's run
+        sorted_key, sorted_key_and_value = key[order], key_and_value[order]
+        low = np.searchsorted(sorted_key, key, side="left")
+        span = np.searchsorted(sorted_key, key, side="right") - low
+        own = np.searchsorted(sorted_key_and_value, key_and_value, side="left")
+        own_count = np.searchsorted(sorted_key_and_value, key_and_value, side="right") - own
+        named = np.flatnonzero(_captions_naming(prepared, caption_text, column))
+        row_count = np.bincount(caption_image[named], minlength=len(image_ids))
+        row_start = offset + np.concatenate([[0], np.cumsum(row_count)[:-1]])
+        rows.append(named)
+        offset += len(named)
+        tables.append((order, low, span, own, own_count, row_start, row_count))
+    order, low, span, own, own_count, row_start, row_count = (np.stack(parts) for parts in zip(*tables))
+    return (order, low, span, own, own_count), (np.concatenate(rows), row_start, row_count)
 
 
 def _text_table(prepared, rows: np.ndarray, text: str, vectorizer) -> np.ndarray:
@@ -286,6 +307,8 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
       attributes: from an image that differs in exactly one of them (the same petal colour with another centre
       colour, or the reverse). Drawn from any other group, nearly every wrong caption names another petal colour,
       so D learns to check the petals and never the small centre, and G never learns the centre either.
+      ``meta["near_miss_by"]`` names other attributes to differ in (the petal shape); the near miss's caption is
+      then one that names the attribute (``meta["attribute_words"]``: four in ten captions name the shape).
     - ``group``: int64 ``[B]``, the image's group: captions of one group say the same thing, so the contrastive
       term does not count them as wrong for each other.
 
@@ -317,10 +340,12 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
 
     if not 0.0 <= near_miss <= 1.0:
         raise ValueError(f"near_miss={near_miss!r} is a share of the wrong captions: a number from 0 to 1")
-    near = _near_miss_tables(prepared, image_ids, groups) if near_miss > 0 else None
+    near = _near_miss_tables(prepared, image_ids, local, split_captions.text.to_numpy()) if near_miss > 0 else None
     if near is not None:
-        near_order, near_low, near_span, near_own = (tf.constant(table) for table in near)
+        (near_order, near_low, near_span, near_own, near_own_count), (named_rows, named_start, named_count) = (
+            tuple(tf.constant(table) for table in tables) for tables in near)
         near_attributes = int(near_order.shape[0])
+        last_named_row = tf.constant(max(int(named_rows.shape[0]) - 1, 0), tf.int64)
 
     images = tf.constant(np.ascontiguousarray(prepared.images(image_size)[image_ids]))
     table, order = tf.constant(table), tf.constant(order)
@@ -339,18 +364,23 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
         start, count = tf.gather(group_start, index), tf.gather(group_count, index)
         k = pick(u[:, 1], tf.zeros_like(start), num - count)
         other = tf.gather(order, k + tf.where(k >= start, count, tf.zeros_like(count)))
+        wrong = pick(u[:, 2], tf.gather(starts, other), tf.gather(counts, other))
         if near is not None:
             v = tf.random.stateless_uniform([batch, 3], seed=tf.stack([batch_seed, 1]))
             attribute = tf.minimum(tf.cast(v[:, 0] * near_attributes, tf.int64), near_attributes - 1)
             at = tf.stack([attribute, index], axis=1)
-            low, span, own = (tf.gather_nd(table, at) for table in (near_low, near_span, near_own))
-            count_near = span - count
+            low, span, own, own_count = (tf.gather_nd(table, at)
+                                         for table in (near_low, near_span, near_own, near_own_count))
+            count_near = span - own_count
             j = pick(v[:, 1], tf.zeros_like(low), tf.maximum(count_near, 1))
-            position = low + j + tf.where(low + j >= own, count, tf.zeros_like(count))
+            position = low + j + tf.where(low + j >= own, own_count, tf.zeros_like(own_count))
             near_other = tf.gather_nd(near_order, tf.stack([attribute, tf.minimum(position, num - 1)], axis=1))
-            use_near = (v[:, 2] < near_miss) & (count_near > 0)
-            other = tf.where(use_near, near_other, other)
-        wrong = pick(u[:, 2], tf.gather(starts, other), tf.gather(counts, other))
+            # the near miss's caption names the attribute it differs in ("pointed", not just its colours)
+            at_other = tf.stack([attribute, near_other], axis=1)
+            named_low, named = tf.gather_nd(named_start, at_other), tf.gather_nd(named_count, at_other)
+            named_row = tf.minimum(pick(u[:, 2], named_low, tf.maximum(named, 1)), last_named_row)
+            use_near = (v[:, 2] < near_miss) & (count_near > 0) & (named > 0)
+            wrong = tf.where(use_near, tf.gather(named_rows, named_row), wrong)
         image = to_tanh_range(tf.gather(images, index))
         if flip:
             image = tf.where(u[:, 3, None, None, None] < 0.5, tf.reverse(image, axis=[2]), image)

@@ -1,12 +1,14 @@
 """t2ilib.data: checking a prepared dataset, and the tf.data pipeline of (image, text, wrong text)."""
 
+import copy
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 
-from t2ilib.data import load_prepared, make_dataset
+from t2ilib.data import _captions_naming, load_prepared, make_dataset
 
 
 class FakeVectorizer:
@@ -244,6 +246,37 @@ def test_near_miss_wrong_captions_differ_in_exactly_one_colour(prepared, tokens,
         assert (differing == 1).mean() > 0.8
     else:  # drawn from any other pair: mostly both colours differ
         assert (differing == 2).mean() > 0.6
+
+
+def test_a_near_miss_in_the_shape_takes_a_caption_that_names_the_other_shape(prepared, tokens):
+    from data_prep.synthetic import SHAPE_WORDS
+
+    vectorizer, by_id = tokens
+    owners = _owners(prepared)
+    attributes, images = prepared.attributes, prepared.images(32)
+    shaped = copy.copy(prepared)
+    shaped.meta = {**prepared.meta, "near_miss_by": ["petal_colour", "centre_colour", "petal_shape"]}
+    ds = make_dataset(shaped, image_size=32, text="tokens", vectorizer=vectorizer, batch_size=16, near_miss=1.0)
+    same_colours = 0
+    for batch in ds.take(6):
+        for image, text, wrong in zip(batch["image"].numpy(), batch["text"].numpy(), batch["wrong_text"].numpy()):
+            owner = _matching_image(image, owners[by_id[text[0]]], images)
+            wrong_text = by_id[wrong[0]]
+            others = attributes.loc[sorted(owners[wrong_text])]
+            if (others[["petal_colour", "centre_colour"]] == attributes.loc[owner, ["petal_colour", "centre_colour"]]
+                    ).all(axis=None):  # the same colours: a near miss in the shape
+                same_colours += 1
+                other_shape = "round" if attributes.loc[owner, "petal_shape"] == "pointed" else "pointed"
+                assert (others.petal_shape == other_shape).all()
+                assert set(SHAPE_WORDS[other_shape]) & set(re.findall(r"[a-z]+", wrong_text.lower())), wrong_text
+    assert same_colours >= 10  # about a third of 96, where the tiny set has a flower of the other shape
+
+
+def test_captions_name_an_attribute_by_its_words_and_every_caption_names_one_without_words(prepared):
+    texts = ["A red flower with POINTED petals", "a red flower", "rounded, pink petals", "sharpness is not a shape",
+             "spiky petals around a black centre"]
+    assert _captions_naming(prepared, texts, "petal_shape").tolist() == [True, False, True, False, True]
+    assert _captions_naming(prepared, texts, "petal_colour").all()
 
 
 def test_near_miss_share_is_checked(prepared, tokens):

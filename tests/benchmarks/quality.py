@@ -128,15 +128,6 @@ def shape_reader(prepared, image_size: int, cache_dir: Path, epochs: int = SHAPE
     return cached_classifier(prepared, {"petal_shape": values}, image_size, epochs, stem, view=image_size)
 
 
-def names_a_shape(captions: pd.Series) -> np.ndarray:
-    """Whether each caption names its petals' shape (four in ten do: a caption that does not cannot ask for one)."""
-    from data_prep import synthetic
-
-    words = {word for table in (synthetic.SHAPE_WORDS, synthetic.PARAPHRASE_SHAPE_WORDS)
-             for choices in table.values() for word in choices}
-    return captions.str.lower().str.findall(r"[a-z]+").map(lambda tokens: not words.isdisjoint(tokens)).to_numpy()
-
-
 def shape_match(reader, fakes, real, targets: pd.DataFrame, named: np.ndarray) -> dict:
     """Petal shape read on the generated and on the real images of the captions that name a shape."""
     target = targets.loc[named, ["petal_shape"]].reset_index(drop=True)
@@ -356,6 +347,9 @@ def main(argv=None):
     parser.add_argument("--mismatch-by", default="", metavar="ATTRIBUTES",
                         help="wrong captions come from images that differ in these attributes (default: the dataset's "
                              "mismatch_by, petal_colour,centre_colour), half of them in exactly one")
+    parser.add_argument("--near-miss-by", default="", metavar="ATTRIBUTES",
+                        help="near-miss wrong captions differ in one of these attributes (default: the dataset's "
+                             "near_miss_by, else its mismatch_by), from a caption that names it")
     parser.add_argument("--decay", type=float, default=0.0, metavar="SHARE",
                         help="both learning rates fall linearly to zero over this last share of --minutes (0: off)")
     args = parser.parse_args(argv)
@@ -380,6 +374,8 @@ def main(argv=None):
     prepared = prepare(config.data_dir(), args.num_images)
     if args.mismatch_by:  # in memory only: the prepared files stay as they are
         prepared.meta["mismatch_by"] = args.mismatch_by.split(",")
+    if args.near_miss_by:
+        prepared.meta["near_miss_by"] = args.near_miss_by.split(",")
     judge_size = args.judge_size or preset.size.image_size
     classifier = attribute_classifier(prepared, judge_size, out.parent)
     shapes = shape_reader(prepared, judge_size, out.parent)
@@ -465,6 +461,8 @@ def main(argv=None):
         "model": args.model, "preset": preset.name, "precision": precision,
         "projection": preset.recipe.projection, "loss": gan.recipe.loss, "mismatch": mismatch,
         "interpolate": interpolate, "jit_compile": args.jit, "near_miss": args.near_miss,
+        "mismatch_by": prepared.meta.get("mismatch_by"), "near_miss_by": prepared.meta.get("near_miss_by"),
+        "decay": args.decay,
         "g_norm": preset.recipe.g_norm, "d_norm": preset.recipe.d_norm,
         "contrastive_weight": gan.recipe.contrastive_weight,
         "group_mask": not args.no_group_mask, "diversity_weight": gan.recipe.diversity_weight,
@@ -672,7 +670,8 @@ def judge(generator, prepared, classifier, text_of, image_size: int, seed: int =
     judged["border_ratio"] = round(evaluation.border_ratio(fakes["test"], real["test"]), 3)
     judged["shape_share_of_real"] = None
     if shapes is not None:
-        named = names_a_shape(prepared.first_captions("test").text)  # the captions eval_captions reads
+        # the captions eval_captions reads; four in ten name a shape, and one that does not cannot ask for one
+        named = data._captions_naming(prepared, prepared.first_captions("test").text, "petal_shape")
         judged["shape"] = shape_match(shapes, fakes["test"], real["test"], targets["test"], named)
         judged["shape_share_of_real"] = judged["shape"]["share_of_real"]
     if np.asarray(texts["test"]).dtype.kind == "f":  # caption walks need embeddings to interpolate, not token ids

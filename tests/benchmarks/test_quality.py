@@ -158,12 +158,6 @@ def test_lstm_vectors_join_minilms_each_half_standardised_and_read_word_order(ti
     np.testing.assert_array_equal(reloaded(sentence, texts), wide)
 
 
-def test_only_captions_that_name_a_shape_count_for_the_shape_measure():
-    captions = pd.Series(["A red flower with POINTED petals", "a red flower", "rounded, pink petals",
-                          "sharpness is not a shape", "spiky petals around a black centre"])
-    assert quality.names_a_shape(captions).tolist() == [True, False, True, False, True]
-
-
 class PixelReader:
     """Reads petal shape from the first pixel: positive is pointed."""
 
