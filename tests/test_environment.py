@@ -68,3 +68,23 @@ def test_nbval_stderr_check_fails_on_warnings_but_not_on_progress_bars():
     warning = "/x/epoch_iterator.py:74: UserWarning: `shuffle=True` was passed, but will be ignored\n"
     assert unexpected_stderr([stream(warning), stream("fine\n", "stdout")]) == [warning.strip()]
     assert unexpected_stderr([stream("preparing: 100%|##########| 300/300 [00:01<00:00, 250.1it/s]\n")]) == []
+
+
+def test_t2ilib_turns_tensorflows_onednn_kernels_on_unless_the_student_chose():
+    # TensorFlow turns them on by itself only on CPUs with AVX-512; on a laptop CPU they halve a GAN step.
+    probe = "import os, t2ilib; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    for preset, expected in ((None, "1"), ("0", "0")):
+        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                             env={**env, "PYTHONPATH": str(ROOT), **({"TF_ENABLE_ONEDNN_OPTS": preset} if preset else {})})
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip() == expected
+
+
+def test_measuring_bfloat16_writes_no_onednn_fallback_line(tmp_path):
+    # Notebook 00 measures bfloat16; on a CPU without AVX-512 oneDNN logs an error line that it falls back to Eigen.
+    run = _python("import sys, t2ilib\nfrom pathlib import Path\nfrom t2ilib import device\n"
+                  "device.import_tensorflow()\n"
+                  f"print(device.measure_cpu_bf16_speedup(repeats=1, cache=Path({str(tmp_path / 'c.json')!r})))")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "oneDNN" not in run.stderr, run.stderr
