@@ -378,6 +378,7 @@ def make_dataset(prepared, split: str = "train", image_size: int = 64, text: str
             # the near miss's caption names the attribute it differs in ("pointed", not just its colours)
             at_other = tf.stack([attribute, near_other], axis=1)
             named_low, named = tf.gather_nd(named_start, at_other), tf.gather_nd(named_count, at_other)
+            # (a flower with no such caption may point one past the last row: kept in range, and not used below)
             named_row = tf.minimum(pick(u[:, 2], named_low, tf.maximum(named, 1)), last_named_row)
             use_near = (v[:, 2] < near_miss) & (count_near > 0) & (named > 0)
             wrong = tf.where(use_near, tf.gather(named_rows, named_row), wrong)
