@@ -66,6 +66,12 @@ def setup(seed: int = 0, preset: str | None = None, quiet: bool = False, dataset
 
         keras.utils.set_random_seed(seed)
         info = device.detect()
+        if not info.has_gpu:
+            # With oneDNN on a CPU without AVX-512, TensorFlow logs an error line the first time it meets a bool
+            # tensor (an LSTM's mask does, in notebooks 02, 03 and 07): it meets one here, where the line is held back.
+            import tensorflow as tf
+
+            tf.transpose(tf.zeros([1, 1], tf.bool))
     fast = config.is_fast()
     chosen = config.get_preset(preset)
     session = Session(fast=fast, preset=chosen, seed=seed, data_dir=config.data_dir(),

@@ -63,7 +63,8 @@ TF_STARTUP_NOISE = re.compile(
     r"|cpu_feature_guard|This TensorFlow binary is optimized|To enable the following instructions"
     r"|Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|TF-TRT Warning"
     r"|cuInit: UNKNOWN ERROR \(303\)|failed call to cuInit"
-    r"|oneDNN supports DT_BFLOAT16 only on platforms with AVX-512"  # measure_cpu_bf16_speedup on a laptop CPU
+    # on a laptop CPU: measure_cpu_bf16_speedup's bfloat16, and setup()'s bool tensor
+    r"|oneDNN supports DT_(BFLOAT16|BOOL) only on platforms with AVX-512"
 )
 TF_GLOBAL_FLAGS_MODULE = "tensorflow.python.pywrap_dlopen_global_flags"
 

@@ -83,6 +83,16 @@ def test_t2ilib_turns_tensorflows_onednn_kernels_on_unless_the_student_chose_or_
         assert run.stdout.strip() == expected, chosen
 
 
+def test_an_lstm_after_setup_writes_no_onednn_fallback_line():
+    # Full mode turns oneDNN on; on a CPU without AVX-512 its first bool tensor (an LSTM's mask) logs an error line,
+    # which setup() meets and holds back. (A CPU with AVX-512 never writes it.)
+    run = _python("import numpy as np, t2ilib\nt2ilib.setup(quiet=True)\nimport keras\n"
+                  "lstm = keras.Sequential([keras.layers.Embedding(9, 4, mask_zero=True), keras.layers.LSTM(4)])\n"
+                  "print(lstm(np.array([[1, 2, 0]])).shape)", T2I_FAST="0", TF_CPP_MIN_LOG_LEVEL="2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "(1, 4)" and "oneDNN" not in run.stderr, run.stderr
+
+
 def test_measuring_bfloat16_writes_no_onednn_fallback_line(tmp_path):
     # Notebook 00 measures bfloat16; on a CPU without AVX-512 oneDNN logs an error line that it falls back to Eigen.
     run = _python("import sys, t2ilib\nfrom pathlib import Path\nfrom t2ilib import device\n"
