@@ -10,7 +10,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-from t2ilib import config as _config
 from t2ilib import device as _device
 
 __version__ = "0.1.0"
@@ -19,11 +18,8 @@ __version__ = "0.1.0"
 # hidden, and its C++ core stays private so that triton (with PyPI's torch) can load beside it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 (servers); a laptop CPU without it
-# trains a GAN-CLS step about twice as fast with them. Not in fast mode (T2I_FAST=1, CI's smoke preset): on its tiny
-# tensors their overhead outweighs them, and the tests take a quarter longer (docs/results.md, "oneDNN"). ("auto"
-# counts as full mode here: telling needs TensorFlow loaded.)
-if os.environ.get("T2I_FAST", "").strip().lower() not in _config._TRUE:
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# trains a GAN-CLS step about twice as fast with them (docs/results.md, "oneDNN").
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 _device.keep_tensorflow_symbols_local()
 
 __all__ = ["setup", "Session", "DATASETS"]
