@@ -82,8 +82,8 @@ def test_t2ilib_turns_tensorflows_onednn_kernels_on_unless_the_student_chose():
 
 
 def test_an_lstm_after_setup_writes_no_onednn_fallback_line():
-    # Full mode turns oneDNN on; on a CPU without AVX-512 its first bool tensor (an LSTM's mask) logs an error line,
-    # which setup() meets and holds back. (A CPU with AVX-512 never writes it.)
+    # import t2ilib turns oneDNN on; on a CPU without AVX-512 its first bool tensor (an LSTM's mask) logs an error
+    # line, which setup() meets and holds back. (A CPU with AVX-512 never writes it.)
     run = _python("import numpy as np, t2ilib\nt2ilib.setup(quiet=True)\nimport keras\n"
                   "lstm = keras.Sequential([keras.layers.Embedding(9, 4, mask_zero=True), keras.layers.LSTM(4)])\n"
                   "print(lstm(np.array([[1, 2, 0]])).shape)", T2I_FAST="0", TF_CPP_MIN_LOG_LEVEL="2")
