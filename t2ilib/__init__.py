@@ -57,7 +57,7 @@ def setup(seed: int = 0, preset: str | None = None, quiet: bool = False, dataset
     from t2ilib import config, device
 
     with device.tensorflow_startup_log_held_back():  # its first import and device probe log from C++
-        device.import_tensorflow()
+        tf = device.import_tensorflow()
         import keras
 
         keras.utils.set_random_seed(seed)
@@ -65,8 +65,6 @@ def setup(seed: int = 0, preset: str | None = None, quiet: bool = False, dataset
         if not info.has_gpu:
             # With oneDNN on a CPU without AVX-512, TensorFlow logs an error line the first time it meets a bool
             # tensor (an LSTM's mask does, in notebooks 02, 03 and 07): it meets one here, where the line is held back.
-            import tensorflow as tf
-
             tf.transpose(tf.zeros([1, 1], tf.bool))
     fast = config.is_fast()
     chosen = config.get_preset(preset)
