@@ -144,7 +144,7 @@ $(WIDGETS7_STAMP): $(STAMP) constraints-colab.txt
 
 widgets7: $(WIDGETS7_STAMP)
 
-# Notebooks 01 and 03-07 on stand-in flowers102, cub200 and cifar10 in the real raw formats (`make test`: one each)
+# Notebooks 01 and 03-07 on stand-in flowers102, cub200 and cifar10 in the real raw formats (`make test`: 4 pairs)
 test-datasets: $(STAMP)
 	T2I_FAST=1 T2I_ALL_STANDINS=1 $(BIN)/python -m pytest tests/test_datasets_standin.py
 
