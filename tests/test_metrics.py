@@ -142,6 +142,7 @@ def test_attribute_judge_reads_the_datasets_attributes(flowers):
         metrics.train_attribute_judge(no_attributes, 32)
 
 
+@pytest.mark.slow  # the benchmarks' cache logic, the same at any pins: make test runs it, not colab's or floors'
 def test_the_judge_is_cached_by_what_makes_it_and_a_stale_one_is_trained_again(tiny_flowers, tmp_path, monkeypatch):
     import json
     import shutil

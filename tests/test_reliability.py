@@ -105,6 +105,7 @@ def losses_in_a_fresh_process(*seeds):
     return json.loads([line for line in out.splitlines() if line.startswith("LOSSES")][-1].removeprefix("LOSSES "))
 
 
+@pytest.mark.slow  # two child processes: make test runs it at the latest pins, not colab's or floors' jobs
 def test_same_seed_and_preset_give_identical_losses_step_for_step():
     # Op determinism is process-wide, so the runs happen in a child process and this session is unaffected.
     runs = losses_in_a_fresh_process(0, 0, 1)
@@ -487,6 +488,7 @@ def test_no_source_file_unpickles_evaluates_or_extracts_unsafely():
     assert not found, "\n".join(found)
 
 
+@pytest.mark.slow  # the test harness itself, the same at any pins: make test runs it, not colab's or floors'
 def test_a_pytest_session_trains_in_a_fresh_runs_directory_unless_told(tmp_path):
     """nbval must not resume or load what an earlier session left in runs/: conftest.py gives each session a new,
     empty runs directory (removed at the end); T2I_RUNS_DIR, when set, still wins."""
