@@ -211,6 +211,7 @@ def test_a_finished_run_drops_its_backup_and_is_not_resumed(tmp_path, capsys):
     assert history.frame.epoch.tolist() == [1, 2]  # one history, the new run's
 
 
+@pytest.mark.slow  # the kit's own fallback logic, the same at any pins: make test runs it, not colab's or floors'
 def test_a_backup_from_another_configuration_is_refused_naming_what_differs(tmp_path):
     interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     assert restore(callbacks.Checkpoint(tmp_path), tiny_gan()) == 1  # the same configuration resumes
@@ -316,6 +317,7 @@ def test_stop_on_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == saved
 
 
+@pytest.mark.slow  # the kit's own fallback logic, the same at any pins: make test runs it, not colab's or floors'
 def test_checkpoint_never_saves_nan_weights_even_without_stop_on_nan(tmp_path, capsys):
     gan = interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=1)
     saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
@@ -337,6 +339,7 @@ def test_checkpoint_keeps_two_generations_and_falls_back_from_a_damaged_one(tmp_
     assert int(fresh.g_optimizer.iterations) == 4
 
 
+@pytest.mark.slow  # the kit's own fallback logic, the same at any pins: make test runs it, not colab's or floors'
 def test_weights_newer_than_their_record_fall_back(tmp_path, capsys):
     # A kill between Keras' two writes leaves epoch 3's weights beside epoch 2's record: resuming them as epoch 2
     # would train one epoch twice, so the step in the record must match the weights'.
@@ -348,6 +351,7 @@ def test_weights_newer_than_their_record_fall_back(tmp_path, capsys):
     assert int(fresh.g_optimizer.iterations) == 4
 
 
+@pytest.mark.slow  # the kit's own fallback logic, the same at any pins: make test runs it, not colab's or floors'
 def test_a_damaged_record_falls_back_and_all_damaged_is_an_error(tmp_path, capsys):
     interrupted_fit(tiny_gan(), tmp_path, epochs=3, after=2)
     record = tmp_path / "training_metadata.json"
