@@ -83,7 +83,7 @@ def test_setup_takes_the_dataset_from_its_argument_or_t2i_dataset(monkeypatch):
 
 # make test: every stand-in prepared and read by a notebook (01 on flowers102), and the GANs trained on the other two:
 # 04 and 07 on cifar10, 05 on CUB (source E's data). Once prepared, every dataset is the same format to 03-07, so
-# 03 and 06 (on the flowers, 270 s of .ci/run's 40 minutes) and every other pair are left to `make test-datasets`.
+# 03 and 06 and every other pair are left to `make test-datasets`, for .ci/run's 40 minutes (docs/results.md).
 PAIRS = [("01_data_preprocessing.ipynb", "flowers102"), ("04_gan_cls.ipynb", "cifar10"),
          ("05_conditioning_augmentation.ipynb", "cub200"), ("07_evaluation_and_demo.ipynb", "cifar10")]
 ALL_PAIRS = [(notebook, dataset) for notebook in NOTEBOOKS_ON_REAL_DATA for dataset in standins.DATASETS]
