@@ -34,20 +34,22 @@ def trainers():
 
 def test_one_d_step_gives_the_same_losses_and_weights():
     kit, shared = trainers()
-    for a, b in zip(kit.discriminator.weights, shared.discriminator.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    start = [weight.numpy() for weight in kit.discriminator.weights]
+    for before, b in zip(start, shared.discriminator.weights):
+        np.testing.assert_array_equal(b.numpy(), before)
     data = batch()
     kit_logs, shared_logs = kit.update_discriminator(data), shared.update_discriminator(data)
     assert set(kit_logs) == set(shared_logs) >= {"d_loss", "ma_gp", "d_contrastive", "d_wrong"}
     for name in kit_logs:
         np.testing.assert_allclose(float(shared_logs[name]), float(kit_logs[name]), rtol=1e-4, atol=1e-7,
                                    err_msg=name)
+    # the penalty is tiny at the start (D's slopes are small): compared by its relative error alone
+    np.testing.assert_allclose(float(shared_logs["ma_gp"]), float(kit_logs["ma_gp"]), rtol=1e-3, atol=0)
     assert float(kit_logs["ma_gp"]) > 0
     moved = 0
-    for before, a, b in zip(trainers()[0].discriminator.weights, kit.discriminator.weights,
-                            shared.discriminator.weights):
+    for before, a, b in zip(start, kit.discriminator.weights, shared.discriminator.weights):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.path)
-        moved += not np.array_equal(before.numpy(), a.numpy())
+        moved += not np.array_equal(before, a.numpy())
     assert moved > 5  # the step changed D, and both trainers changed it alike
 
 
